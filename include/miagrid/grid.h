@@ -1,0 +1,162 @@
+/*
+ * grid.h: the grid file and its plan. A grid (YAML) names the axes of a sweep;
+ * expansion turns it into cells (one point of dataset x arch x prune x
+ * sparsity x defense x seed) and planning turns the cells into nodes (units of
+ * work with a canonical recipe and a content key), deduplicated so that cells
+ * needing the same model share one node.
+ */
+#ifndef MIAGRID_GRID_H
+#define MIAGRID_GRID_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "miagrid/util.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MG_NAME_MAX 64
+#define MG_CANON_MAX 512
+#define MG_MAX_HIDDEN 16
+/* Bumped whenever a recipe's meaning changes, so old store entries are not reused. */
+#define MG_RECIPE_VERSION 1
+
+typedef struct {
+    char name[MG_NAME_MAX];   /* registry name: "fashion-mnist", "mnist", "location" */
+    char root[1024];          /* "" = the registry default */
+    char canon[MG_CANON_MAX]; /* canonical JSON (root excluded: where data lives is not what it is) */
+} mg_dataset_spec;
+
+typedef struct {
+    char name[MG_NAME_MAX];   /* "mlp" or "lenet5" */
+    int n_hidden;             /* mlp */
+    int hidden[MG_MAX_HIDDEN];
+    char act[16];             /* "relu" or "tanh" */
+    char canon[MG_CANON_MAX];
+} mg_arch_spec;
+
+typedef struct {
+    char method[MG_NAME_MAX];   /* "l1-unstructured" */
+    char schedule[MG_NAME_MAX]; /* "one-shot" */
+    char canon[MG_CANON_MAX];
+} mg_prune_spec;
+
+typedef struct {
+    char name[MG_NAME_MAX];   /* "none" */
+    char canon[MG_CANON_MAX];
+} mg_defense_spec;
+
+typedef struct {
+    char name[MG_NAME_MAX];   /* "loss", "conf" */
+    char canon[MG_CANON_MAX];
+} mg_attack_spec;
+
+typedef struct {
+    int epochs;
+    int batch;
+    char optimizer[16];       /* "sgd" or "adam" */
+    double lr, momentum, weight_decay;
+    double beta1, beta2, eps; /* adam */
+    char canon[MG_CANON_MAX];
+} mg_train_spec;
+
+typedef struct {
+    long target_train, target_test, shadow_train, shadow_test;
+    char canon[MG_CANON_MAX];
+} mg_split_spec;
+
+typedef struct mg_exclude mg_exclude; /* a partial match on axis values; private to grid/ */
+
+typedef struct {
+    char path[1024];          /* the file as named on the command line */
+    char name[MG_NAME_MAX];
+    char *yaml;               /* the file's bytes as given, NUL-terminated */
+    size_t yaml_len;
+    char store[1024];         /* store directory; "" means runs/<name> */
+    uint64_t *seeds;
+    size_t n_seeds;
+    mg_split_spec split;
+    mg_train_spec train, finetune;
+    char data_root[1024];     /* data.root: default root for every dataset */
+    mg_dataset_spec *datasets;
+    size_t n_datasets;
+    mg_arch_spec *archs;
+    size_t n_archs;
+    mg_prune_spec *prunes;
+    size_t n_prunes;
+    double *sparsities;
+    size_t n_sparsities;
+    mg_defense_spec *defenses;
+    size_t n_defenses;
+    mg_attack_spec *attacks;
+    size_t n_attacks;
+    mg_exclude *excludes;
+    size_t n_excludes;
+} mg_grid;
+
+/* Parse a grid from text. `path` is used in messages only. Every error names
+ * path:line:column, the key, what was expected and the accepted values; unknown
+ * keys are errors. */
+mg_status mg_grid_parse(const char *path, const char *text, size_t len, mg_grid **out, mg_error *err);
+/* Read and parse a file. */
+mg_status mg_grid_load(const char *path, mg_grid **out, mg_error *err);
+void mg_grid_destroy(mg_grid **g);
+
+/* ---- plan ------------------------------------------------------------------------ */
+
+typedef enum { MG_NODE_TRAIN = 0, MG_NODE_PRUNE = 1, MG_NODE_ATTACK = 2 } mg_node_kind;
+typedef enum { MG_ROLE_TARGET = 0, MG_ROLE_SHADOW = 1 } mg_role;
+
+const char *mg_node_kind_str(mg_node_kind k);  /* "train", "prune", "attack" */
+const char *mg_role_str(mg_role r);            /* "target", "shadow" */
+
+typedef struct {
+    mg_node_kind kind;
+    mg_role role;            /* train, prune: whose data the model is trained on */
+    char key[33];            /* first 32 hex digits of SHA-256(recipe) */
+    char *recipe;            /* canonical JSON; includes the keys of the inputs */
+    size_t n_inputs;         /* train: 0; prune: 1 (the model pruned); attack: 2 (target model, shadow model) */
+    size_t inputs[2];        /* node indices */
+    /* Indices into the grid's axes, for the fields that apply to this kind. */
+    size_t dataset, arch, prune, defense, attack, seed;
+    double sparsity;         /* prune */
+    size_t n_uses;           /* how many references from cells and nodes resolve to this node */
+} mg_node;
+
+typedef struct {
+    size_t id;
+    size_t dataset, arch, prune, sparsity, defense, seed; /* indices into the grid's axes */
+    size_t model[2];         /* node index of the target [MG_ROLE_TARGET] and shadow [MG_ROLE_SHADOW] model */
+    size_t *attack_nodes;    /* grid->n_attacks node indices, in the grid's attack order */
+} mg_cell;
+
+typedef struct {
+    mg_cell *cells;
+    size_t n_cells;
+    mg_node *nodes;          /* topological order: every input precedes its consumers */
+    size_t n_nodes;
+    size_t n_refs;           /* node references before deduplication */
+} mg_plan;
+
+/* Expand the grid into cells (excludes applied) and nodes. A cell of sparsity
+ * 0 evaluates the dense models directly: it has no prune nodes. */
+mg_status mg_plan_build(const mg_grid *g, mg_plan **out, mg_error *err);
+void mg_plan_destroy(mg_plan **p);
+
+/* Find a node by key; returns its index or (size_t)-1. */
+size_t mg_plan_find(const mg_plan *p, const char *key);
+
+/* Human-readable listing for --dry-run: the cells with their axis values, the
+ * nodes with kind, key and inputs, and counts (cells, nodes, references, shared). */
+void mg_plan_print(const mg_grid *g, const mg_plan *p, FILE *f);
+
+/* Compact JSON of a cell's axis values: {"dataset":...,"arch":...,...}. Caller frees. */
+char *mg_cell_axes_json(const mg_grid *g, const mg_cell *c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
