@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "miagrid/util.h"
+
 static int mg_test_failures_ = 0;
 static int mg_test_checks_ = 0;
 
@@ -58,9 +60,10 @@ static int mg_test_checks_ = 0;
 #define CHECK_OK(call, errp)                                                        \
     do {                                                                            \
         int s_ = (int)(call);                                                       \
+        const mg_error *e_ = (errp);                                                \
         mg_test_checks_++;                                                          \
         if (s_ != 0)                                                                \
-            MG_T_FAIL_("%s returned %d: %s", #call, s_, (errp) ? (errp)->msg : ""); \
+            MG_T_FAIL_("%s returned %d: %s", #call, s_, e_ ? e_->msg : "");         \
     } while (0)
 
 /* Compare two float arrays; prints the max abs difference and its index. */

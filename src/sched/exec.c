@@ -1,0 +1,499 @@
+/* exec.c: computing one node. A train node trains a dense model on its role's
+ * members; a prune node prunes its input model and fine-tunes it with the mask
+ * held; an attack node scores the target and shadow models' outputs. Each
+ * writes one node file; inputs are read back from the store, so a node gives
+ * the same bits whichever rank runs it. */
+#define _GNU_SOURCE
+#include "miagrid/sched.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "miagrid/attack.h"
+#include "miagrid/nn.h"
+#include "miagrid/prune.h"
+
+void mg_exec_init(mg_exec_ctx *ctx, const mg_grid *g, const mg_plan *p, mg_store *s, int rank)
+{
+    memset(ctx, 0, sizeof *ctx);
+    ctx->grid = g;
+    ctx->plan = p;
+    ctx->store = s;
+    ctx->rank = rank;
+    if (gethostname(ctx->host, sizeof ctx->host - 1) != 0)
+        snprintf(ctx->host, sizeof ctx->host, "unknown");
+}
+
+void mg_exec_free(mg_exec_ctx *ctx)
+{
+    if (ctx->data_loaded)
+        mg_dataset_free(&ctx->data);
+    ctx->data_loaded = 0;
+}
+
+static mg_status ensure_data(mg_exec_ctx *ctx, size_t di, mg_error *err)
+{
+    if (ctx->data_loaded && ctx->data_index == di)
+        return MG_OK;
+    if (ctx->data_loaded)
+        mg_dataset_free(&ctx->data);
+    ctx->data_loaded = 0;
+    const mg_dataset_spec *d = &ctx->grid->datasets[di];
+    const char *root = d->root[0] ? d->root : ctx->grid->data_root;
+    mg_status st = mg_data_load(d->name, root, &ctx->data, err);
+    if (st != MG_OK)
+        return st;
+    ctx->data_loaded = 1;
+    ctx->data_index = di;
+    return MG_OK;
+}
+
+/* The member and non-member samples of a role, drawn from the seed's four-way split. */
+typedef struct {
+    float *x[2];
+    int32_t *y[2];
+    uint32_t *idx[2];
+    size_t n[2];
+} role_data;
+
+static void role_data_free(role_data *r)
+{
+    for (int i = 0; i < 2; i++) {
+        free(r->x[i]);
+        free(r->y[i]);
+        free(r->idx[i]);
+    }
+    memset(r, 0, sizeof *r);
+}
+
+static mg_status load_role_data(mg_exec_ctx *ctx, const mg_node *node, role_data *out, mg_error *err)
+{
+    mg_status st = MG_OK;
+    const mg_grid *g = ctx->grid;
+    mg_split split;
+    memset(&split, 0, sizeof split);
+    memset(out, 0, sizeof *out);
+    MG_CHECK(ensure_data(ctx, node->dataset, err));
+    size_t sizes[4] = {(size_t)g->split.target_train, (size_t)g->split.target_test,
+                       (size_t)g->split.shadow_train, (size_t)g->split.shadow_test};
+    MG_CHECK(mg_split_four_way(ctx->data.n, sizes, g->seeds[node->seed], "four-way", &split, err));
+    size_t dim = mg_dataset_dim(&ctx->data);
+    for (int part = 0; part < 2; part++) {
+        int s = (node->role == MG_ROLE_TARGET ? 0 : 2) + part;
+        size_t n = split.n[s];
+        out->n[part] = n;
+        out->x[part] = mg_malloc(n * dim, sizeof(float), "samples", err);
+        out->y[part] = mg_malloc(n, sizeof(int32_t), "labels", err);
+        out->idx[part] = mg_malloc(n, sizeof(uint32_t), "indices", err);
+        if (!out->x[part] || !out->y[part] || !out->idx[part])
+            MG_FAIL(MG_ERR_NOMEM, "out of memory gathering %zu samples", n);
+        memcpy(out->idx[part], split.idx[s], n * sizeof(uint32_t));
+        mg_dataset_gather(&ctx->data, split.idx[s], n, out->x[part], out->y[part]);
+    }
+cleanup:
+    mg_split_free(&split);
+    if (st != MG_OK)
+        role_data_free(out);
+    return st;
+}
+
+static mg_status make_model(mg_exec_ctx *ctx, const mg_node *node, mg_model **m, mg_error *err)
+{
+    const mg_arch_spec *a = &ctx->grid->archs[node->arch];
+    mg_model_cfg cfg = {
+        .arch = a->name,
+        .hidden = a->hidden,
+        .n_hidden = a->n_hidden,
+        .act = strcmp(a->act, "tanh") == 0 ? MG_ACT_TANH : MG_ACT_RELU,
+        .in_c = ctx->data.c,
+        .in_h = ctx->data.h,
+        .in_w = ctx->data.w,
+        .n_classes = ctx->data.n_classes,
+    };
+    return mg_model_create(&cfg, m, err);
+}
+
+static void train_cfg_from(const mg_train_spec *t, mg_train_cfg *c)
+{
+    memset(c, 0, sizeof *c);
+    c->epochs = t->epochs;
+    c->batch = t->batch;
+    c->optim.kind = strcmp(t->optimizer, "adam") == 0 ? MG_OPT_ADAM : MG_OPT_SGD;
+    c->optim.lr = t->lr;
+    c->optim.momentum = t->momentum;
+    c->optim.weight_decay = t->weight_decay;
+    c->optim.beta1 = t->beta1;
+    c->optim.beta2 = t->beta2;
+    c->optim.eps = t->eps;
+}
+
+/* "conv1.weight" -> "model/conv1/weight" */
+static void tensor_path(const char *name, const char *leaf, char *buf, size_t n)
+{
+    char layer[64];
+    snprintf(layer, sizeof layer, "%s", name);
+    char *dot = strrchr(layer, '.');
+    const char *field = "param";
+    if (dot) {
+        *dot = '\0';
+        field = dot + 1;
+    }
+    snprintf(buf, n, "model/%s/%s", layer, leaf ? leaf : field);
+}
+
+static mg_status write_model(hid_t f, mg_model *m, mg_error *err)
+{
+    mg_status st = MG_OK;
+    float *params = mg_model_params(m);
+    float *masks = mg_model_masks(m);
+    uint8_t *mask8 = NULL;
+    for (size_t i = 0; i < mg_model_n_tensors(m); i++) {
+        const mg_tensor_info *t = mg_model_tensor(m, i);
+        hsize_t dims[4];
+        for (int d = 0; d < t->ndim; d++)
+            dims[d] = (hsize_t)t->shape[d];
+        char path[160];
+        tensor_path(t->name, NULL, path, sizeof path);
+        MG_CHECK(mg_h5_write(f, path, H5T_NATIVE_FLOAT, t->ndim, dims, params + t->offset, err));
+        if (t->prunable) {
+            mask8 = mg_malloc(t->count, 1, "mask", err);
+            if (!mask8)
+                MG_FAIL(MG_ERR_NOMEM, "out of memory writing masks");
+            for (size_t j = 0; j < t->count; j++)
+                mask8[j] = masks[t->offset + j] != 0.0f;
+            tensor_path(t->name, "mask", path, sizeof path);
+            MG_CHECK(mg_h5_write(f, path, H5T_NATIVE_UINT8, t->ndim, dims, mask8, err));
+            free(mask8);
+            mask8 = NULL;
+        }
+    }
+cleanup:
+    free(mask8);
+    return st;
+}
+
+static mg_status read_model(hid_t f, mg_model *m, const char *key, mg_error *err)
+{
+    mg_status st = MG_OK;
+    float *params = mg_model_params(m);
+    float *masks = mg_model_masks(m);
+    void *buf = NULL;
+    for (size_t i = 0; i < mg_model_n_tensors(m); i++) {
+        const mg_tensor_info *t = mg_model_tensor(m, i);
+        char path[160];
+        hsize_t dims[4];
+        int nd = 0;
+        tensor_path(t->name, NULL, path, sizeof path);
+        MG_CHECK(mg_h5_read(f, path, H5T_NATIVE_FLOAT, &buf, dims, &nd, err));
+        hsize_t count = 1;
+        for (int d = 0; d < nd; d++)
+            count *= dims[d];
+        if (count != t->count)
+            MG_FAIL(MG_ERR_STATE, "node %s: %s has %llu values, the model expects %zu", key, path,
+                    (unsigned long long)count, t->count);
+        memcpy(params + t->offset, buf, t->count * sizeof(float));
+        free(buf);
+        buf = NULL;
+        if (t->prunable) {
+            tensor_path(t->name, "mask", path, sizeof path);
+            MG_CHECK(mg_h5_read(f, path, H5T_NATIVE_UINT8, &buf, NULL, NULL, err));
+            const uint8_t *m8 = buf;
+            for (size_t j = 0; j < t->count; j++)
+                masks[t->offset + j] = m8[j] ? 1.0f : 0.0f;
+            free(buf);
+            buf = NULL;
+        }
+    }
+cleanup:
+    free(buf);
+    return st;
+}
+
+static mg_status write_history(hid_t f, const mg_history *h, mg_error *err)
+{
+    mg_status st = MG_OK;
+    hsize_t n = (hsize_t)h->n_epochs;
+    MG_CHECK(mg_h5_write(f, "history/loss", H5T_NATIVE_DOUBLE, 1, &n, h->loss, err));
+    MG_CHECK(mg_h5_write(f, "history/train_acc", H5T_NATIVE_DOUBLE, 1, &n, h->train_acc, err));
+    MG_CHECK(mg_h5_write(f, "history/seconds", H5T_NATIVE_DOUBLE, 1, &n, h->seconds, err));
+cleanup:
+    return st;
+}
+
+/* Logits on members and non-members, and the model's accuracy metrics. */
+static mg_status write_outputs(hid_t f, mg_model *m, const role_data *rd, mg_error *err)
+{
+    mg_status st = MG_OK;
+    int K = mg_model_n_classes(m);
+    float *logits[2] = {NULL, NULL};
+    double acc[2] = {0, 0};
+    static const char *part[2] = {"member", "nonmember"};
+    hid_t grp = H5I_INVALID_HID;
+    for (int i = 0; i < 2; i++) {
+        logits[i] = mg_malloc(rd->n[i] * (size_t)K, sizeof(float), "logits", err);
+        if (!logits[i])
+            MG_FAIL(MG_ERR_NOMEM, "out of memory for logits");
+        MG_CHECK(mg_model_predict(m, rd->x[i], rd->n[i], logits[i], err));
+        for (size_t j = 0; j < rd->n[i] * (size_t)K; j++)
+            if (!isfinite(logits[i][j]))
+                MG_FAIL(MG_ERR_NUMERIC, "the model's outputs are not finite (training diverged?)");
+        acc[i] = mg_accuracy(logits[i], rd->y[i], rd->n[i], K);
+        char path[64];
+        hsize_t d2[2] = {rd->n[i], (hsize_t)K}, d1[1] = {rd->n[i]};
+        snprintf(path, sizeof path, "outputs/%s/logits", part[i]);
+        MG_CHECK(mg_h5_write(f, path, H5T_NATIVE_FLOAT, 2, d2, logits[i], err));
+        snprintf(path, sizeof path, "outputs/%s/labels", part[i]);
+        MG_CHECK(mg_h5_write(f, path, H5T_NATIVE_INT32, 1, d1, rd->y[i], err));
+        snprintf(path, sizeof path, "outputs/%s/sample_index", part[i]);
+        MG_CHECK(mg_h5_write(f, path, H5T_NATIVE_UINT32, 1, d1, rd->idx[i], err));
+    }
+    grp = H5Gcreate2(f, "metrics", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (grp < 0)
+        MG_FAIL(MG_ERR_HDF5, "cannot create group /metrics");
+    size_t total = 0, nonzero = 0;
+    const float *params = mg_model_params(m);
+    for (size_t t = 0; t < mg_model_n_tensors(m); t++) {
+        const mg_tensor_info *ti = mg_model_tensor(m, t);
+        if (!ti->prunable)
+            continue;
+        total += ti->count;
+        for (size_t j = 0; j < ti->count; j++)
+            nonzero += params[ti->offset + j] != 0.0f;
+    }
+    MG_CHECK(mg_h5_attr_f64(grp, "train_acc", acc[0], err));
+    MG_CHECK(mg_h5_attr_f64(grp, "test_acc", acc[1], err));
+    MG_CHECK(mg_h5_attr_f64(grp, "gap", acc[0] - acc[1], err));
+    MG_CHECK(mg_h5_attr_f64(grp, "sparsity", mg_model_mask_sparsity(m), err));
+    MG_CHECK(mg_h5_attr_f64(grp, "prunable_params", (double)total, err));
+    MG_CHECK(mg_h5_attr_f64(grp, "nonzero_params", (double)nonzero, err));
+cleanup:
+    if (grp >= 0)
+        H5Gclose(grp);
+    free(logits[0]);
+    free(logits[1]);
+    return st;
+}
+
+static mg_status exec_model(mg_exec_ctx *ctx, const mg_node *node, mg_node_writer *w, mg_error *err)
+{
+    mg_status st = MG_OK;
+    const mg_grid *g = ctx->grid;
+    role_data rd;
+    mg_model *m = NULL;
+    mg_history hist;
+    mg_train_cfg tc;
+    mg_rng rng;
+    hid_t in = H5I_INVALID_HID;
+    uint64_t seed = g->seeds[node->seed];
+    memset(&hist, 0, sizeof hist);
+    memset(&rd, 0, sizeof rd);
+
+    MG_CHECK(load_role_data(ctx, node, &rd, err));
+    MG_CHECK(make_model(ctx, node, &m, err));
+    if (node->kind == MG_NODE_TRAIN) {
+        mg_rng_seed(&rng, seed, node->key, "init");
+        mg_model_init_params(m, &rng);
+        train_cfg_from(&g->train, &tc);
+    } else {
+        const mg_node *src = &ctx->plan->nodes[node->inputs[0]];
+        MG_CHECK(mg_store_node_open(ctx->store, src->key, &in, err));
+        MG_CHECK(read_model(in, m, src->key, err));
+        H5Fclose(in);
+        in = H5I_INVALID_HID;
+        MG_CHECK(mg_prune_l1_unstructured(m, node->sparsity, err));
+        train_cfg_from(&g->finetune, &tc);
+    }
+    mg_rng_seed(&rng, seed, node->key, "shuffle");
+    MG_CHECK(mg_train(m, rd.x[0], rd.y[0], rd.n[0], &tc, &rng, &hist, err));
+
+    hid_t f = mg_node_writer_file(w);
+    MG_CHECK(mg_h5_attr_str(f, "role", mg_role_str(node->role), err));
+    if (node->kind == MG_NODE_PRUNE)
+        MG_CHECK(mg_h5_attr_f64(f, "requested_sparsity", node->sparsity, err));
+    MG_CHECK(write_model(f, m, err));
+    MG_CHECK(write_history(f, &hist, err));
+    MG_CHECK(write_outputs(f, m, &rd, err));
+cleanup:
+    if (in >= 0)
+        H5Fclose(in);
+    mg_history_free(&hist);
+    mg_model_destroy(&m);
+    role_data_free(&rd);
+    return st;
+}
+
+/* One model's outputs as the attack sees them. */
+typedef struct {
+    float *logits[2];
+    int32_t *labels[2];
+    uint32_t *index[2];
+    size_t n[2];
+    int K;
+} outputs;
+
+static void outputs_free(outputs *o)
+{
+    for (int i = 0; i < 2; i++) {
+        free(o->logits[i]);
+        free(o->labels[i]);
+        free(o->index[i]);
+    }
+    memset(o, 0, sizeof *o);
+}
+
+static mg_status read_outputs(mg_exec_ctx *ctx, const char *key, outputs *o, mg_error *err)
+{
+    mg_status st = MG_OK;
+    hid_t f = H5I_INVALID_HID;
+    static const char *part[2] = {"member", "nonmember"};
+    memset(o, 0, sizeof *o);
+    MG_CHECK(mg_store_node_open(ctx->store, key, &f, err));
+    for (int i = 0; i < 2; i++) {
+        char path[64];
+        hsize_t d[4];
+        int nd;
+        snprintf(path, sizeof path, "outputs/%s/logits", part[i]);
+        MG_CHECK(mg_h5_read(f, path, H5T_NATIVE_FLOAT, (void **)&o->logits[i], d, &nd, err));
+        if (nd != 2)
+            MG_FAIL(MG_ERR_STATE, "node %s: %s is not a matrix", key, path);
+        o->n[i] = (size_t)d[0];
+        o->K = (int)d[1];
+        snprintf(path, sizeof path, "outputs/%s/labels", part[i]);
+        MG_CHECK(mg_h5_read(f, path, H5T_NATIVE_INT32, (void **)&o->labels[i], d, &nd, err));
+        snprintf(path, sizeof path, "outputs/%s/sample_index", part[i]);
+        MG_CHECK(mg_h5_read(f, path, H5T_NATIVE_UINT32, (void **)&o->index[i], d, &nd, err));
+    }
+cleanup:
+    if (f >= 0)
+        H5Fclose(f);
+    if (st != MG_OK) {
+        mg_error_prefix(err, "reading outputs of node %s: ", key);
+        outputs_free(o);
+    }
+    return st;
+}
+
+/* Scores of members then non-members, with membership flags and sample indices. */
+static mg_status score_all(const char *attack, const outputs *o, double **score, uint8_t **member,
+                           uint32_t **index, size_t *n, mg_error *err)
+{
+    mg_status st = MG_OK;
+    size_t total = o->n[0] + o->n[1];
+    *score = mg_malloc(total, sizeof(double), "scores", err);
+    *member = mg_malloc(total, 1, "labels", err);
+    *index = mg_malloc(total, sizeof(uint32_t), "indices", err);
+    if (!*score || !*member || !*index)
+        MG_FAIL(MG_ERR_NOMEM, "out of memory for attack scores");
+    size_t off = 0;
+    for (int i = 0; i < 2; i++) {
+        MG_CHECK(mg_attack_score(attack, o->logits[i], o->labels[i], o->n[i], o->K, *score + off, err));
+        memset(*member + off, i == 0, o->n[i]);
+        memcpy(*index + off, o->index[i], o->n[i] * sizeof(uint32_t));
+        off += o->n[i];
+    }
+    *n = total;
+cleanup:
+    return st;
+}
+
+static mg_status write_metrics(hid_t f, const char *path, const mg_attack_metrics *m, mg_error *err)
+{
+    mg_status st = MG_OK;
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    hid_t grp = H5Gcreate2(f, path, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    H5Pclose(lcpl);
+    if (grp < 0)
+        MG_FAIL(MG_ERR_HDF5, "cannot create group %s", path);
+    MG_CHECK(mg_h5_attr_f64(grp, "balanced_acc", m->balanced_acc, err));
+    MG_CHECK(mg_h5_attr_f64(grp, "auc", m->auc, err));
+    MG_CHECK(mg_h5_attr_f64(grp, "tpr_at_1pct_fpr", m->tpr_at_1fpr, err));
+    MG_CHECK(mg_h5_attr_f64(grp, "tpr_at_0.1pct_fpr", m->tpr_at_01fpr, err));
+    MG_CHECK(mg_h5_attr_f64(grp, "advantage", m->advantage, err));
+    MG_CHECK(mg_h5_attr_f64(grp, "threshold", m->threshold, err));
+    MG_CHECK(mg_h5_attr_f64(grp, "tpr", m->tpr, err));
+    MG_CHECK(mg_h5_attr_f64(grp, "fpr", m->fpr, err));
+cleanup:
+    if (grp >= 0)
+        H5Gclose(grp);
+    return st;
+}
+
+static mg_status exec_attack(mg_exec_ctx *ctx, const mg_node *node, mg_node_writer *w, mg_error *err)
+{
+    mg_status st = MG_OK;
+    const char *attack = ctx->grid->attacks[node->attack].name;
+    outputs tgt, shd;
+    double *ts = NULL, *ss = NULL, *fpr = NULL, *tpr = NULL;
+    uint8_t *tm = NULL, *sm = NULL;
+    uint32_t *ti = NULL, *si = NULL;
+    size_t tn = 0, sn = 0, npts = 0;
+    memset(&tgt, 0, sizeof tgt);
+    memset(&shd, 0, sizeof shd);
+
+    MG_CHECK(read_outputs(ctx, ctx->plan->nodes[node->inputs[0]].key, &tgt, err));
+    MG_CHECK(read_outputs(ctx, ctx->plan->nodes[node->inputs[1]].key, &shd, err));
+    if (tgt.K != shd.K)
+        MG_FAIL(MG_ERR_STATE, "target and shadow models have %d and %d classes", tgt.K, shd.K);
+    MG_CHECK(score_all(attack, &shd, &ss, &sm, &si, &sn, err));
+    MG_CHECK(score_all(attack, &tgt, &ts, &tm, &ti, &tn, err));
+
+    /* The attacker fits on the shadow model, where it knows membership, and
+     * applies the threshold to the target. */
+    double thr = mg_attack_fit_threshold(ss, sm, sn);
+    mg_attack_metrics on_shadow, on_target;
+    mg_attack_evaluate(ss, sm, sn, thr, &on_shadow);
+    mg_attack_evaluate(ts, tm, tn, thr, &on_target);
+
+    hid_t f = mg_node_writer_file(w);
+    MG_CHECK(mg_h5_attr_str(f, "attack", attack, err));
+    MG_CHECK(write_metrics(f, "metrics/target", &on_target, err));
+    MG_CHECK(write_metrics(f, "metrics/shadow", &on_shadow, err));
+    hsize_t d = tn;
+    MG_CHECK(mg_h5_write(f, "scores/score", H5T_NATIVE_DOUBLE, 1, &d, ts, err));
+    MG_CHECK(mg_h5_write(f, "scores/is_member", H5T_NATIVE_UINT8, 1, &d, tm, err));
+    MG_CHECK(mg_h5_write(f, "scores/sample_index", H5T_NATIVE_UINT32, 1, &d, ti, err));
+    MG_CHECK(mg_metric_roc(ts, tm, tn, &fpr, &tpr, &npts, err));
+    hsize_t dp = npts;
+    MG_CHECK(mg_h5_write(f, "roc/fpr", H5T_NATIVE_DOUBLE, 1, &dp, fpr, err));
+    MG_CHECK(mg_h5_write(f, "roc/tpr", H5T_NATIVE_DOUBLE, 1, &dp, tpr, err));
+cleanup:
+    outputs_free(&tgt);
+    outputs_free(&shd);
+    free(ts); free(ss); free(tm); free(sm); free(ti); free(si); free(fpr); free(tpr);
+    return st;
+}
+
+mg_status mg_exec_node(mg_exec_ctx *ctx, size_t idx, mg_error *err)
+{
+    mg_status st = MG_OK;
+    const mg_node *node = &ctx->plan->nodes[idx];
+    mg_node_writer *w = NULL;
+    double t0 = mg_now();
+    char started[40];
+    mg_iso_time(started, sizeof started);
+
+    MG_CHECK(mg_node_writer_begin(ctx->store, node->key, mg_node_kind_str(node->kind), node->recipe, &w, err));
+    if (node->kind == MG_NODE_ATTACK)
+        MG_CHECK(exec_attack(ctx, node, w, err));
+    else
+        MG_CHECK(exec_model(ctx, node, w, err));
+    hid_t f = mg_node_writer_file(w);
+    char ended[40];
+    mg_iso_time(ended, sizeof ended);
+    MG_CHECK(mg_h5_attr_i64(f, "rank", ctx->rank, err));
+    MG_CHECK(mg_h5_attr_str(f, "host", ctx->host, err));
+    MG_CHECK(mg_h5_attr_str(f, "started", started, err));
+    MG_CHECK(mg_h5_attr_str(f, "ended", ended, err));
+    MG_CHECK(mg_h5_attr_f64(f, "seconds", mg_now() - t0, err));
+    MG_CHECK(mg_node_writer_commit(&w, err));
+cleanup:
+    if (w)
+        mg_node_writer_abort(&w);
+    if (st != MG_OK)
+        mg_error_prefix(err, "%s node %.12s: ", mg_node_kind_str(node->kind), node->key);
+    return st;
+}

@@ -1,0 +1,256 @@
+/* store.c: the store directory, its lock and format stamp, and node files
+ * written under a temporary name and renamed into place when whole. */
+#define _GNU_SOURCE
+#include "store/store_internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct mg_node_writer {
+    mg_store *store;
+    char key[65];
+    char tmp[4300];
+    char final[4096];
+    hid_t file;
+};
+
+static const char *FORMAT_FILE = "miagrid-store";
+
+static mg_status check_format(const char *dir, mg_error *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, FORMAT_FILE);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        if (errno != ENOENT)
+            return mg_error_set(err, MG_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
+        f = fopen(path, "w");
+        if (!f)
+            return mg_error_set(err, MG_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+        fprintf(f, "miagrid store format %d\n", MG_STORE_FORMAT);
+        if (fclose(f) != 0)
+            return mg_error_set(err, MG_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+        return MG_OK;
+    }
+    char line[128] = "";
+    int version = -1;
+    if (fgets(line, sizeof line, f) == NULL || sscanf(line, "miagrid store format %d", &version) != 1) {
+        fclose(f);
+        return mg_error_set(err, MG_ERR_STATE, "%s: not a miagrid store stamp (first line: \"%.40s\")", path, line);
+    }
+    fclose(f);
+    if (version != MG_STORE_FORMAT)
+        return mg_error_set(err, MG_ERR_STATE,
+                            "%s: store has format %d but this miagrid (%s) reads format %d; "
+                            "use a new store directory or the matching miagrid version",
+                            dir, version, MG_VERSION, MG_STORE_FORMAT);
+    return MG_OK;
+}
+
+mg_status mg_store_open(const char *dir, mg_store **out, mg_error *err)
+{
+    mg_status st = MG_OK;
+    mg_store *s = NULL;
+    *out = NULL;
+    mg_h5_quiet();
+    if (strlen(dir) >= sizeof s->dir - 64)
+        return mg_error_set(err, MG_ERR_ARG, "store path too long: %s", dir);
+    s = mg_calloc(1, sizeof *s, "store", err);
+    if (!s)
+        return MG_ERR_NOMEM;
+    s->lock_fd = -1;
+    snprintf(s->dir, sizeof s->dir, "%s", dir);
+    char nodes[4096];
+    snprintf(nodes, sizeof nodes, "%s/nodes", dir);
+    MG_CHECK(mg_mkdirs(nodes, err));
+    MG_CHECK(check_format(dir, err));
+    *out = s;
+    s = NULL;
+cleanup:
+    free(s);
+    return st;
+}
+
+void mg_store_close(mg_store **sp)
+{
+    if (!sp || !*sp)
+        return;
+    if ((*sp)->lock_fd >= 0)
+        close((*sp)->lock_fd); /* releases the flock */
+    free(*sp);
+    *sp = NULL;
+}
+
+const char *mg_store_dir(const mg_store *s) { return s->dir; }
+
+/* Node files still under a temporary name were left by a run that died; with
+ * the lock held no writer can be alive, so they go. */
+static void remove_stale_temporaries(const mg_store *s)
+{
+    char nodes[4096];
+    snprintf(nodes, sizeof nodes, "%s/nodes", s->dir);
+    DIR *d = opendir(nodes);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strstr(e->d_name, ".h5.tmp.") != NULL) {
+            char path[4400];
+            snprintf(path, sizeof path, "%s/%s", nodes, e->d_name);
+            unlink(path);
+        }
+    }
+    closedir(d);
+}
+
+mg_status mg_store_lock(mg_store *s, mg_error *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/lock", s->dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0664);
+    if (fd < 0)
+        return mg_error_set(err, MG_ERR_IO, "%s: cannot open lock file: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char holder[256] = "";
+        ssize_t n = pread(fd, holder, sizeof holder - 1, 0);
+        holder[n > 0 ? n : 0] = '\0';
+        holder[strcspn(holder, "\n")] = '\0';
+        close(fd);
+        return mg_error_set(err, MG_ERR_STATE,
+                            "store %s is in use by another miagrid run (%s); wait for it to end or use another store",
+                            s->dir, holder[0] ? holder : "holder unknown");
+    }
+    char host[128] = "?";
+    gethostname(host, sizeof host - 1);
+    char who[300];
+    int n = snprintf(who, sizeof who, "pid %ld on %s\n", (long)getpid(), host);
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, who, (size_t)n, 0) != n) {
+        close(fd);
+        return mg_error_set(err, MG_ERR_IO, "%s: cannot write lock file: %s", path, strerror(errno));
+    }
+    s->lock_fd = fd;
+    remove_stale_temporaries(s);
+    return MG_OK;
+}
+
+void mg_store_node_path(const mg_store *s, const char *key, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s/nodes/%s.h5", s->dir, key);
+}
+
+int mg_store_node_complete(const mg_store *s, const char *key)
+{
+    char path[4096];
+    mg_store_node_path(s, key, path, sizeof path);
+    if (access(path, R_OK) != 0)
+        return 0;
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0)
+        return 0;
+    char status[32], k[80];
+    int ok = mg_h5_get_attr_str(f, "status", status, sizeof status, NULL) == MG_OK &&
+             mg_h5_get_attr_str(f, "key", k, sizeof k, NULL) == MG_OK &&
+             strcmp(status, "complete") == 0 && strcmp(k, key) == 0;
+    H5Fclose(f);
+    return ok;
+}
+
+mg_status mg_store_node_open(const mg_store *s, const char *key, hid_t *file, mg_error *err)
+{
+    char path[4096];
+    mg_store_node_path(s, key, path, sizeof path);
+    *file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (*file < 0)
+        return mg_error_set(err, MG_ERR_HDF5, "%s: cannot open node file (missing or corrupt)", path);
+    return MG_OK;
+}
+
+mg_status mg_node_writer_begin(mg_store *s, const char *key, const char *kind, const char *recipe,
+                               mg_node_writer **out, mg_error *err)
+{
+    mg_status st = MG_OK;
+    mg_node_writer *w = mg_calloc(1, sizeof *w, "node writer", err);
+    *out = NULL;
+    if (!w)
+        return MG_ERR_NOMEM;
+    w->store = s;
+    w->file = H5I_INVALID_HID;
+    snprintf(w->key, sizeof w->key, "%s", key);
+    mg_store_node_path(s, key, w->final, sizeof w->final);
+    char host[64] = "host";
+    gethostname(host, sizeof host - 1);
+    /* Unique per process so two writers of one node never share a temporary. */
+    snprintf(w->tmp, sizeof w->tmp, "%s.tmp.%s.%ld", w->final, host, (long)getpid());
+    w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (w->file < 0)
+        MG_FAIL(MG_ERR_HDF5, "%s: cannot create node file (is the store writable and the disk not full?)", w->tmp);
+    MG_CHECK(mg_h5_attr_str(w->file, "key", key, err));
+    MG_CHECK(mg_h5_attr_str(w->file, "kind", kind, err));
+    MG_CHECK(mg_h5_attr_str(w->file, "recipe", recipe, err));
+    MG_CHECK(mg_h5_attr_str(w->file, "status", "writing", err));
+    MG_CHECK(mg_h5_attr_i64(w->file, "store_format", MG_STORE_FORMAT, err));
+    MG_CHECK(mg_h5_attr_str(w->file, "miagrid_version", MG_VERSION, err));
+    *out = w;
+    w = NULL;
+cleanup:
+    if (w)
+        mg_node_writer_abort(&w);
+    return st;
+}
+
+hid_t mg_node_writer_file(mg_node_writer *w) { return w->file; }
+
+static mg_status fsync_path(const char *path, int dir, mg_error *err)
+{
+    int fd = open(path, (dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
+    if (fd < 0)
+        return mg_error_set(err, MG_ERR_IO, "%s: cannot open for fsync: %s", path, strerror(errno));
+    int rc = fsync(fd);
+    close(fd);
+    if (rc != 0 && !dir)
+        return mg_error_set(err, MG_ERR_IO, "%s: fsync failed: %s", path, strerror(errno));
+    return MG_OK;
+}
+
+mg_status mg_node_writer_commit(mg_node_writer **wp, mg_error *err)
+{
+    mg_status st = MG_OK;
+    mg_node_writer *w = *wp;
+    *wp = NULL;
+    MG_CHECK(mg_h5_attr_str(w->file, "status", "complete", err));
+    if (H5Fclose(w->file) < 0) {
+        w->file = H5I_INVALID_HID;
+        MG_FAIL(MG_ERR_HDF5, "%s: closing the node file failed (disk full?)", w->tmp);
+    }
+    w->file = H5I_INVALID_HID;
+    MG_CHECK(fsync_path(w->tmp, 0, err));
+    if (rename(w->tmp, w->final) != 0)
+        MG_FAIL(MG_ERR_IO, "cannot rename %s to %s: %s", w->tmp, w->final, strerror(errno));
+    char nodes[4096];
+    snprintf(nodes, sizeof nodes, "%s/nodes", w->store->dir);
+    fsync_path(nodes, 1, NULL);
+    free(w);
+    return MG_OK;
+cleanup:
+    mg_node_writer_abort(&w);
+    return st;
+}
+
+void mg_node_writer_abort(mg_node_writer **wp)
+{
+    if (!wp || !*wp)
+        return;
+    mg_node_writer *w = *wp;
+    if (w->file >= 0)
+        H5Fclose(w->file);
+    unlink(w->tmp);
+    free(w);
+    *wp = NULL;
+}

@@ -1,0 +1,18 @@
+# End-to-end tests: the miagrid command under mpirun, checked through h5py.
+# They need Debian's python3 with h5py and pandas (scripts/install-deps.sh).
+find_program(MG_PYTHON NAMES python3 PATHS /usr/bin NO_DEFAULT_PATH)
+if(NOT MG_PYTHON)
+  find_program(MG_PYTHON NAMES python3 REQUIRED)
+endif()
+set(MG_E2E_CASES serial_vs_mpi grow kill_resume dry_run config_error)
+foreach(case IN LISTS MG_E2E_CASES)
+  add_test(NAME e2e/${case}
+    COMMAND ${MG_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_e2e.py ${case}
+            --miagrid $<TARGET_FILE:miagrid> --mpiexec ${MPIEXEC_EXECUTABLE}
+            --tmp ${CMAKE_CURRENT_BINARY_DIR}/tmp/e2e-${case})
+  set_tests_properties(e2e/${case} PROPERTIES
+    LABELS "e2e;mpi"
+    SKIP_RETURN_CODE 77
+    TIMEOUT 900
+    ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1;OMPI_MCA_rmaps_base_oversubscribe=1")
+endforeach()

@@ -1,0 +1,230 @@
+#!/usr/bin/env python3
+"""End-to-end tests of the miagrid command: serial against MPI, resume after
+SIGKILL, growing a grid, dry runs and configuration errors.
+
+usage: test_e2e.py CASE --miagrid BIN --mpiexec MPIEXEC --tmp DIR
+Each CASE is one CTest test; the script exits non-zero on the first failure.
+"""
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pandas as pd
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TINY = os.path.join(HERE, "tiny.yaml")
+
+
+def fail(msg):
+    print("FAIL: " + msg, file=sys.stderr)
+    sys.exit(1)
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+    print("ok: " + msg)
+
+
+class Runner:
+    def __init__(self, args):
+        self.miagrid = args.miagrid
+        self.mpiexec = args.mpiexec
+        self.tmp = args.tmp
+
+    def mpi_cmd(self, np_):
+        return [self.mpiexec, "--oversubscribe", "-np", str(np_), self.miagrid]
+
+    def run(self, grid, store, ranks=1, extra=(), expect=0):
+        cmd = (self.mpi_cmd(ranks) if ranks > 1 else [self.miagrid]) + list(extra) + ["--store", store, grid]
+        print("$ " + " ".join(cmd), flush=True)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        sys.stdout.write(p.stdout[-4000:])
+        sys.stderr.write(p.stderr[-12000:])
+        if expect is not None and p.returncode != expect:
+            fail(f"exit status {p.returncode}, expected {expect}")
+        return p
+
+    def fresh(self, name):
+        d = os.path.join(self.tmp, name)
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
+        return d
+
+
+def write_grid(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def metrics(store):
+    with h5py.File(os.path.join(store, "results.h5"), "r") as f:
+        df = pd.DataFrame(f["metrics"][()])
+    for c in ("model", "attack", "metric", "node"):
+        df[c] = df[c].str.decode("utf-8")
+    return df.sort_values(["cell_id", "model", "attack", "metric"]).reset_index(drop=True)
+
+
+def node_files(store):
+    d = os.path.join(store, "nodes")
+    if not os.path.isdir(d):
+        return []
+    return sorted(f for f in os.listdir(d) if f.endswith(".h5"))
+
+
+def check_store(store, n_cells):
+    with h5py.File(os.path.join(store, "results.h5"), "r") as f:
+        cells = pd.DataFrame(f["cells"][()])
+        check(len(cells) == n_cells, f"{n_cells} cells in /cells")
+        check(all(s == b"complete" for s in cells["status"]), "every cell complete")
+        check(b"name:" in f["grid/yaml"][()], "the grid YAML is stored as given")
+        df = metrics(store)
+        for cid in cells["cell_id"]:
+            sub = df[df.cell_id == cid]
+            for model in ("target", "shadow"):
+                names = set(sub[(sub.model == model) & (sub.attack == "")].metric)
+                check({"train_acc", "test_acc", "sparsity"} <= names, f"cell {cid} {model}: model metrics")
+            for attack in ("loss", "conf"):
+                names = set(sub[(sub.model == "target") & (sub.attack == attack)].metric)
+                need = {"balanced_acc", "auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr"}
+                check(need <= names, f"cell {cid} {attack}: attack metrics")
+        # Masks give exactly the stated sparsity; pruned weights are exactly zero.
+        for _, c in cells.iterrows():
+            key = c["target_model"].decode()
+            node = f["nodes/" + key]
+            total = zeros = 0
+            for layer in node["model"]:
+                g = node["model"][layer]
+                check("weight" in g, f"weights of {layer} stored in node {key[:8]}")
+                if "mask" in g:
+                    m = g["mask"][()]
+                    w = g["weight"][()]
+                    total += m.size
+                    zeros += int((m == 0).sum())
+                    check(np.all(w[m == 0] == 0.0), f"pruned weights of {layer} are exactly 0")
+            stated = node["metrics"].attrs["sparsity"]
+            check(abs(zeros / total - stated) < 1e-12, f"node {key[:8]}: masks give the stated sparsity {stated:.4f}")
+            if c["sparsity"] > 0:
+                check(abs(stated - c["sparsity"]) < 0.01, f"node {key[:8]}: sparsity {stated:.4f} ~ requested {c['sparsity']}")
+
+
+def case_serial_vs_mpi(r):
+    s1 = r.fresh("serial")
+    s3 = r.fresh("mpi3")
+    out = r.run(TINY, s1).stdout
+    check("store:" in out, "serial run prints where the store is")
+    r.run(TINY, s3, ranks=3)
+    check_store(s1, 4)
+    check_store(s3, 4)
+    a, b = metrics(s1), metrics(s3)
+    check(len(a) == len(b) and len(a) > 0, f"same number of metric rows ({len(a)})")
+    same = (a[["cell_id", "model", "attack", "metric", "node"]].equals(b[["cell_id", "model", "attack", "metric", "node"]])
+            and np.array_equal(a["value"].to_numpy(), b["value"].to_numpy()))
+    check(same, "1 rank and 3 ranks give bit-identical metrics")
+    before = {f: os.path.getmtime(os.path.join(s3, "nodes", f)) for f in node_files(s3)}
+    out = r.run(TINY, s3, ranks=3).stdout
+    check("nothing to compute" in out, "a rerun of a finished grid computes nothing and says so")
+    after = {f: os.path.getmtime(os.path.join(s3, "nodes", f)) for f in node_files(s3)}
+    check(before == after, "no node file was rewritten")
+
+
+def case_grow(r):
+    s = r.fresh("grow")
+    r.run(TINY, s)
+    bigger = write_grid(os.path.join(s, "grown.yaml"),
+                        open(TINY).read().replace("sparsity: [0.0, 0.5]", "sparsity: [0.0, 0.5, 0.8]"))
+    dry_old = r.run(TINY, s, extra=["--dry-run"]).stdout
+    dry_new = r.run(bigger, s, extra=["--dry-run"]).stdout
+    n_old = int(re.search(r"(\d+) nodes \(", dry_old).group(1))
+    n_new = int(re.search(r"(\d+) nodes \(", dry_new).group(1))
+    out = r.run(bigger, s, ranks=2).stdout
+    m = re.search(r"(\d+) nodes: (\d+) complete in the store, (\d+) to compute", out)
+    check(m is not None, "the run says how many nodes it reuses")
+    check(int(m.group(2)) == n_old and int(m.group(3)) == n_new - n_old,
+          f"adding a sparsity level computes only the {n_new - n_old} new nodes")
+    check_store(s, 6)
+
+
+def case_kill_resume(r):
+    s = r.fresh("kill")
+    slow = write_grid(os.path.join(s, "slow.yaml"),
+                      open(TINY).read().replace("epochs: 3", "epochs: 8").replace(": 200", ": 1500")
+                      .replace("e2e-tiny", "e2e-slow"))
+    cmd = r.mpi_cmd(3) + ["--store", s, slow]
+    print("$ " + " ".join(cmd), flush=True)
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(node_files(s)) < 3 and p.poll() is None:
+        time.sleep(0.2)
+    check(p.poll() is None, "the run was still going when killed")
+    # SIGKILL every rank and the launcher at once: Open MPI puts ranks in
+    # their own process groups, so they are found by their command line.
+    subprocess.run(["pkill", "-KILL", "-f", s])
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    while subprocess.run(["pgrep", "-f", s], capture_output=True).returncode == 0:
+        time.sleep(0.1)
+    done = node_files(s)
+    print(f"killed with {len(done)} complete node files")
+    check(len(done) >= 3, "some nodes completed before the kill")
+    check(len(done) < 16, "the run was killed before it finished")
+    for f in done:
+        with h5py.File(os.path.join(s, "nodes", f), "r") as h:
+            check(h.attrs["status"] == "complete", f"node file {f[:8]} is whole")
+    out = r.run(slow, s, ranks=3).stdout
+    m = re.search(r"(\d+) nodes: (\d+) complete in the store, (\d+) to compute", out)
+    check(m is not None and int(m.group(2)) == len(done), "the rerun reuses every node finished before the kill")
+    check_store(s, 4)
+    check(not [f for f in os.listdir(os.path.join(s, "nodes")) if ".tmp." in f], "no temporary files left")
+
+
+def case_dry_run(r):
+    s = r.fresh("dry")
+    out = r.run(TINY, s, extra=["--dry-run"]).stdout
+    m = re.search(r"(\d+) cells, (\d+) nodes \((\d+) train, (\d+) prune, (\d+) attack\); (\d+) references, (\d+) shared", out)
+    check(m is not None, "dry run prints the summary line")
+    cells, nodes, tr, pr, at = (int(m.group(i)) for i in range(1, 6))
+    check((cells, nodes, tr, pr, at) == (4, 16, 4, 4, 8), f"tiny grid: 4 cells, 16 nodes ({m.group(0)})")
+    check(not os.path.exists(os.path.join(s, "results.h5")), "a dry run writes no store")
+
+
+def case_config_error(r):
+    s = r.fresh("bad")
+    bad = write_grid(os.path.join(s, "bad.yaml"), open(TINY).read().replace("finetune:", "fintune:"))
+    p = r.run(bad, s, expect=2)
+    check(re.search(r"bad\.yaml:\d+:\d+: .*unknown key \"fintune\"", p.stderr) is not None,
+          "an unknown key is reported with file:line:column")
+    p = r.run(os.path.join(s, "missing.yaml"), s, expect=2)
+    check("missing.yaml" in p.stderr, "a missing grid file is named")
+    p = r.run(TINY, s, ranks=2, extra=["--threads", "zero"], expect=2)
+    check("--threads" in p.stderr, "a bad option value is named")
+
+
+CASES = {
+    "serial_vs_mpi": case_serial_vs_mpi,
+    "grow": case_grow,
+    "kill_resume": case_kill_resume,
+    "dry_run": case_dry_run,
+    "config_error": case_config_error,
+}
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("case", choices=sorted(CASES))
+    ap.add_argument("--miagrid", required=True)
+    ap.add_argument("--mpiexec", required=True)
+    ap.add_argument("--tmp", required=True)
+    a = ap.parse_args()
+    if not os.path.isdir("/usr/share/datasets/fashion-mnist") and not os.environ.get("MIAGRID_DATA_FASHION_MNIST"):
+        print("skipped: Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
+        sys.exit(77)
+    CASES[a.case](Runner(a))
+    print("1 passed, 0 failed")
