@@ -208,7 +208,26 @@ def case_config_error(r):
     check("--threads" in p.stderr, "a bad option value is named")
 
 
+def case_analysis(r):
+    s = r.fresh("analysis")
+    r.run(TINY, s)
+    sys.path.insert(0, os.path.join(HERE, "..", "..", "analysis"))
+    import mgstore
+    tidy = mgstore.tidy(s)
+    check({"cell_id", "model", "attack", "metric", "value", "arch", "sparsity", "seed"} <= set(tidy.columns),
+          "the tidy table has the metric and axis columns")
+    table = mgstore.summary(s)
+    check(len(table) == 4 and "loss_balanced_acc" in table.columns, "the summary has one row per cell")
+    p = subprocess.run([sys.executable, os.path.join(HERE, "..", "..", "analysis", "mgstore.py"), s],
+                       capture_output=True, text=True)
+    check(p.returncode == 0 and "conf_balanced_acc" in p.stdout, "mgstore.py prints the table")
+    p = subprocess.run([sys.executable, os.path.join(HERE, "..", "..", "analysis", "mgstore.py"), s + "/nope"],
+                       capture_output=True, text=True)
+    check(p.returncode == 1 and "nope" in p.stderr, "a missing store is named")
+
+
 CASES = {
+    "analysis": case_analysis,
     "serial_vs_mpi": case_serial_vs_mpi,
     "grow": case_grow,
     "kill_resume": case_kill_resume,
