@@ -23,6 +23,8 @@ extern "C" {
 #define MG_MAX_HIDDEN 16
 /* Bumped whenever a recipe's meaning changes, so old store entries are not reused. */
 #define MG_RECIPE_VERSION 1
+/* An axis index that does not apply to a node (e.g. the prune of a train node). */
+#define MG_NO_INDEX ((size_t)-1)
 
 typedef struct {
     char name[MG_NAME_MAX];   /* registry name: "fashion-mnist", "mnist", "location" */
@@ -99,7 +101,10 @@ typedef struct {
 
 /* Parse a grid from text. `path` is used in messages only. Every error names
  * path:line:column, the key, what was expected and the accepted values; unknown
- * keys are errors. */
+ * keys are errors. On success *out is a new grid the caller frees with
+ * mg_grid_destroy (text is copied into it); on failure *out is NULL and the
+ * status is MG_ERR_CONFIG (or MG_ERR_NOMEM). Every default is resolved: a
+ * dataset's root is its own `root`, else data.root, else "". */
 mg_status mg_grid_parse(const char *path, const char *text, size_t len, mg_grid **out, mg_error *err);
 /* Read and parse a file. */
 mg_status mg_grid_load(const char *path, mg_grid **out, mg_error *err);
@@ -120,9 +125,12 @@ typedef struct {
     char *recipe;            /* canonical JSON; includes the keys of the inputs */
     size_t n_inputs;         /* train: 0; prune: 1 (the model pruned); attack: 2 (target model, shadow model) */
     size_t inputs[2];        /* node indices */
-    /* Indices into the grid's axes, for the fields that apply to this kind. */
+    /* Indices into the grid's axes, for the fields that apply to this kind;
+     * MG_NO_INDEX for the others. train: dataset, arch, seed. prune: those
+     * and prune, defense. attack: those of its models (prune and defense
+     * MG_NO_INDEX when the models are dense) and attack. */
     size_t dataset, arch, prune, defense, attack, seed;
-    double sparsity;         /* prune */
+    double sparsity;         /* prune, and attack on pruned models; 0 otherwise */
     size_t n_uses;           /* how many references from cells and nodes resolve to this node */
 } mg_node;
 
@@ -142,11 +150,18 @@ typedef struct {
 } mg_plan;
 
 /* Expand the grid into cells (excludes applied) and nodes. A cell of sparsity
- * 0 evaluates the dense models directly: it has no prune nodes. */
+ * 0 evaluates the dense models directly: it has no prune nodes. Cells are
+ * numbered 0..n_cells-1 in the order dataset, arch, prune, sparsity,
+ * defense, seed, with dataset varying slowest and seed fastest. Each cell
+ * references, per role, its dense node and (sparsity > 0) its prune node,
+ * then one attack node per attack; n_refs counts these references, and each
+ * node's n_uses the ones resolving to it, so n_refs - n_nodes references
+ * were served by a node shared with another cell. The plan must come from
+ * mg_plan_build (it carries a private key index for mg_plan_find). */
 mg_status mg_plan_build(const mg_grid *g, mg_plan **out, mg_error *err);
 void mg_plan_destroy(mg_plan **p);
 
-/* Find a node by key; returns its index or (size_t)-1. */
+/* Find a node by key; returns its index or MG_NO_INDEX ((size_t)-1). O(1). */
 size_t mg_plan_find(const mg_plan *p, const char *key);
 
 /* Human-readable listing for --dry-run: the cells with their axis values, the

@@ -1,0 +1,1371 @@
+/*
+ * grid_parse.c: reads a grid file into an mg_grid. The YAML is loaded whole
+ * with libyaml's document API, so every value keeps its line and column for
+ * the error message; then each key is checked against the schema, defaults
+ * are filled in, and every axis value gets its canonical JSON, from which the
+ * planner builds node recipes.
+ */
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <yaml.h>
+
+#include "grid/grid_internal.h"
+#include "miagrid/attack.h"
+#include "miagrid/data.h"
+
+/* Room for a key path such as "exclude[12].arch.hidden[3]". */
+#define KEY_MAX 192
+/* Widths accepted in an mlp's hidden list. */
+#define HIDDEN_MAX 1000000
+
+typedef struct {
+    const char *path;
+    yaml_document_t *doc;
+    mg_error *err;
+} pctx;
+
+typedef struct {
+    yaml_node_t *one;            /* a single value given where a list was allowed */
+    yaml_node_item_t *items;
+    size_t n;
+} list_view;
+
+static const char *const top_keys[] = {"name", "seeds", "store", "data", "train", "finetune",
+                                       "axes", "attacks", "exclude", NULL};
+static const char *const data_keys[] = {"root", "split", NULL};
+static const char *const split_keys[] = {"target_train", "target_test", "shadow_train",
+                                         "shadow_test", NULL};
+static const char *const train_keys[] = {"epochs", "batch", "optimizer", "lr", "momentum",
+                                         "weight_decay", "beta1", "beta2", "eps", NULL};
+static const char *const axes_keys[] = {"dataset", "arch", "prune", "sparsity", "defense", NULL};
+static const char *const dataset_keys[] = {"name", "root", NULL};
+static const char *const arch_keys[] = {"name", "hidden", "activation", NULL};
+static const char *const lenet5_keys[] = {"name", NULL};
+static const char *const prune_keys[] = {"method", "schedule", NULL};
+static const char *const name_keys[] = {"name", NULL};
+static const char *const exclude_keys[] = {"dataset", "arch", "prune", "sparsity", "defense",
+                                           "seed", NULL};
+
+static const char *const optimizers[] = {"sgd", "adam", NULL};
+static const char *const arch_names[] = {"lenet5", "mlp", NULL};
+static const char *const activations[] = {"relu", "tanh", NULL};
+static const char *const prune_methods[] = {"l1-unstructured", NULL};
+static const char *const prune_schedules[] = {"one-shot", NULL};
+static const char *const defense_names[] = {"none", NULL};
+
+/* ---- messages ------------------------------------------------------------------- */
+
+static mg_status perr(const pctx *c, const yaml_node_t *n, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Every configuration error: "<path>:<line>:<col>: <key>: <message>". */
+static mg_status perr(const pctx *c, const yaml_node_t *n, const char *key, const char *fmt, ...)
+{
+    char msg[800];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    size_t line = n ? n->start_mark.line + 1 : 1;
+    size_t col = n ? n->start_mark.column + 1 : 1;
+    if (key && *key)
+        return mg_error_set(c->err, MG_ERR_CONFIG, "%s:%zu:%zu: %s: %s", c->path, line, col, key, msg);
+    return mg_error_set(c->err, MG_ERR_CONFIG, "%s:%zu:%zu: %s", c->path, line, col, msg);
+}
+
+static const char *sval(const yaml_node_t *n) { return (const char *)n->data.scalar.value; }
+
+/* YAML's null: an empty value, "~" or "null", unquoted. */
+static int is_null(const yaml_node_t *n)
+{
+    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return 0;
+    const char *s = sval(n);
+    return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") || !strcmp(s, "NULL");
+}
+
+/* What the user wrote, for "got ..." in messages. */
+static const char *describe(const yaml_node_t *n, char *buf, size_t cap)
+{
+    if (!n || is_null(n))
+        return "nothing";
+    if (n->type == YAML_SEQUENCE_NODE)
+        return "a list";
+    if (n->type == YAML_MAPPING_NODE)
+        return "a mapping";
+    if (n->data.scalar.length > 40)
+        snprintf(buf, cap, "\"%.40s...\"", sval(n));
+    else
+        snprintf(buf, cap, "\"%s\"", sval(n));
+    return buf;
+}
+
+static void join(const char *const *words, char *buf, size_t cap)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; words[i] && len < cap; i++) {
+        int w = snprintf(buf + len, cap - len, "%s%s", i ? ", " : "", words[i]);
+        if (w < 0)
+            break;
+        len += (size_t)w;
+    }
+}
+
+static int in_list(const char *s, const char *const *words)
+{
+    for (size_t i = 0; words[i]; i++)
+        if (!strcmp(s, words[i]))
+            return 1;
+    return 0;
+}
+
+/* Key paths are for messages; an absurdly deep one is cut, visibly. */
+static void key_fit(char *buf, int written)
+{
+    if (written < 0 || written >= KEY_MAX)
+        memcpy(buf + KEY_MAX - 4, "...", 4);
+}
+
+static void sub_key(char *buf, const char *parent, const char *child)
+{
+    if (parent && *parent)
+        key_fit(buf, snprintf(buf, KEY_MAX, "%s.%s", parent, child));
+    else
+        key_fit(buf, snprintf(buf, KEY_MAX, "%s", child));
+}
+
+/* ---- scalars ------------------------------------------------------------------------ */
+
+static mg_status get_str(const pctx *c, yaml_node_t *n, const char *key, const char *expected,
+                         char *out, size_t cap)
+{
+    char d[64];
+    if (!n || n->type != YAML_SCALAR_NODE || is_null(n))
+        return perr(c, n, key, "expected %s, got %s", expected, describe(n, d, sizeof d));
+    size_t len = n->data.scalar.length;
+    if (strlen(sval(n)) != len)
+        return perr(c, n, key, "contains a NUL character; expected %s", expected);
+    if (len >= cap)
+        return perr(c, n, key, "too long (%zu characters); expected %s of at most %zu characters", len,
+                    expected, cap - 1);
+    memcpy(out, sval(n), len + 1);
+    return MG_OK;
+}
+
+/* A string that must be one of `accepted`; `what` names it ("optimizer"). */
+static mg_status get_choice(const pctx *c, yaml_node_t *n, const char *key, const char *what,
+                            const char *const *accepted, char *out, size_t cap)
+{
+    char list[256], expected[320];
+    join(accepted, list, sizeof list);
+    snprintf(expected, sizeof expected, "one of: %s", list);
+    mg_status st = get_str(c, n, key, expected, out, cap);
+    if (st != MG_OK)
+        return st;
+    if (!in_list(out, accepted))
+        return perr(c, n, key, "unknown %s \"%s\"; expected one of: %s", what, out, list);
+    return MG_OK;
+}
+
+/* Numbers must be plain scalars: a quoted "10" is a string in YAML. */
+static mg_status number_text(const pctx *c, yaml_node_t *n, const char *key, const char *expected,
+                             const char **text)
+{
+    char d[64];
+    if (!n || n->type != YAML_SCALAR_NODE || is_null(n))
+        return perr(c, n, key, "expected %s, got %s", expected, describe(n, d, sizeof d));
+    if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return perr(c, n, key, "expected %s, got the quoted string %s (write numbers without quotes)",
+                    expected, describe(n, d, sizeof d));
+    *text = sval(n);
+    return MG_OK;
+}
+
+static mg_status get_long(const pctx *c, yaml_node_t *n, const char *key, long lo, long hi,
+                          const char *expected, long *out)
+{
+    char d[64];
+    const char *text = NULL;
+    long v = 0;
+    mg_status st = number_text(c, n, key, expected, &text);
+    if (st != MG_OK)
+        return st;
+    if (mg_parse_long(text, &v) != 0 || v < lo || v > hi)
+        return perr(c, n, key, "expected %s, got %s", expected, describe(n, d, sizeof d));
+    *out = v;
+    return MG_OK;
+}
+
+/* A finite number in the interval from lo to hi; *_open excludes the bound. */
+static mg_status get_double(const pctx *c, yaml_node_t *n, const char *key, double lo, int lo_open,
+                            double hi, int hi_open, const char *expected, double *out)
+{
+    char d[64];
+    const char *text = NULL;
+    double v = 0.0;
+    mg_status st = number_text(c, n, key, expected, &text);
+    if (st != MG_OK)
+        return st;
+    if (mg_parse_double(text, &v) != 0 || !isfinite(v) || v < lo || (lo_open && v == lo) || v > hi ||
+        (hi_open && v == hi))
+        return perr(c, n, key, "expected %s, got %s", expected, describe(n, d, sizeof d));
+    *out = v + 0.0; /* -0 becomes 0, so equal values have one canonical form */
+    return MG_OK;
+}
+
+/* ---- mappings and lists ------------------------------------------------------------------ */
+
+static size_t map_size(const yaml_node_t *n)
+{
+    return (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+}
+
+/* n must be a mapping whose keys are all in `accepted`, each given once. */
+static mg_status check_map(const pctx *c, yaml_node_t *n, const char *key, const char *expected,
+                           const char *const *accepted)
+{
+    char d[64], list[256];
+    if (!n || n->type != YAML_MAPPING_NODE)
+        return perr(c, n, key, "expected %s, got %s", expected, describe(n, d, sizeof d));
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(c->doc, p->key);
+        if (!k || k->type != YAML_SCALAR_NODE || is_null(k))
+            return perr(c, k ? k : n, key, "expected a key name, got %s", describe(k, d, sizeof d));
+        if (!in_list(sval(k), accepted)) {
+            join(accepted, list, sizeof list);
+            return perr(c, k, key, "unknown key \"%.64s\"; accepted keys: %s", sval(k), list);
+        }
+        for (yaml_node_pair_t *q = n->data.mapping.pairs.start; q < p; q++) {
+            yaml_node_t *kq = yaml_document_get_node(c->doc, q->key);
+            if (!strcmp(sval(kq), sval(k)))
+                return perr(c, k, key, "duplicate key \"%s\" (first given at line %zu); expected each key once",
+                            sval(k), kq->start_mark.line + 1);
+        }
+    }
+    return MG_OK;
+}
+
+/* The value of `name` in a checked mapping, or NULL. */
+static yaml_node_t *map_get(const pctx *c, const yaml_node_t *n, const char *name)
+{
+    if (!n || n->type != YAML_MAPPING_NODE)
+        return NULL;
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(c->doc, p->key);
+        if (k && k->type == YAML_SCALAR_NODE && !strcmp(sval(k), name))
+            return yaml_document_get_node(c->doc, p->value);
+    }
+    return NULL;
+}
+
+/* The value of `name` in mapping n (or NULL), with its key path in k. */
+static yaml_node_t *sub_value(const pctx *c, const yaml_node_t *n, const char *parent, const char *name, char *k)
+{
+    sub_key(k, parent, name);
+    return map_get(c, n, name);
+}
+
+static mg_status require(const pctx *c, yaml_node_t *map, yaml_node_t *v, const char *key, const char *name,
+                         const char *expected)
+{
+    if (v)
+        return MG_OK;
+    return perr(c, map, key, "missing required key \"%s\"; expected %s", name, expected);
+}
+
+/* A list, or a single value standing for a one-element list. */
+static mg_status get_list(const pctx *c, yaml_node_t *n, const char *key, const char *expected,
+                          int allow_empty, list_view *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!n || is_null(n))
+        return perr(c, n, key, "expected %s, got nothing", expected);
+    if (n->type == YAML_SEQUENCE_NODE) {
+        out->items = n->data.sequence.items.start;
+        out->n = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+        if (out->n == 0 && !allow_empty)
+            return perr(c, n, key, "the list is empty; expected %s", expected);
+    } else {
+        out->one = n;
+        out->n = 1;
+    }
+    if (out->n > MG_GRID_MAX_CELLS)
+        return perr(c, n, key, "%zu values; expected at most %d", out->n, MG_GRID_MAX_CELLS);
+    return MG_OK;
+}
+
+static yaml_node_t *list_at(const pctx *c, const list_view *l, size_t i)
+{
+    return l->one ? l->one : yaml_document_get_node(c->doc, l->items[i]);
+}
+
+static void item_key(char *buf, const char *key, const list_view *l, size_t i)
+{
+    if (l->one)
+        key_fit(buf, snprintf(buf, KEY_MAX, "%s", key));
+    else
+        key_fit(buf, snprintf(buf, KEY_MAX, "%s[%zu]", key, i));
+}
+
+/* ---- duplicates ------------------------------------------------------------------------ */
+
+typedef struct {
+    const char *s;
+    double d;
+    uint64_t u;
+    size_t i;
+} dup_entry;
+
+static int cmp_index(size_t a, size_t b) { return (a > b) - (a < b); }
+
+static int cmp_str(const void *pa, const void *pb)
+{
+    const dup_entry *a = pa, *b = pb;
+    int r = strcmp(a->s, b->s);
+    return r ? r : cmp_index(a->i, b->i);
+}
+
+static int cmp_dbl(const void *pa, const void *pb)
+{
+    const dup_entry *a = pa, *b = pb;
+    int r = (a->d > b->d) - (a->d < b->d);
+    return r ? r : cmp_index(a->i, b->i);
+}
+
+static int cmp_u64(const void *pa, const void *pb)
+{
+    const dup_entry *a = pa, *b = pb;
+    int r = (a->u > b->u) - (a->u < b->u);
+    return r ? r : cmp_index(a->i, b->i);
+}
+
+/* Sorts e[0..n) with cmp and finds the earliest (in file order) value equal
+ * to an earlier one: *later gets its index, *first the earlier one's. Returns
+ * 1 if there is such a pair. Sorting keeps this O(n log n) for long lists. */
+static int find_duplicate(dup_entry *e, size_t n, int (*cmp)(const void *, const void *), size_t *first,
+                          size_t *later)
+{
+    qsort(e, n, sizeof *e, cmp);
+    int found = 0;
+    for (size_t k = 1; k < n; k++) {
+        dup_entry a = e[k - 1], b = e[k];
+        a.i = b.i = 0;
+        if (cmp(&a, &b) != 0)
+            continue;
+        size_t run0 = k - 1;
+        while (run0 > 0) {
+            dup_entry p = e[run0 - 1];
+            p.i = 0;
+            if (cmp(&p, &a) != 0)
+                break;
+            run0--;
+        }
+        if (!found || e[k].i < *later) {
+            *first = e[run0].i;
+            *later = e[k].i;
+            found = 1;
+        }
+    }
+    return found;
+}
+
+/* Checks that no two values of a list are equal: str (canonical JSON),
+ * dbl or u64 gives the values. */
+static mg_status check_unique(const pctx *c, const list_view *l, const char *key, const char *what,
+                              const char *str, size_t stride, const double *dbl, const uint64_t *u64)
+{
+    mg_error *err = c->err;
+    mg_status st = MG_OK;
+    dup_entry *e = NULL;
+    size_t first = 0, later = 0;
+    int (*cmp)(const void *, const void *) = str ? cmp_str : dbl ? cmp_dbl : cmp_u64;
+    if (l->n < 2)
+        return MG_OK;
+    e = mg_calloc(l->n, sizeof *e, "duplicate check", err);
+    if (!e)
+        return MG_ERR_NOMEM;
+    for (size_t i = 0; i < l->n; i++) {
+        e[i].i = i;
+        if (str)
+            e[i].s = str + i * stride;
+        else if (dbl)
+            e[i].d = dbl[i];
+        else
+            e[i].u = u64[i];
+    }
+    if (find_duplicate(e, l->n, cmp, &first, &later)) {
+        char k[KEY_MAX];
+        item_key(k, key, l, later);
+        yaml_node_t *n0 = list_at(c, l, first);
+        st = perr(c, list_at(c, l, later), k, "duplicate %s (same as %s[%zu] at line %zu); expected each value once",
+                  what, key, first, n0->start_mark.line + 1);
+    }
+    free(e);
+    return st;
+}
+
+/* ---- canonical JSON ------------------------------------------------------------------ */
+
+static mg_status canon_store(const pctx *c, mg_strbuf *b, yaml_node_t *n, const char *key, char *out)
+{
+    mg_status st = MG_OK;
+    if (b->oom)
+        st = mg_error_set(c->err, MG_ERR_NOMEM, "%s: out of memory building canonical form", c->path);
+    else if (b->len >= MG_CANON_MAX)
+        st = perr(c, n, key, "value too long (canonical form of %zu bytes); expected at most %d",
+                  b->len, MG_CANON_MAX - 1);
+    else
+        memcpy(out, b->s, b->len + 1);
+    mg_strbuf_free(b);
+    return st;
+}
+
+static void canon_name(mg_strbuf *b, const char *field, const char *name)
+{
+    mg_strbuf_append(b, "{");
+    mg_strbuf_json_str(b, field);
+    mg_strbuf_append(b, ":");
+    mg_strbuf_json_str(b, name);
+    mg_strbuf_append(b, "}");
+}
+
+static void canon_train(mg_strbuf *b, const mg_train_spec *t)
+{
+    mg_strbuf_printf(b, "{\"batch\":%d,\"beta1\":", t->batch);
+    mg_strbuf_json_num(b, t->beta1);
+    mg_strbuf_append(b, ",\"beta2\":");
+    mg_strbuf_json_num(b, t->beta2);
+    mg_strbuf_printf(b, ",\"epochs\":%d,\"eps\":", t->epochs);
+    mg_strbuf_json_num(b, t->eps);
+    mg_strbuf_append(b, ",\"lr\":");
+    mg_strbuf_json_num(b, t->lr);
+    mg_strbuf_append(b, ",\"momentum\":");
+    mg_strbuf_json_num(b, t->momentum);
+    mg_strbuf_append(b, ",\"optimizer\":");
+    mg_strbuf_json_str(b, t->optimizer);
+    mg_strbuf_append(b, ",\"weight_decay\":");
+    mg_strbuf_json_num(b, t->weight_decay);
+    mg_strbuf_append(b, "}");
+}
+
+static void canon_arch(mg_strbuf *b, const mg_arch_spec *a)
+{
+    if (strcmp(a->name, "mlp") != 0) {
+        canon_name(b, "name", a->name);
+        return;
+    }
+    mg_strbuf_append(b, "{\"activation\":");
+    mg_strbuf_json_str(b, a->act);
+    mg_strbuf_append(b, ",\"hidden\":[");
+    for (int i = 0; i < a->n_hidden; i++)
+        mg_strbuf_printf(b, "%s%d", i ? "," : "", a->hidden[i]);
+    mg_strbuf_append(b, "],\"name\":\"mlp\"}");
+}
+
+/* ---- top-level sections ------------------------------------------------------------------ */
+
+static mg_status parse_name(const pctx *c, yaml_node_t *n, mg_grid *g)
+{
+    static const char expected[] = "a grid name of letters, digits, '.', '_' and '-'";
+    mg_status st = get_str(c, n, "name", expected, g->name, MG_NAME_MAX);
+    if (st != MG_OK)
+        return st;
+    for (const char *p = g->name; *p; p++) {
+        char ch = *p;
+        int ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+                 ch == '.' || ch == '_' || ch == '-';
+        if (!ok)
+            return perr(c, n, "name", "invalid character '%c' in \"%s\"; expected %s", ch, g->name, expected);
+    }
+    return MG_OK;
+}
+
+static mg_status parse_seeds(const pctx *c, yaml_node_t *n, mg_grid *g)
+{
+    mg_error *err = c->err;
+    list_view l;
+    char k[KEY_MAX];
+    if (!n) {
+        g->seeds = mg_calloc(1, sizeof *g->seeds, "seeds", err);
+        if (!g->seeds)
+            return MG_ERR_NOMEM;
+        g->n_seeds = 1;
+        return MG_OK;
+    }
+    mg_status st = get_list(c, n, "seeds", "a list of non-negative integers", 0, &l);
+    if (st != MG_OK)
+        return st;
+    g->seeds = mg_calloc(l.n, sizeof *g->seeds, "seeds", err);
+    if (!g->seeds)
+        return MG_ERR_NOMEM;
+    g->n_seeds = l.n;
+    for (size_t i = 0; i < l.n; i++) {
+        long v = 0;
+        item_key(k, "seeds", &l, i);
+        st = get_long(c, list_at(c, &l, i), k, 0, LONG_MAX, "a non-negative integer", &v);
+        if (st != MG_OK)
+            return st;
+        g->seeds[i] = (uint64_t)v;
+    }
+    return check_unique(c, &l, "seeds", "seed", NULL, 0, NULL, g->seeds);
+}
+
+static mg_status parse_data(const pctx *c, yaml_node_t *n, mg_grid *g)
+{
+    static const long dflt = 2500;
+    mg_split_spec *s = &g->split;
+    long *fields[4] = {&s->target_train, &s->target_test, &s->shadow_train, &s->shadow_test};
+    mg_strbuf b;
+    mg_status st = MG_OK;
+    for (int i = 0; i < 4; i++)
+        *fields[i] = dflt;
+    if (n) {
+        st = check_map(c, n, "data", "a mapping with keys root, split", data_keys);
+        if (st != MG_OK)
+            return st;
+        yaml_node_t *root = map_get(c, n, "root");
+        if (root) {
+            st = get_str(c, root, "data.root", "a directory", g->data_root, sizeof g->data_root);
+            if (st != MG_OK)
+                return st;
+        }
+        yaml_node_t *split = map_get(c, n, "split");
+        if (split) {
+            st = check_map(c, split, "data.split",
+                           "a mapping with keys target_train, target_test, shadow_train, shadow_test",
+                           split_keys);
+            if (st != MG_OK)
+                return st;
+            for (int i = 0; i < 4; i++) {
+                yaml_node_t *v = map_get(c, split, split_keys[i]);
+                char k[KEY_MAX];
+                if (!v)
+                    continue;
+                sub_key(k, "data.split", split_keys[i]);
+                st = get_long(c, v, k, 1, LONG_MAX, "a positive integer", fields[i]);
+                if (st != MG_OK)
+                    return st;
+            }
+        }
+    }
+    mg_strbuf_init(&b);
+    mg_strbuf_printf(&b, "{\"shadow_test\":%ld,\"shadow_train\":%ld,\"target_test\":%ld,\"target_train\":%ld}",
+                     s->shadow_test, s->shadow_train, s->target_test, s->target_train);
+    return canon_store(c, &b, n, "data.split", s->canon);
+}
+
+/* train, or finetune (base is then the parsed train section). */
+static mg_status parse_train(const pctx *c, yaml_node_t *n, const char *key, const mg_train_spec *base,
+                             int finetune, mg_train_spec *t)
+{
+    char k[KEY_MAX];
+    long v = 0;
+    mg_status st = MG_OK;
+    mg_strbuf b;
+    if (base) {
+        *t = *base;
+    } else {
+        memset(t, 0, sizeof *t);
+        t->epochs = 30;
+        t->batch = 128;
+        snprintf(t->optimizer, sizeof t->optimizer, "sgd");
+        t->lr = 0.01;
+        t->momentum = 0.9;
+        t->weight_decay = 5e-4;
+        t->beta1 = 0.9;
+        t->beta2 = 0.999;
+        t->eps = 1e-8;
+    }
+    if (finetune) {
+        t->epochs = 10;
+        t->lr = 0.001;
+    }
+    if (n) {
+        st = check_map(c, n, key, "a mapping of training settings", train_keys);
+        if (st != MG_OK)
+            return st;
+        yaml_node_t *x;
+        if ((x = sub_value(c, n, key, "epochs", k))) {
+            MG_CHECK(get_long(c, x, k, 1, INT_MAX, "a positive integer", &v));
+            t->epochs = (int)v;
+        }
+        if ((x = sub_value(c, n, key, "batch", k))) {
+            MG_CHECK(get_long(c, x, k, 1, INT_MAX, "a positive integer", &v));
+            t->batch = (int)v;
+        }
+        if ((x = sub_value(c, n, key, "optimizer", k)))
+            MG_CHECK(get_choice(c, x, k, "optimizer", optimizers, t->optimizer, sizeof t->optimizer));
+        if ((x = sub_value(c, n, key, "lr", k)))
+            MG_CHECK(get_double(c, x, k, 0.0, 1, INFINITY, 0, "a number > 0", &t->lr));
+        if ((x = sub_value(c, n, key, "momentum", k)))
+            MG_CHECK(get_double(c, x, k, 0.0, 0, 1.0, 1, "a number in [0, 1)", &t->momentum));
+        if ((x = sub_value(c, n, key, "weight_decay", k)))
+            MG_CHECK(get_double(c, x, k, 0.0, 0, INFINITY, 0, "a number >= 0", &t->weight_decay));
+        if ((x = sub_value(c, n, key, "beta1", k)))
+            MG_CHECK(get_double(c, x, k, 0.0, 0, 1.0, 1, "a number in [0, 1)", &t->beta1));
+        if ((x = sub_value(c, n, key, "beta2", k)))
+            MG_CHECK(get_double(c, x, k, 0.0, 0, 1.0, 1, "a number in [0, 1)", &t->beta2));
+        if ((x = sub_value(c, n, key, "eps", k)))
+            MG_CHECK(get_double(c, x, k, 0.0, 1, INFINITY, 0, "a number > 0", &t->eps));
+    }
+    mg_strbuf_init(&b);
+    canon_train(&b, t);
+    st = canon_store(c, &b, n, key, t->canon);
+cleanup:
+    return st;
+}
+
+/* ---- axes ------------------------------------------------------------------------------ */
+
+static mg_status parse_dataset(const pctx *c, yaml_node_t *n, const char *key, const mg_grid *g,
+                               mg_dataset_spec *d)
+{
+    char k[KEY_MAX], expected[320];
+    mg_strbuf b;
+    yaml_node_t *name = n;
+    snprintf(expected, sizeof expected, "a dataset name (one of: %s) or {name, root}", mg_data_known_list());
+    snprintf(d->root, sizeof d->root, "%s", g->data_root);
+    if (n && n->type == YAML_MAPPING_NODE) {
+        mg_status st = check_map(c, n, key, expected, dataset_keys);
+        if (st != MG_OK)
+            return st;
+        name = map_get(c, n, "name");
+        st = require(c, n, name, key, "name", expected);
+        if (st != MG_OK)
+            return st;
+        yaml_node_t *root = map_get(c, n, "root");
+        if (root) {
+            sub_key(k, key, "root");
+            st = get_str(c, root, k, "a directory", d->root, sizeof d->root);
+            if (st != MG_OK)
+                return st;
+        }
+        sub_key(k, key, "name");
+    } else {
+        snprintf(k, sizeof k, "%s", key);
+    }
+    mg_status st = get_str(c, name, k, expected, d->name, sizeof d->name);
+    if (st != MG_OK)
+        return st;
+    if (!mg_data_known(d->name))
+        return perr(c, name, k, "unknown dataset \"%s\"; expected one of: %s", d->name, mg_data_known_list());
+    mg_strbuf_init(&b);
+    canon_name(&b, "name", d->name);
+    return canon_store(c, &b, n, key, d->canon);
+}
+
+/* A list of hidden widths (or one width). */
+static mg_status parse_hidden(const pctx *c, yaml_node_t *n, const char *key, int *hidden, int *n_hidden)
+{
+    char k[KEY_MAX], expected[96];
+    list_view l;
+    snprintf(expected, sizeof expected, "a list of at most %d positive integers (layer widths)", MG_MAX_HIDDEN);
+    mg_status st = get_list(c, n, key, expected, 0, &l);
+    if (st != MG_OK)
+        return st;
+    if (l.n > MG_MAX_HIDDEN)
+        return perr(c, n, key, "%zu hidden layers; expected at most %d", l.n, MG_MAX_HIDDEN);
+    for (size_t i = 0; i < l.n; i++) {
+        long v = 0;
+        item_key(k, key, &l, i);
+        st = get_long(c, list_at(c, &l, i), k, 1, HIDDEN_MAX, "a positive integer up to 1000000", &v);
+        if (st != MG_OK)
+            return st;
+        hidden[i] = (int)v;
+    }
+    *n_hidden = (int)l.n;
+    return MG_OK;
+}
+
+static mg_status parse_arch(const pctx *c, yaml_node_t *n, const char *key, mg_arch_spec *a)
+{
+    static const char expected[] = "an architecture: lenet5, mlp, or {name: mlp, hidden: [...], activation: ...}";
+    char k[KEY_MAX];
+    mg_strbuf b;
+    yaml_node_t *name = n, *hidden = NULL, *act = NULL;
+    mg_status st = MG_OK;
+    if (n && n->type == YAML_MAPPING_NODE) {
+        st = check_map(c, n, key, expected, arch_keys);
+        if (st != MG_OK)
+            return st;
+        name = map_get(c, n, "name");
+        st = require(c, n, name, key, "name", "name: lenet5 or name: mlp");
+        if (st != MG_OK)
+            return st;
+        sub_key(k, key, "name");
+        hidden = map_get(c, n, "hidden");
+        act = map_get(c, n, "activation");
+    } else {
+        snprintf(k, sizeof k, "%s", key);
+    }
+    st = get_choice(c, name, k, "architecture", arch_names, a->name, sizeof a->name);
+    if (st != MG_OK)
+        return st;
+    snprintf(a->act, sizeof a->act, "relu");
+    if (!strcmp(a->name, "lenet5")) {
+        /* lenet5 is fixed (ReLU, the classic layer sizes): nothing to choose. */
+        if (n->type == YAML_MAPPING_NODE) {
+            st = check_map(c, n, key, "{name: lenet5}", lenet5_keys);
+            if (st != MG_OK)
+                return st;
+        }
+        a->n_hidden = 0;
+    } else {
+        a->n_hidden = 2;
+        a->hidden[0] = 512;
+        a->hidden[1] = 256;
+        if (hidden) {
+            sub_key(k, key, "hidden");
+            st = parse_hidden(c, hidden, k, a->hidden, &a->n_hidden);
+            if (st != MG_OK)
+                return st;
+        }
+        if (act) {
+            sub_key(k, key, "activation");
+            st = get_choice(c, act, k, "activation", activations, a->act, sizeof a->act);
+            if (st != MG_OK)
+                return st;
+        }
+    }
+    mg_strbuf_init(&b);
+    canon_arch(&b, a);
+    return canon_store(c, &b, n, key, a->canon);
+}
+
+static mg_status parse_prune(const pctx *c, yaml_node_t *n, const char *key, mg_prune_spec *p)
+{
+    static const char expected[] = "a pruning method (l1-unstructured) or {method, schedule}";
+    char k[KEY_MAX];
+    mg_strbuf b;
+    yaml_node_t *method = n, *schedule = NULL;
+    mg_status st = MG_OK;
+    if (n && n->type == YAML_MAPPING_NODE) {
+        st = check_map(c, n, key, expected, prune_keys);
+        if (st != MG_OK)
+            return st;
+        method = map_get(c, n, "method");
+        st = require(c, n, method, key, "method", "method: l1-unstructured");
+        if (st != MG_OK)
+            return st;
+        schedule = map_get(c, n, "schedule");
+        sub_key(k, key, "method");
+    } else {
+        snprintf(k, sizeof k, "%s", key);
+    }
+    st = get_choice(c, method, k, "pruning method", prune_methods, p->method, sizeof p->method);
+    if (st != MG_OK)
+        return st;
+    snprintf(p->schedule, sizeof p->schedule, "one-shot");
+    if (schedule) {
+        sub_key(k, key, "schedule");
+        st = get_choice(c, schedule, k, "pruning schedule", prune_schedules, p->schedule, sizeof p->schedule);
+        if (st != MG_OK)
+            return st;
+    }
+    mg_strbuf_init(&b);
+    mg_strbuf_append(&b, "{\"method\":");
+    mg_strbuf_json_str(&b, p->method);
+    mg_strbuf_append(&b, ",\"schedule\":");
+    mg_strbuf_json_str(&b, p->schedule);
+    mg_strbuf_append(&b, "}");
+    return canon_store(c, &b, n, key, p->canon);
+}
+
+/* A name or {name: ...} checked against `accepted` (or, when accepted is
+ * NULL, against the attack registry). */
+static mg_status parse_named(const pctx *c, yaml_node_t *n, const char *key, const char *what,
+                             const char *const *accepted, char *name_out, char *canon_out)
+{
+    char k[KEY_MAX], list[256], expected[320];
+    mg_strbuf b;
+    yaml_node_t *name = n;
+    if (accepted)
+        join(accepted, list, sizeof list);
+    else
+        snprintf(list, sizeof list, "%s", mg_attack_known_list());
+    snprintf(expected, sizeof expected, "a %s name (one of: %s) or {name: ...}", what, list);
+    if (n && n->type == YAML_MAPPING_NODE) {
+        mg_status st = check_map(c, n, key, expected, name_keys);
+        if (st != MG_OK)
+            return st;
+        name = map_get(c, n, "name");
+        st = require(c, n, name, key, "name", expected);
+        if (st != MG_OK)
+            return st;
+        sub_key(k, key, "name");
+    } else {
+        snprintf(k, sizeof k, "%s", key);
+    }
+    mg_status st = get_str(c, name, k, expected, name_out, MG_NAME_MAX);
+    if (st != MG_OK)
+        return st;
+    if (accepted ? !in_list(name_out, accepted) : !mg_attack_known(name_out))
+        return perr(c, name, k, "unknown %s \"%s\"; expected one of: %s", what, name_out, list);
+    mg_strbuf_init(&b);
+    canon_name(&b, "name", name_out);
+    return canon_store(c, &b, n, key, canon_out);
+}
+
+/* Allocates *items (count elements of `size` bytes) for a list axis. */
+static mg_status axis_alloc(const pctx *c, size_t count, size_t size, const char *what, void **items)
+{
+    *items = mg_calloc(count, size, what, c->err);
+    return *items ? MG_OK : MG_ERR_NOMEM;
+}
+
+static mg_status parse_axes(const pctx *c, yaml_node_t *root, mg_grid *g)
+{
+    char k[KEY_MAX];
+    list_view l;
+    mg_status st = MG_OK;
+    static const char axes_expected[] = "a mapping with keys dataset, arch, prune, sparsity, defense";
+    yaml_node_t *axes = map_get(c, root, "axes");
+    MG_CHECK(require(c, root, axes, "", "axes", axes_expected));
+    MG_CHECK(check_map(c, axes, "axes", axes_expected, axes_keys));
+
+    yaml_node_t *n = map_get(c, axes, "dataset");
+    if (n) {
+        MG_CHECK(get_list(c, n, "axes.dataset", "a list of datasets", 0, &l));
+        MG_CHECK(axis_alloc(c, l.n, sizeof *g->datasets, "datasets", (void **)&g->datasets));
+        g->n_datasets = l.n;
+        for (size_t i = 0; i < l.n; i++) {
+            item_key(k, "axes.dataset", &l, i);
+            MG_CHECK(parse_dataset(c, list_at(c, &l, i), k, g, &g->datasets[i]));
+        }
+        MG_CHECK(check_unique(c, &l, "axes.dataset", "dataset", g->datasets[0].canon, sizeof *g->datasets,
+                              NULL, NULL));
+    } else {
+        MG_CHECK(axis_alloc(c, 1, sizeof *g->datasets, "datasets", (void **)&g->datasets));
+        g->n_datasets = 1;
+        snprintf(g->datasets[0].name, MG_NAME_MAX, "fashion-mnist");
+        snprintf(g->datasets[0].root, sizeof g->datasets[0].root, "%s", g->data_root);
+        snprintf(g->datasets[0].canon, MG_CANON_MAX, "{\"name\":\"fashion-mnist\"}");
+    }
+
+    n = map_get(c, axes, "arch");
+    MG_CHECK(require(c, axes, n, "axes", "arch", "arch: a list of architectures (lenet5, mlp)"));
+    MG_CHECK(get_list(c, n, "axes.arch", "a list of architectures", 0, &l));
+    MG_CHECK(axis_alloc(c, l.n, sizeof *g->archs, "architectures", (void **)&g->archs));
+    g->n_archs = l.n;
+    for (size_t i = 0; i < l.n; i++) {
+        item_key(k, "axes.arch", &l, i);
+        MG_CHECK(parse_arch(c, list_at(c, &l, i), k, &g->archs[i]));
+    }
+    MG_CHECK(check_unique(c, &l, "axes.arch", "architecture", g->archs[0].canon, sizeof *g->archs, NULL, NULL));
+
+    n = map_get(c, axes, "prune");
+    if (n) {
+        MG_CHECK(get_list(c, n, "axes.prune", "a list of pruning methods", 0, &l));
+        MG_CHECK(axis_alloc(c, l.n, sizeof *g->prunes, "pruning methods", (void **)&g->prunes));
+        g->n_prunes = l.n;
+        for (size_t i = 0; i < l.n; i++) {
+            item_key(k, "axes.prune", &l, i);
+            MG_CHECK(parse_prune(c, list_at(c, &l, i), k, &g->prunes[i]));
+        }
+        MG_CHECK(check_unique(c, &l, "axes.prune", "pruning method", g->prunes[0].canon, sizeof *g->prunes,
+                              NULL, NULL));
+    } else {
+        MG_CHECK(axis_alloc(c, 1, sizeof *g->prunes, "pruning methods", (void **)&g->prunes));
+        g->n_prunes = 1;
+        snprintf(g->prunes[0].method, MG_NAME_MAX, "l1-unstructured");
+        snprintf(g->prunes[0].schedule, MG_NAME_MAX, "one-shot");
+        snprintf(g->prunes[0].canon, MG_CANON_MAX, "{\"method\":\"l1-unstructured\",\"schedule\":\"one-shot\"}");
+    }
+
+    n = map_get(c, axes, "sparsity");
+    if (n) {
+        MG_CHECK(get_list(c, n, "axes.sparsity", "a list of numbers in [0, 1)", 0, &l));
+        MG_CHECK(axis_alloc(c, l.n, sizeof *g->sparsities, "sparsities", (void **)&g->sparsities));
+        g->n_sparsities = l.n;
+        for (size_t i = 0; i < l.n; i++) {
+            item_key(k, "axes.sparsity", &l, i);
+            MG_CHECK(get_double(c, list_at(c, &l, i), k, 0.0, 0, 1.0, 1, "a number in [0, 1)", &g->sparsities[i]));
+        }
+        MG_CHECK(check_unique(c, &l, "axes.sparsity", "sparsity", NULL, 0, g->sparsities, NULL));
+    } else {
+        MG_CHECK(axis_alloc(c, 1, sizeof *g->sparsities, "sparsities", (void **)&g->sparsities));
+        g->n_sparsities = 1;
+    }
+
+    n = map_get(c, axes, "defense");
+    if (n) {
+        MG_CHECK(get_list(c, n, "axes.defense", "a list of defenses", 0, &l));
+        MG_CHECK(axis_alloc(c, l.n, sizeof *g->defenses, "defenses", (void **)&g->defenses));
+        g->n_defenses = l.n;
+        for (size_t i = 0; i < l.n; i++) {
+            item_key(k, "axes.defense", &l, i);
+            MG_CHECK(parse_named(c, list_at(c, &l, i), k, "defense", defense_names, g->defenses[i].name,
+                                 g->defenses[i].canon));
+        }
+        MG_CHECK(check_unique(c, &l, "axes.defense", "defense", g->defenses[0].canon, sizeof *g->defenses,
+                              NULL, NULL));
+    } else {
+        MG_CHECK(axis_alloc(c, 1, sizeof *g->defenses, "defenses", (void **)&g->defenses));
+        g->n_defenses = 1;
+        snprintf(g->defenses[0].name, MG_NAME_MAX, "none");
+        snprintf(g->defenses[0].canon, MG_CANON_MAX, "{\"name\":\"none\"}");
+    }
+cleanup:
+    return st;
+}
+
+static mg_status parse_attacks(const pctx *c, yaml_node_t *n, mg_grid *g)
+{
+    char k[KEY_MAX];
+    list_view l;
+    mg_status st = MG_OK;
+    if (!n) {
+        static const char *const dflt[] = {"loss", "conf"};
+        MG_CHECK(axis_alloc(c, 2, sizeof *g->attacks, "attacks", (void **)&g->attacks));
+        g->n_attacks = 2;
+        for (size_t i = 0; i < 2; i++) {
+            snprintf(g->attacks[i].name, MG_NAME_MAX, "%s", dflt[i]);
+            snprintf(g->attacks[i].canon, MG_CANON_MAX, "{\"name\":\"%s\"}", dflt[i]);
+        }
+        return MG_OK;
+    }
+    MG_CHECK(get_list(c, n, "attacks", "a list of attacks", 0, &l));
+    MG_CHECK(axis_alloc(c, l.n, sizeof *g->attacks, "attacks", (void **)&g->attacks));
+    g->n_attacks = l.n;
+    for (size_t i = 0; i < l.n; i++) {
+        item_key(k, "attacks", &l, i);
+        MG_CHECK(parse_named(c, list_at(c, &l, i), k, "attack", NULL, g->attacks[i].name, g->attacks[i].canon));
+    }
+    MG_CHECK(check_unique(c, &l, "attacks", "attack", g->attacks[0].canon, sizeof *g->attacks, NULL, NULL));
+cleanup:
+    return st;
+}
+
+/* ---- exclude ------------------------------------------------------------------------------ */
+
+size_t mg_grid_axis_len(const mg_grid *g, int axis)
+{
+    switch (axis) {
+    case MG_AXIS_DATASET: return g->n_datasets;
+    case MG_AXIS_ARCH: return g->n_archs;
+    case MG_AXIS_PRUNE: return g->n_prunes;
+    case MG_AXIS_SPARSITY: return g->n_sparsities;
+    case MG_AXIS_DEFENSE: return g->n_defenses;
+    case MG_AXIS_SEED: return g->n_seeds;
+    default: return 0;
+    }
+}
+
+int mg_grid_excluded(const mg_grid *g, const size_t idx[MG_AXIS_COUNT])
+{
+    for (size_t e = 0; e < g->n_excludes; e++) {
+        const mg_exclude *x = &g->excludes[e];
+        int all = 1;
+        for (int a = 0; a < MG_AXIS_COUNT && all; a++)
+            if (x->has[a] && !x->match[a][idx[a]])
+                all = 0;
+        if (all)
+            return 1;
+    }
+    return 0;
+}
+
+int mg_grid_next_combination(const mg_grid *g, size_t idx[MG_AXIS_COUNT])
+{
+    for (int a = MG_AXIS_COUNT - 1; a >= 0; a--) {
+        if (++idx[a] < mg_grid_axis_len(g, a))
+            return 1;
+        idx[a] = 0;
+    }
+    return 0;
+}
+
+void mg_grid_arch_str(const mg_arch_spec *a, char *buf, size_t cap)
+{
+    size_t len = 0;
+    if (strcmp(a->name, "mlp") != 0) {
+        snprintf(buf, cap, "%s", a->name);
+        return;
+    }
+    for (int i = 0; i <= a->n_hidden && len < cap; i++) {
+        int w = i == a->n_hidden ? snprintf(buf + len, cap - len, "]/%s", a->act)
+                                 : snprintf(buf + len, cap - len, "%s%d", i ? "," : "mlp[", a->hidden[i]);
+        if (w < 0)
+            break;
+        len += (size_t)w;
+    }
+}
+
+/* The values of an axis, compactly, for "matches no value of ..." messages. */
+static void axis_values(const mg_grid *g, int axis, char *buf, size_t cap)
+{
+    size_t len = 0, n = mg_grid_axis_len(g, axis);
+    buf[0] = '\0';
+    for (size_t i = 0; i < n && len + 1 < cap; i++) {
+        char v[MG_CANON_MAX];
+        switch (axis) {
+        case MG_AXIS_DATASET: snprintf(v, sizeof v, "%s", g->datasets[i].name); break;
+        case MG_AXIS_ARCH: mg_grid_arch_str(&g->archs[i], v, sizeof v); break;
+        case MG_AXIS_PRUNE: snprintf(v, sizeof v, "%s/%s", g->prunes[i].method, g->prunes[i].schedule); break;
+        case MG_AXIS_SPARSITY: {
+            mg_strbuf b;
+            mg_strbuf_init(&b);
+            mg_strbuf_json_num(&b, g->sparsities[i]);
+            snprintf(v, sizeof v, "%s", b.s ? b.s : "?");
+            mg_strbuf_free(&b);
+            break;
+        }
+        case MG_AXIS_DEFENSE: snprintf(v, sizeof v, "%s", g->defenses[i].name); break;
+        default: snprintf(v, sizeof v, "%" PRIu64, g->seeds[i]); break;
+        }
+        int w = snprintf(buf + len, cap - len, "%s%s", i ? ", " : "", v);
+        if (w < 0)
+            break;
+        len += (size_t)w;
+    }
+}
+
+/* Fills e->match[axis] from the entry's value n for that axis. */
+static mg_status exclude_axis(const pctx *c, const mg_grid *g, yaml_node_t *n, const char *key, int axis,
+                              mg_exclude *e)
+{
+    char k[KEY_MAX], name[MG_NAME_MAX];
+    size_t count = mg_grid_axis_len(g, axis);
+    unsigned char *m = e->match[axis];
+    mg_status st = MG_OK;
+    int is_map = n && n->type == YAML_MAPPING_NODE;
+    switch (axis) {
+    case MG_AXIS_DATASET: {
+        char root[1024];
+        yaml_node_t *vn = is_map ? NULL : n, *vr = NULL;
+        if (is_map) {
+            MG_CHECK(check_map(c, n, key, "a dataset name or {name, root}", dataset_keys));
+            vn = map_get(c, n, "name");
+            vr = map_get(c, n, "root");
+        }
+        if (vn) {
+            sub_key(k, key, "name");
+            MG_CHECK(get_str(c, vn, is_map ? k : key, "a dataset name", name, sizeof name));
+        }
+        if (vr) {
+            sub_key(k, key, "root");
+            MG_CHECK(get_str(c, vr, k, "a directory", root, sizeof root));
+        }
+        for (size_t i = 0; i < count; i++)
+            m[i] = (!vn || !strcmp(g->datasets[i].name, name)) && (!vr || !strcmp(g->datasets[i].root, root));
+        break;
+    }
+    case MG_AXIS_ARCH: {
+        char act[16];
+        int hidden[MG_MAX_HIDDEN], n_hidden = 0;
+        yaml_node_t *vn = is_map ? NULL : n, *vh = NULL, *va = NULL;
+        if (is_map) {
+            MG_CHECK(check_map(c, n, key, "an architecture name or {name, hidden, activation}", arch_keys));
+            vn = map_get(c, n, "name");
+            vh = map_get(c, n, "hidden");
+            va = map_get(c, n, "activation");
+        }
+        if (vn) {
+            sub_key(k, key, "name");
+            MG_CHECK(get_str(c, vn, is_map ? k : key, "an architecture name", name, sizeof name));
+        }
+        if (vh) {
+            sub_key(k, key, "hidden");
+            MG_CHECK(parse_hidden(c, vh, k, hidden, &n_hidden));
+        }
+        if (va) {
+            sub_key(k, key, "activation");
+            MG_CHECK(get_str(c, va, k, "an activation", act, sizeof act));
+        }
+        for (size_t i = 0; i < count; i++) {
+            const mg_arch_spec *a = &g->archs[i];
+            int is_mlp = !strcmp(a->name, "mlp");
+            int ok = !vn || !strcmp(a->name, name);
+            if (vh)
+                ok = ok && is_mlp && a->n_hidden == n_hidden &&
+                     !memcmp(a->hidden, hidden, (size_t)n_hidden * sizeof *hidden);
+            if (va)
+                ok = ok && is_mlp && !strcmp(a->act, act);
+            m[i] = (unsigned char)ok;
+        }
+        break;
+    }
+    case MG_AXIS_PRUNE: {
+        char sched[MG_NAME_MAX];
+        yaml_node_t *vm = is_map ? NULL : n, *vs = NULL;
+        if (is_map) {
+            MG_CHECK(check_map(c, n, key, "a pruning method or {method, schedule}", prune_keys));
+            vm = map_get(c, n, "method");
+            vs = map_get(c, n, "schedule");
+        }
+        if (vm) {
+            sub_key(k, key, "method");
+            MG_CHECK(get_str(c, vm, is_map ? k : key, "a pruning method", name, sizeof name));
+        }
+        if (vs) {
+            sub_key(k, key, "schedule");
+            MG_CHECK(get_str(c, vs, k, "a pruning schedule", sched, sizeof sched));
+        }
+        for (size_t i = 0; i < count; i++)
+            m[i] = (!vm || !strcmp(g->prunes[i].method, name)) && (!vs || !strcmp(g->prunes[i].schedule, sched));
+        break;
+    }
+    case MG_AXIS_DEFENSE: {
+        yaml_node_t *vn = n;
+        if (is_map) {
+            MG_CHECK(check_map(c, n, key, "a defense name or {name}", name_keys));
+            vn = map_get(c, n, "name");
+            sub_key(k, key, "name");
+        }
+        if (vn)
+            MG_CHECK(get_str(c, vn, is_map ? k : key, "a defense name", name, sizeof name));
+        for (size_t i = 0; i < count; i++)
+            m[i] = !vn || !strcmp(g->defenses[i].name, name);
+        break;
+    }
+    case MG_AXIS_SPARSITY: {
+        double v = 0.0;
+        MG_CHECK(get_double(c, n, key, -INFINITY, 0, INFINITY, 0, "a number", &v));
+        for (size_t i = 0; i < count; i++)
+            m[i] = g->sparsities[i] == v;
+        break;
+    }
+    default: {
+        long v = 0;
+        MG_CHECK(get_long(c, n, key, 0, LONG_MAX, "a non-negative integer", &v));
+        for (size_t i = 0; i < count; i++)
+            m[i] = g->seeds[i] == (uint64_t)v;
+        break;
+    }
+    }
+    size_t any = 0;
+    for (size_t i = 0; i < count; i++)
+        any += m[i];
+    if (!any) {
+        char values[400];
+        axis_values(g, axis, values, sizeof values);
+        st = perr(c, n, key, "matches no value of %s%s (%s), so the entry excludes no cell (a typo?); "
+                  "expected a value present in the grid", axis == MG_AXIS_SEED ? "" : "axes.",
+                  axis == MG_AXIS_SEED ? "seeds" : exclude_keys[axis], values);
+    }
+cleanup:
+    return st;
+}
+
+static mg_status parse_excludes(const pctx *c, yaml_node_t *n, mg_grid *g)
+{
+    static const char expected[] = "a mapping with any of the keys dataset, arch, prune, sparsity, defense, seed";
+    mg_error *err = c->err;
+    char k[KEY_MAX], k2[KEY_MAX];
+    list_view l;
+    mg_status st = MG_OK;
+    if (!n)
+        return MG_OK;
+    MG_CHECK(get_list(c, n, "exclude", "a list of mappings", 1, &l));
+    if (l.n == 0)
+        return MG_OK;
+    g->excludes = mg_calloc(l.n, sizeof *g->excludes, "exclude entries", err);
+    if (!g->excludes)
+        MG_CHECK(MG_ERR_NOMEM);
+    g->n_excludes = l.n;
+    for (size_t i = 0; i < l.n; i++) {
+        yaml_node_t *en = list_at(c, &l, i);
+        mg_exclude *e = &g->excludes[i];
+        item_key(k, "exclude", &l, i);
+        MG_CHECK(check_map(c, en, k, expected, exclude_keys));
+        if (map_size(en) == 0) {
+            st = perr(c, en, k, "an empty entry would exclude every cell; expected %s", expected);
+            goto cleanup;
+        }
+        e->line = en->start_mark.line + 1;
+        e->col = en->start_mark.column + 1;
+        for (int a = 0; a < MG_AXIS_COUNT; a++) {
+            yaml_node_t *v = map_get(c, en, exclude_keys[a]);
+            if (!v)
+                continue;
+            e->has[a] = 1;
+            e->match[a] = mg_calloc(mg_grid_axis_len(g, a), 1, "exclude table", err);
+            if (!e->match[a])
+                MG_CHECK(MG_ERR_NOMEM);
+            sub_key(k2, k, exclude_keys[a]);
+            MG_CHECK(exclude_axis(c, g, v, k2, a, e));
+        }
+    }
+cleanup:
+    return st;
+}
+
+/* The product of the axes within the limit, and at least one cell left. */
+static mg_status check_cells(const pctx *c, yaml_node_t *root, const mg_grid *g)
+{
+    uint64_t total = 1;
+    for (int a = 0; a < MG_AXIS_COUNT; a++) {
+        total *= mg_grid_axis_len(g, a);
+        if (total > MG_GRID_MAX_CELLS)
+            return perr(c, map_get(c, root, "axes"), "axes",
+                        "%zu datasets x %zu archs x %zu prunes x %zu sparsities x %zu defenses x %zu seeds is "
+                        "more than %d cells; expected a smaller grid (split it into several files)",
+                        g->n_datasets, g->n_archs, g->n_prunes, g->n_sparsities, g->n_defenses, g->n_seeds,
+                        MG_GRID_MAX_CELLS);
+    }
+    if (!g->n_excludes)
+        return MG_OK;
+    size_t idx[MG_AXIS_COUNT] = {0};
+    do {
+        if (!mg_grid_excluded(g, idx))
+            return MG_OK;
+    } while (mg_grid_next_combination(g, idx));
+    return perr(c, map_get(c, root, "exclude"), "exclude", "every cell is excluded; expected entries that leave "
+                "at least one cell");
+}
+
+/* ---- entry points ------------------------------------------------------------------------- */
+
+/* Line and column of a byte offset, for reader errors that only give the offset. */
+static void offset_mark(const char *text, size_t len, size_t off, size_t *line, size_t *col)
+{
+    *line = 1;
+    *col = 1;
+    for (size_t i = 0; i < off && i < len; i++) {
+        if (text[i] == '\n') {
+            (*line)++;
+            *col = 1;
+        } else {
+            (*col)++;
+        }
+    }
+}
+
+static mg_status yaml_failure(const char *path, const char *text, size_t len, const yaml_parser_t *p,
+                              mg_error *err)
+{
+    size_t line = p->problem_mark.line + 1, col = p->problem_mark.column + 1;
+    if (p->error == YAML_MEMORY_ERROR)
+        return mg_error_set(err, MG_ERR_NOMEM, "%s: out of memory reading YAML", path);
+    if (p->error == YAML_READER_ERROR)
+        offset_mark(text, len, p->problem_offset, &line, &col);
+    const char *problem = p->problem ? p->problem : "malformed YAML";
+    if (p->context)
+        return mg_error_set(err, MG_ERR_CONFIG, "%s:%zu:%zu: invalid YAML: %s (%s at line %zu); expected valid YAML",
+                            path, line, col, problem, p->context, p->context_mark.line + 1);
+    return mg_error_set(err, MG_ERR_CONFIG, "%s:%zu:%zu: invalid YAML: %s; expected valid YAML", path, line, col,
+                        problem);
+}
+
+static mg_status parse_document(const pctx *c, mg_grid *g)
+{
+    static const char top_expected[] = "a mapping with keys name, seeds, store, data, train, finetune, axes, "
+                                       "attacks, exclude";
+    mg_status st = MG_OK;
+    char d[64];
+    yaml_node_t *root = yaml_document_get_root_node(c->doc);
+    if (!root)
+        return mg_error_set(c->err, MG_ERR_CONFIG, "%s:1:1: the file is empty; expected %s", c->path, top_expected);
+    if (root->type != YAML_MAPPING_NODE)
+        return perr(c, root, "", "expected %s, got %s", top_expected, describe(root, d, sizeof d));
+    MG_CHECK(check_map(c, root, "", top_expected, top_keys));
+
+    yaml_node_t *name = map_get(c, root, "name");
+    MG_CHECK(require(c, root, name, "", "name", "name: <grid name>"));
+    MG_CHECK(parse_name(c, name, g));
+    MG_CHECK(parse_seeds(c, map_get(c, root, "seeds"), g));
+    yaml_node_t *store = map_get(c, root, "store");
+    if (store)
+        MG_CHECK(get_str(c, store, "store", "a directory", g->store, sizeof g->store));
+    MG_CHECK(parse_data(c, map_get(c, root, "data"), g));
+    MG_CHECK(parse_train(c, map_get(c, root, "train"), "train", NULL, 0, &g->train));
+    MG_CHECK(parse_train(c, map_get(c, root, "finetune"), "finetune", &g->train, 1, &g->finetune));
+    MG_CHECK(parse_axes(c, root, g));
+    MG_CHECK(parse_attacks(c, map_get(c, root, "attacks"), g));
+    MG_CHECK(parse_excludes(c, map_get(c, root, "exclude"), g));
+    MG_CHECK(check_cells(c, root, g));
+cleanup:
+    return st;
+}
+
+mg_status mg_grid_parse(const char *path, const char *text, size_t len, mg_grid **out, mg_error *err)
+{
+    mg_status st = MG_OK;
+    mg_grid *g = NULL;
+    yaml_parser_t parser;
+    yaml_document_t doc, extra;
+    int have_parser = 0, have_doc = 0;
+    *out = NULL;
+    if (!path || !text)
+        return mg_error_set(err, MG_ERR_ARG, "mg_grid_parse: path and text are required");
+
+    g = mg_calloc(1, sizeof *g, "grid", err);
+    if (!g)
+        return MG_ERR_NOMEM;
+    snprintf(g->path, sizeof g->path, "%s", path);
+    g->yaml = mg_malloc(len + 1, 1, "grid text", err);
+    if (!g->yaml)
+        MG_CHECK(MG_ERR_NOMEM);
+    memcpy(g->yaml, text, len);
+    g->yaml[len] = '\0';
+    g->yaml_len = len;
+
+    if (!yaml_parser_initialize(&parser))
+        MG_FAIL(MG_ERR_NOMEM, "%s: cannot initialise the YAML parser", path);
+    have_parser = 1;
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    if (!yaml_parser_load(&parser, &doc))
+        MG_CHECK(yaml_failure(path, text, len, &parser, err));
+    have_doc = 1;
+    if (!yaml_parser_load(&parser, &extra))
+        MG_CHECK(yaml_failure(path, text, len, &parser, err));
+    yaml_node_t *second = yaml_document_get_root_node(&extra);
+    size_t second_line = second ? second->start_mark.line + 1 : 0, second_col = second ? second->start_mark.column + 1 : 0;
+    yaml_document_delete(&extra);
+    if (second)
+        MG_FAIL(MG_ERR_CONFIG, "%s:%zu:%zu: a second YAML document; expected one grid per file", path, second_line,
+                second_col);
+
+    pctx c = {path, &doc, err};
+    MG_CHECK(parse_document(&c, g));
+    *out = g;
+    g = NULL;
+cleanup:
+    if (have_doc)
+        yaml_document_delete(&doc);
+    if (have_parser)
+        yaml_parser_delete(&parser);
+    mg_grid_destroy(&g);
+    return st;
+}
+
+mg_status mg_grid_load(const char *path, mg_grid **out, mg_error *err)
+{
+    char *text = NULL;
+    size_t len = 0;
+    *out = NULL;
+    mg_status st = mg_read_file(path, &text, &len, err);
+    if (st != MG_OK)
+        return st;
+    st = mg_grid_parse(path, text, len, out, err);
+    free(text);
+    return st;
+}
+
+void mg_grid_destroy(mg_grid **gp)
+{
+    if (!gp || !*gp)
+        return;
+    mg_grid *g = *gp;
+    for (size_t i = 0; i < g->n_excludes; i++)
+        for (int a = 0; a < MG_AXIS_COUNT; a++)
+            free(g->excludes[i].match[a]);
+    free(g->excludes);
+    free(g->yaml);
+    free(g->seeds);
+    free(g->datasets);
+    free(g->archs);
+    free(g->prunes);
+    free(g->sparsities);
+    free(g->defenses);
+    free(g->attacks);
+    free(g);
+    *gp = NULL;
+}

@@ -1,0 +1,341 @@
+/*
+ * grid_plan.c: turns a parsed grid into cells and a deduplicated DAG of
+ * nodes. Each node's recipe is canonical JSON (keys sorted, defaults
+ * resolved, input nodes named by key), and its key is a hash of the recipe:
+ * two cells that need the same model get the same key and so share one node,
+ * and a node's key does not depend on which other cells the grid holds.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "grid/grid_internal.h"
+
+/* The public plan plus the key index; mg_plan_build hands out &impl->pub. */
+typedef struct {
+    mg_plan pub;
+    size_t cap_nodes;
+    size_t *slots;        /* open addressing on the key: node index + 1, 0 = empty */
+    size_t n_slots;       /* a power of two, kept at least twice the node count */
+    size_t *attack_block; /* every cell's attack_nodes, one allocation */
+} plan_impl;
+
+const char *mg_node_kind_str(mg_node_kind k)
+{
+    switch (k) {
+    case MG_NODE_TRAIN: return "train";
+    case MG_NODE_PRUNE: return "prune";
+    case MG_NODE_ATTACK: return "attack";
+    }
+    return "unknown";
+}
+
+const char *mg_role_str(mg_role r)
+{
+    switch (r) {
+    case MG_ROLE_TARGET: return "target";
+    case MG_ROLE_SHADOW: return "shadow";
+    }
+    return "unknown";
+}
+
+/* Keys are hex digests, so their first 16 digits are already a good hash. */
+static uint64_t key_hash(const char *key)
+{
+    uint64_t h = 0;
+    for (int i = 0; i < 16 && key[i]; i++) {
+        char ch = key[i];
+        unsigned v = (ch >= '0' && ch <= '9') ? (unsigned)(ch - '0') : (unsigned)((ch | 0x20) - 'a' + 10);
+        h = (h << 4) | (v & 0xf);
+    }
+    return h;
+}
+
+static size_t slot_find(const plan_impl *pi, const char *key)
+{
+    size_t mask = pi->n_slots - 1;
+    for (size_t s = (size_t)key_hash(key) & mask;; s = (s + 1) & mask) {
+        size_t v = pi->slots[s];
+        if (v == 0 || strcmp(pi->pub.nodes[v - 1].key, key) == 0)
+            return s;
+    }
+}
+
+static mg_status slots_grow(plan_impl *pi, mg_error *err)
+{
+    size_t n = pi->n_slots ? pi->n_slots * 2 : 1024;
+    size_t *old = pi->slots, n_old = pi->n_slots;
+    pi->slots = mg_calloc(n, sizeof *pi->slots, "plan index", err);
+    if (!pi->slots) {
+        pi->slots = old;
+        return MG_ERR_NOMEM;
+    }
+    pi->n_slots = n;
+    for (size_t i = 0; i < n_old; i++)
+        if (old[i])
+            pi->slots[slot_find(pi, pi->pub.nodes[old[i] - 1].key)] = old[i];
+    free(old);
+    return MG_OK;
+}
+
+/* Resolves one node reference: the node with this recipe's key, created (and
+ * appended, so inputs always precede consumers) if new. Takes the recipe. */
+static mg_status plan_intern(plan_impl *pi, mg_strbuf *recipe, const mg_node *proto, size_t *index, mg_error *err)
+{
+    mg_status st = MG_OK;
+    char key[33];
+    mg_plan *p = &pi->pub;
+    char *text = mg_strbuf_take(recipe);
+    if (!text)
+        MG_FAIL(MG_ERR_NOMEM, "out of memory building a node recipe");
+    mg_sha256_hex(text, strlen(text), 16, key);
+    p->n_refs++;
+    if (2 * (p->n_nodes + 1) > pi->n_slots)
+        MG_CHECK(slots_grow(pi, err));
+    size_t s = slot_find(pi, key);
+    if (pi->slots[s]) {
+        *index = pi->slots[s] - 1;
+        p->nodes[*index].n_uses++;
+        goto cleanup;
+    }
+    if (p->n_nodes >= MG_PLAN_MAX_NODES)
+        MG_FAIL(MG_ERR_CONFIG, "the plan needs more than %d nodes; split the grid into several files",
+                MG_PLAN_MAX_NODES);
+    if (p->n_nodes == pi->cap_nodes) {
+        size_t cap = pi->cap_nodes ? 2 * pi->cap_nodes : 256;
+        mg_node *nodes = mg_calloc(cap, sizeof *nodes, "plan nodes", err);
+        if (!nodes)
+            MG_CHECK(MG_ERR_NOMEM);
+        if (p->n_nodes)
+            memcpy(nodes, p->nodes, p->n_nodes * sizeof *nodes);
+        free(p->nodes);
+        p->nodes = nodes;
+        pi->cap_nodes = cap;
+    }
+    mg_node *n = &p->nodes[p->n_nodes];
+    *n = *proto;
+    memcpy(n->key, key, sizeof n->key);
+    n->recipe = text;
+    text = NULL;
+    n->n_uses = 1;
+    *index = p->n_nodes++;
+    pi->slots[s] = *index + 1;
+cleanup:
+    free(text);
+    return st;
+}
+
+static void recipe_dense(mg_strbuf *b, const mg_grid *g, const size_t idx[MG_AXIS_COUNT], mg_role r)
+{
+    mg_strbuf_printf(b, "{\"arch\":%s,\"dataset\":%s,\"kind\":\"train\",\"role\":\"%s\",\"seed\":%" PRIu64
+                        ",\"split\":%s,\"train\":%s,\"v\":%d}",
+                     g->archs[idx[MG_AXIS_ARCH]].canon, g->datasets[idx[MG_AXIS_DATASET]].canon, mg_role_str(r),
+                     g->seeds[idx[MG_AXIS_SEED]], g->split.canon, g->train.canon, MG_RECIPE_VERSION);
+}
+
+static void recipe_prune(mg_strbuf *b, const mg_grid *g, const size_t idx[MG_AXIS_COUNT], mg_role r,
+                         const char *input)
+{
+    mg_strbuf_printf(b, "{\"defense\":%s,\"finetune\":%s,\"input\":\"%s\",\"kind\":\"prune\",\"prune\":%s,"
+                        "\"role\":\"%s\",\"sparsity\":",
+                     g->defenses[idx[MG_AXIS_DEFENSE]].canon, g->finetune.canon, input,
+                     g->prunes[idx[MG_AXIS_PRUNE]].canon, mg_role_str(r));
+    mg_strbuf_json_num(b, g->sparsities[idx[MG_AXIS_SPARSITY]]);
+    mg_strbuf_printf(b, ",\"v\":%d}", MG_RECIPE_VERSION);
+}
+
+static void recipe_attack(mg_strbuf *b, const mg_attack_spec *a, const char *target, const char *shadow)
+{
+    mg_strbuf_printf(b, "{\"attack\":%s,\"kind\":\"attack\",\"shadow\":\"%s\",\"target\":\"%s\",\"v\":%d}", a->canon,
+                     shadow, target, MG_RECIPE_VERSION);
+}
+
+/* The nodes of one cell: per role a dense model and (sparsity > 0) its
+ * pruned version, then one attack node per attack on the two models. */
+static mg_status plan_cell(plan_impl *pi, const mg_grid *g, const size_t idx[MG_AXIS_COUNT], mg_cell *cell,
+                           mg_error *err)
+{
+    mg_status st = MG_OK;
+    mg_strbuf b;
+    mg_node proto;
+    char model_key[2][33];
+    double sparsity = g->sparsities[idx[MG_AXIS_SPARSITY]];
+    int pruned = sparsity > 0.0;
+    mg_strbuf_init(&b);
+    for (int r = 0; r < 2; r++) {
+        size_t dense = 0;
+        memset(&proto, 0, sizeof proto);
+        proto.kind = MG_NODE_TRAIN;
+        proto.role = (mg_role)r;
+        proto.dataset = idx[MG_AXIS_DATASET];
+        proto.arch = idx[MG_AXIS_ARCH];
+        proto.seed = idx[MG_AXIS_SEED];
+        proto.prune = proto.defense = proto.attack = MG_NO_INDEX;
+        recipe_dense(&b, g, idx, (mg_role)r);
+        MG_CHECK(plan_intern(pi, &b, &proto, &dense, err));
+        cell->model[r] = dense;
+        if (pruned) {
+            char input[33];
+            memcpy(input, pi->pub.nodes[dense].key, sizeof input);
+            proto.kind = MG_NODE_PRUNE;
+            proto.n_inputs = 1;
+            proto.inputs[0] = dense;
+            proto.prune = idx[MG_AXIS_PRUNE];
+            proto.defense = idx[MG_AXIS_DEFENSE];
+            proto.sparsity = sparsity;
+            recipe_prune(&b, g, idx, (mg_role)r, input);
+            MG_CHECK(plan_intern(pi, &b, &proto, &cell->model[r], err));
+        }
+        memcpy(model_key[r], pi->pub.nodes[cell->model[r]].key, sizeof model_key[r]);
+    }
+    for (size_t a = 0; a < g->n_attacks; a++) {
+        memset(&proto, 0, sizeof proto);
+        proto.kind = MG_NODE_ATTACK;
+        proto.role = MG_ROLE_TARGET;
+        proto.n_inputs = 2;
+        proto.inputs[0] = cell->model[MG_ROLE_TARGET];
+        proto.inputs[1] = cell->model[MG_ROLE_SHADOW];
+        proto.dataset = idx[MG_AXIS_DATASET];
+        proto.arch = idx[MG_AXIS_ARCH];
+        proto.seed = idx[MG_AXIS_SEED];
+        proto.prune = pruned ? idx[MG_AXIS_PRUNE] : MG_NO_INDEX;
+        proto.defense = pruned ? idx[MG_AXIS_DEFENSE] : MG_NO_INDEX;
+        proto.attack = a;
+        proto.sparsity = sparsity;
+        recipe_attack(&b, &g->attacks[a], model_key[MG_ROLE_TARGET], model_key[MG_ROLE_SHADOW]);
+        MG_CHECK(plan_intern(pi, &b, &proto, &cell->attack_nodes[a], err));
+    }
+cleanup:
+    mg_strbuf_free(&b);
+    return st;
+}
+
+mg_status mg_plan_build(const mg_grid *g, mg_plan **out, mg_error *err)
+{
+    mg_status st = MG_OK;
+    plan_impl *pi = NULL;
+    size_t idx[MG_AXIS_COUNT] = {0};
+    size_t n_cells = 0;
+    *out = NULL;
+    if (!g || g->n_attacks == 0)
+        return mg_error_set(err, MG_ERR_ARG, "mg_plan_build: a parsed grid is required");
+
+    /* The parser bounds the product, so this pass is cheap. */
+    do {
+        n_cells += !mg_grid_excluded(g, idx);
+    } while (mg_grid_next_combination(g, idx));
+    if (n_cells == 0)
+        return mg_error_set(err, MG_ERR_CONFIG, "%s: every cell of grid \"%s\" is excluded", g->path, g->name);
+
+    pi = mg_calloc(1, sizeof *pi, "plan", err);
+    if (!pi)
+        return MG_ERR_NOMEM;
+    mg_plan *p = &pi->pub;
+    p->cells = mg_calloc(n_cells, sizeof *p->cells, "plan cells", err);
+    pi->attack_block = mg_calloc(n_cells, g->n_attacks * sizeof *pi->attack_block, "plan attack nodes", err);
+    if (!p->cells || !pi->attack_block)
+        MG_CHECK(MG_ERR_NOMEM);
+    MG_CHECK(slots_grow(pi, err));
+
+    size_t id = 0;
+    do {
+        if (mg_grid_excluded(g, idx))
+            continue;
+        mg_cell *c = &p->cells[id];
+        c->id = id;
+        c->dataset = idx[MG_AXIS_DATASET];
+        c->arch = idx[MG_AXIS_ARCH];
+        c->prune = idx[MG_AXIS_PRUNE];
+        c->sparsity = idx[MG_AXIS_SPARSITY];
+        c->defense = idx[MG_AXIS_DEFENSE];
+        c->seed = idx[MG_AXIS_SEED];
+        c->attack_nodes = pi->attack_block + id * g->n_attacks;
+        MG_CHECK(plan_cell(pi, g, idx, c, err));
+        id++;
+        p->n_cells = id;
+    } while (mg_grid_next_combination(g, idx));
+
+    *out = p;
+    pi = NULL;
+cleanup:
+    if (pi) {
+        mg_plan *tmp = &pi->pub;
+        mg_plan_destroy(&tmp);
+    }
+    return st;
+}
+
+void mg_plan_destroy(mg_plan **pp)
+{
+    if (!pp || !*pp)
+        return;
+    plan_impl *pi = (plan_impl *)*pp;
+    for (size_t i = 0; i < pi->pub.n_nodes; i++)
+        free(pi->pub.nodes[i].recipe);
+    free(pi->pub.nodes);
+    free(pi->pub.cells);
+    free(pi->attack_block);
+    free(pi->slots);
+    free(pi);
+    *pp = NULL;
+}
+
+size_t mg_plan_find(const mg_plan *p, const char *key)
+{
+    if (!p || !key)
+        return MG_NO_INDEX;
+    const plan_impl *pi = (const plan_impl *)p;
+    size_t s = slot_find(pi, key);
+    return pi->slots[s] ? pi->slots[s] - 1 : MG_NO_INDEX;
+}
+
+/* ---- output ------------------------------------------------------------------------------ */
+
+void mg_plan_print(const mg_grid *g, const mg_plan *p, FILE *f)
+{
+    size_t kinds[3] = {0, 0, 0};
+    fprintf(f, "grid \"%s\" (%s)\n", g->name, g->path);
+    fprintf(f, "cells: id dataset arch prune sparsity defense seed -> target, shadow model\n");
+    for (size_t i = 0; i < p->n_cells; i++) {
+        const mg_cell *c = &p->cells[i];
+        char arch[MG_CANON_MAX];
+        mg_grid_arch_str(&g->archs[c->arch], arch, sizeof arch);
+        fprintf(f, "  %6zu  %s %s %s/%s %g %s %" PRIu64 " -> %.12s %.12s\n", c->id,
+                g->datasets[c->dataset].name, arch, g->prunes[c->prune].method,
+                g->prunes[c->prune].schedule, g->sparsities[c->sparsity], g->defenses[c->defense].name,
+                g->seeds[c->seed], p->nodes[c->model[MG_ROLE_TARGET]].key, p->nodes[c->model[MG_ROLE_SHADOW]].key);
+    }
+    fprintf(f, "nodes: index kind role-or-attack key inputs uses\n");
+    for (size_t i = 0; i < p->n_nodes; i++) {
+        const mg_node *n = &p->nodes[i];
+        kinds[n->kind]++;
+        fprintf(f, "  %6zu  %-6s %-6s %.12s", i, mg_node_kind_str(n->kind),
+                n->kind == MG_NODE_ATTACK ? g->attacks[n->attack].name : mg_role_str(n->role), n->key);
+        if (n->n_inputs == 0)
+            fprintf(f, "  inputs -");
+        else if (n->n_inputs == 1)
+            fprintf(f, "  inputs %zu", n->inputs[0]);
+        else
+            fprintf(f, "  inputs %zu,%zu", n->inputs[0], n->inputs[1]);
+        fprintf(f, "  uses %zu", n->n_uses);
+        if (n->kind == MG_NODE_PRUNE)
+            fprintf(f, "  sparsity %g", n->sparsity);
+        fputc('\n', f);
+    }
+    fprintf(f, "%zu cells, %zu nodes (%zu train, %zu prune, %zu attack); %zu references, %zu shared\n", p->n_cells,
+            p->n_nodes, kinds[MG_NODE_TRAIN], kinds[MG_NODE_PRUNE], kinds[MG_NODE_ATTACK], p->n_refs,
+            p->n_refs - p->n_nodes);
+}
+
+char *mg_cell_axes_json(const mg_grid *g, const mg_cell *c)
+{
+    mg_strbuf b;
+    mg_strbuf_init(&b);
+    mg_strbuf_printf(&b, "{\"arch\":%s,\"dataset\":%s,\"defense\":%s,\"prune\":%s,\"seed\":%" PRIu64 ",\"sparsity\":",
+                     g->archs[c->arch].canon, g->datasets[c->dataset].canon, g->defenses[c->defense].canon,
+                     g->prunes[c->prune].canon, g->seeds[c->seed]);
+    mg_strbuf_json_num(&b, g->sparsities[c->sparsity]);
+    mg_strbuf_append(&b, "}");
+    return mg_strbuf_take(&b);
+}
