@@ -44,11 +44,14 @@ typedef struct {
 void mg_attack_evaluate(const double *score, const uint8_t *member, size_t n, double threshold,
                         mg_attack_metrics *out);
 
+/* Here and in mg_attack_evaluate: with no members or no non-members, the
+ * rates that divide by their count, AUC, TPR at FPR and advantage are NaN. */
 double mg_metric_auc(const double *score, const uint8_t *member, size_t n);
 double mg_metric_tpr_at_fpr(const double *score, const uint8_t *member, size_t n, double max_fpr);
 
-/* The ROC curve: one point per distinct score plus (0,0) and (1,1), fpr
- * ascending. Caller frees *fpr and *tpr. */
+/* The ROC curve: (0,0), then one point per distinct score (the threshold at
+ * that score), fpr ascending; the last point is (1,1). Caller frees *fpr and
+ * *tpr. Both classes must be present (MG_ERR_ARG otherwise). */
 mg_status mg_metric_roc(const double *score, const uint8_t *member, size_t n, double **fpr,
                         double **tpr, size_t *n_points, mg_error *err);
 
