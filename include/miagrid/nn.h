@@ -115,6 +115,14 @@ mg_status mg_model_forward(mg_model *m, const float *x, int batch, int train, co
  * argmax(logits) == y (either may be NULL). */
 mg_status mg_model_backward(mg_model *m, const int32_t *y, int batch, double *loss, int *n_correct,
                             mg_error *err);
+/* Also compute the gradient of the mean loss w.r.t. the input in every
+ * mg_model_backward (off by default: it costs an extra pass through the first
+ * layer). Attacks that probe input sensitivity and the gradient tests use it. */
+void mg_model_set_input_grad(mg_model *m, int enable);
+/* d(mean loss)/dx of the last backward, (batch, in_dim), overwritten (not
+ * accumulated) by each backward and valid until the next forward; NULL unless
+ * enabled by mg_model_set_input_grad. */
+const float *mg_model_input_grad(const mg_model *m);
 /* Eval-mode logits for n samples, in batches; logits is (n, K). */
 mg_status mg_model_predict(mg_model *m, const float *x, size_t n, float *logits, mg_error *err);
 
@@ -169,7 +177,8 @@ void mg_history_free(mg_history *h);
 /* Train for cfg->epochs over (x, y) of n samples, shuffling each epoch with
  * rng (the same rng gives the same bits). Masks are honoured throughout. A
  * non-finite loss stops training with MG_ERR_NUMERIC naming the epoch. hist may
- * be NULL; otherwise it is filled (caller frees with mg_history_free). */
+ * be NULL; otherwise it is filled (caller frees with mg_history_free), and
+ * left empty on failure. Each call starts a fresh optimiser (zero momentum). */
 mg_status mg_train(mg_model *m, const float *x, const int32_t *y, size_t n, const mg_train_cfg *cfg,
                    mg_rng *rng, mg_history *hist, mg_error *err);
 

@@ -14,7 +14,11 @@ extern "C" {
 /* Per-layer L1-magnitude unstructured pruning: in every prunable tensor of
  * count n, the round(sparsity * n) entries of smallest |w| (ties broken by
  * lower index first, so the result is deterministic) get mask 0 and value 0.
- * Entries already masked count towards the pruned ones. sparsity in [0, 1). */
+ * Entries already masked count towards the pruned ones and stay masked (if
+ * there are more of them than round(sparsity * n), none is unmasked).
+ * round() is half to even, as Python's round() in torch.nn.utils.prune.
+ * sparsity in [0, 1), else MG_ERR_ARG; a non-finite unmasked weight gives
+ * MG_ERR_NUMERIC and leaves the model unchanged. */
 mg_status mg_prune_l1_unstructured(mg_model *m, double sparsity, mg_error *err);
 
 /* Fraction of prunable parameters whose mask is 0. */
