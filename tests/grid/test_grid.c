@@ -106,12 +106,15 @@ static void test_quickstart(void)
     CHECK_INT_EQ(g->n_archs, 2);
     CHECK_INT_EQ(g->n_sparsities, 3);
     CHECK_INT_EQ(g->n_attacks, 2);
-    CHECK_INT_EQ(g->train.epochs, 20);
-    CHECK_INT_EQ(g->train.batch, 64);
+    CHECK_INT_EQ(g->train.epochs, 30);
+    CHECK_INT_EQ(g->train.batch, 32);
+    CHECK_NEAR(g->train.weight_decay, 0.0, 0);
+    /* finetune gives epochs and lr; the rest comes from train. */
     CHECK_INT_EQ(g->finetune.epochs, 5);
-    CHECK_INT_EQ(g->finetune.batch, 64);
-    CHECK_NEAR(g->finetune.lr, 0.001, 0);
+    CHECK_INT_EQ(g->finetune.batch, 32);
+    CHECK_NEAR(g->finetune.lr, 0.005, 0);
     CHECK_NEAR(g->finetune.momentum, 0.9, 0);
+    CHECK_NEAR(g->finetune.weight_decay, 0.0, 0);
     CHECK_STR_EQ(g->archs[0].canon, "{\"name\":\"lenet5\"}");
     CHECK_STR_EQ(g->archs[1].canon, "{\"activation\":\"relu\",\"hidden\":[512,256],\"name\":\"mlp\"}");
     CHECK_INT_EQ(g->yaml_len, strlen(g->yaml));
