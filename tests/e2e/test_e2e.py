@@ -129,6 +129,11 @@ def case_serial_vs_mpi(r):
     same = (a[["cell_id", "model", "attack", "metric", "node"]].equals(b[["cell_id", "model", "attack", "metric", "node"]])
             and np.array_equal(a["value"].to_numpy(), b["value"].to_numpy()))
     check(same, "1 rank and 3 ranks give bit-identical metrics")
+    # Even this small grid overfits, and the attacks see it.
+    t = a[(a.model == "target") & (a.attack == "")].pivot(index="cell_id", columns="metric", values="value")
+    check((t.train_acc > t.test_acc).all(), "every target model fits its members better than non-members")
+    conf = a[(a.model == "target") & (a.attack == "conf") & (a.metric == "balanced_acc")]
+    check(conf.value.max() > 0.55, f"the confidence attack beats chance (best balanced accuracy {conf.value.max():.3f})")
     before = {f: os.path.getmtime(os.path.join(s3, "nodes", f)) for f in node_files(s3)}
     out = r.run(TINY, s3, ranks=3).stdout
     check("nothing to compute" in out, "a rerun of a finished grid computes nothing and says so")
