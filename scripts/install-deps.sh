@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs every Debian package miagrid needs to build, test and analyse.
 # Idempotent: packages already present are left alone. Needs root (or sudo).
+# usage: install-deps.sh [--bench]
 set -euo pipefail
 
 PKGS=(
@@ -8,10 +9,15 @@ PKGS=(
   libopenmpi-dev openmpi-bin
   libhdf5-openmpi-dev hdf5-tools
   libscalapack-openmpi-dev libopenblas-dev
-  libyaml-dev zlib1g-dev
+  libyaml-dev zlib1g-dev libpng-dev libjpeg-dev
   dataset-fashion-mnist
   python3 python3-h5py python3-pandas python3-matplotlib python3-numpy
 )
+
+# --bench adds what bench/ compares against: PyTorch for the CPU, from Debian.
+if [[ ${1:-} == --bench ]]; then
+  PKGS+=(python3-torch)
+fi
 
 missing=()
 for p in "${PKGS[@]}"; do
