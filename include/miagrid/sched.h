@@ -38,26 +38,53 @@ void mg_exec_free(mg_exec_ctx *ctx);
  * the store) and write it. On failure nothing is left in the store. */
 mg_status mg_exec_node(mg_exec_ctx *ctx, size_t idx, mg_error *err);
 
+/* How a node is computed. The default (exec == NULL) is mg_exec_node with a
+ * per-rank mg_exec_ctx; tests and the scheduler benchmark plug in their own.
+ * `rank` is the calling rank. Return MG_ERR_INTERRUPTED when the node stopped
+ * on request without failing (it stays pending). */
+typedef mg_status (*mg_exec_fn)(void *user, int rank, size_t node, mg_error *err);
+
 typedef struct {
-    int quiet;          /* no progress lines */
-    int verbose;        /* a line per node started and finished */
+    int quiet;            /* no progress lines */
+    int verbose;          /* a line per node started */
+    int retry_failed;     /* run nodes with a failure record again */
+    double walltime;      /* seconds from the start after which no node is handed out; 0: none */
+    mg_exec_fn exec;      /* NULL: mg_exec_node */
+    void *exec_user;
 } mg_run_opts;
 
 typedef struct {
     size_t n_nodes;
-    size_t reused;      /* complete in the store before the run */
+    size_t reused;        /* complete in the store before the run */
     size_t computed;
-    size_t failed;
-    size_t skipped;     /* not run because an input failed */
+    size_t failed;        /* failed in this run or earlier (failure record) */
+    size_t skipped;       /* not run because an input failed */
+    size_t pending;       /* left for a later run (stop requested, wall time) */
+    int interrupted;      /* the run stopped early on request */
     double seconds;
+    double coordinator_seconds; /* rank 0's busy time handling messages (excludes sleeping) */
+    size_t messages;      /* reports rank 0 handled */
 } mg_run_summary;
+
+/* Ask the run to stop: no more nodes are handed out, running nodes finish or
+ * save their state, the store is left consistent. Async-signal-safe: main's
+ * SIGTERM/SIGINT handlers call it. */
+void mg_sched_request_stop(void);
+int mg_sched_stop_requested(void);
+
+/* Estimated relative cost of computing a node, from its recipe (epochs,
+ * samples, architecture size); the coordinator starts expensive chains first. */
+double mg_node_cost(const mg_grid *g, const mg_node *n);
 
 /* Run every node of the plan that is not complete in the store. Collective
  * over comm: rank 0 coordinates (with one rank it also computes), the others
- * compute. Failed nodes are reported and their consumers skipped; the rest
+ * compute. Among ready nodes the most expensive chains go first. A failed node
+ * gets a failure record in the store and its consumers are skipped; the rest
  * completes. Rank 0 rewrites the root file at the end. The summary is valid on
  * rank 0. Returns MG_OK when every node is complete, MG_ERR_STATE when some
- * failed (the message lists them), other statuses on fatal errors. */
+ * failed (the message lists them), MG_ERR_INTERRUPTED when a stop was
+ * requested or the wall time ran out (rerun to resume), other statuses on
+ * fatal errors. */
 mg_status mg_run(const mg_grid *g, const mg_plan *p, mg_store *s, MPI_Comm comm,
                  const mg_run_opts *opts, mg_run_summary *summary, mg_error *err);
 

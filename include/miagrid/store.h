@@ -59,6 +59,17 @@ mg_status mg_node_writer_commit(mg_node_writer **w, mg_error *err);
 /* Close and delete the temporary file. */
 void mg_node_writer_abort(mg_node_writer **w);
 
+/* ---- failures ------------------------------------------------------------------- */
+
+/* Record that a node failed: nodes/<key>.failed, a small text file whose first
+ * line is the message, written under a temporary name and renamed. A node
+ * with a failure record is not run again unless a run retries failures. */
+mg_status mg_store_record_failure(mg_store *s, const char *key, const char *msg, mg_error *err);
+/* 1 if the node has a failure record; its message goes to buf (if not NULL). */
+int mg_store_node_failed(const mg_store *s, const char *key, char *buf, size_t n);
+/* Remove a failure record (if any). */
+void mg_store_clear_failure(mg_store *s, const char *key);
+
 /* Open a complete node's file read-only. */
 mg_status mg_store_node_open(const mg_store *s, const char *key, hid_t *file, mg_error *err);
 
@@ -98,6 +109,14 @@ const char *mg_node_state_str(mg_node_state s);
  * files: complete or pending). */
 mg_status mg_store_write_root(mg_store *s, const mg_grid *g, const mg_plan *p,
                               const mg_node_state *node_state, mg_error *err);
+
+/* Check a store without changing it (unless remove_bad): the format stamp;
+ * every node file opens, is complete, its key matches its name and the hash of
+ * its recipe, and every dataset its kind needs reads back whole; the root file
+ * opens and its links resolve. Prints one line per problem (and a summary) to
+ * out; *n_problems counts them. With remove_bad, node files with problems are
+ * deleted so the next run recomputes them. MG_ERR_IO if dir is not a store. */
+mg_status mg_store_verify(const char *dir, int remove_bad, FILE *out, size_t *n_problems, mg_error *err);
 
 /* Print one line per cell: axes, status, the target's train and test accuracy
  * and each attack's balanced accuracy on the target, read from the node files. */

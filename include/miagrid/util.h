@@ -27,7 +27,8 @@ typedef enum {
     MG_ERR_NUMERIC,  /* NaN or infinity in training or data */
     MG_ERR_ARG,      /* a caller passed an invalid argument (a bug or a bad command line) */
     MG_ERR_STATE,    /* the store or run is in a state that forbids the operation */
-    MG_ERR_INTERNAL  /* an invariant broke: a bug */
+    MG_ERR_INTERNAL, /* an invariant broke: a bug */
+    MG_ERR_INTERRUPTED /* stopped on request (signal, wall time); nothing lost, rerun to resume */
 } mg_status;
 
 /* An error report: the status and a user-facing message. Functions that can

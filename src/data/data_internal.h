@@ -1,12 +1,22 @@
 /*
- * data_internal.h: helpers shared by the dataset loaders in src/data/.
+ * data_internal.h: helpers shared by the dataset loaders in src/data/:
+ * reading files through zlib (plain or gzip alike), the image decoders and
+ * the bilinear resize.
  */
 #ifndef MIAGRID_DATA_INTERNAL_H
 #define MIAGRID_DATA_INTERNAL_H
 
 #include <stddef.h>
+#include <zlib.h>
 
 #include "miagrid/data.h"
+
+/* Open a file for reading through zlib, which reads plain files
+ * transparently. A missing or unreadable file is an MG_ERR_IO naming it. */
+mg_status mg_data_gz_open(const char *path, gzFile *out, mg_error *err);
+
+/* Read up to n bytes; *got says how many arrived (fewer only at end of data). */
+mg_status mg_data_gz_read(gzFile f, const char *path, void *buf, size_t n, size_t *got, mg_error *err);
 
 /* Read a whole file, gzip-compressed or plain (zlib tells them apart by
  * content), into a NUL-terminated buffer the caller frees. */
@@ -17,5 +27,42 @@ mg_status mg_data_read_all(const char *path, char **out, size_t *len, mg_error *
  * image shape and n_classes. On failure d keeps its earlier rows. */
 mg_status mg_data_idx_append(const char *images_path, const char *labels_path, int n_classes,
                              mg_dataset *d, mg_error *err);
+
+/* The last path component, for dataset names. */
+const char *mg_data_basename(const char *path);
+
+/* Reusable buffers for decoding many images without an allocation each. */
+typedef struct {
+    unsigned char *file;  /* the encoded bytes */
+    size_t file_cap;
+    unsigned char *rgb;   /* decoded, (h, w, 3) interleaved */
+    size_t rgb_cap;
+    float *planes;        /* (c, h, w) before resizing */
+    size_t planes_cap;
+} mg_image_scratch;
+
+void mg_image_scratch_free(mg_image_scratch *s);
+
+/* Largest decoded image accepted, so a corrupt header cannot ask for an
+ * absurd allocation. */
+#define MG_IMAGE_MAX_SIDE 16384
+#define MG_IMAGE_MAX_PIXELS ((size_t)1 << 26)
+
+/* Decode the PNG or JPEG (told apart by content) in buf[0..len) into
+ * s->rgb as 8-bit RGB (grey replicated, alpha composited onto black).
+ * Corrupt, truncated or unsupported data is an MG_ERR_DATA naming path. */
+mg_status mg_image_decode(const char *path, const unsigned char *buf, size_t len, mg_image_scratch *s,
+                          int *w, int *h, mg_error *err);
+
+/* Read and decode the image file at path, then write it as (channels,
+ * size, size) floats in [0,1] to out: grey by ITU-R 601 luma when channels
+ * is 1, resized with mg_image_resize_bilinear when its size differs. */
+mg_status mg_image_load(const char *path, int channels, int size, mg_image_scratch *s, float *out,
+                        mg_error *err);
+
+/* Bilinear resize of c planes: src is (c, h, w), dst is (c, oh, ow). The
+ * source coordinate of output pixel x is (x + 0.5) * w / ow - 0.5, clamped
+ * below at 0 (PyTorch's align_corners=False without antialiasing). */
+void mg_image_resize_bilinear(const float *src, int c, int h, int w, float *dst, int oh, int ow);
 
 #endif

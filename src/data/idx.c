@@ -15,8 +15,8 @@
 
 enum { IDX_MAGIC_U8_1D = 0x00000801, IDX_MAGIC_U8_3D = 0x00000803 };
 
-/* gzread takes an int count, so large reads go through in bounded chunks. */
-enum { GZ_CHUNK = 1 << 20 };
+/* Pixels are converted a chunk at a time. */
+enum { IDX_CHUNK = 1 << 20 };
 
 void mg_dataset_free(mg_dataset *d)
 {
@@ -32,42 +32,6 @@ size_t mg_dataset_dim(const mg_dataset *d)
     return (size_t)d->c * (size_t)d->h * (size_t)d->w;
 }
 
-static mg_status gz_open(const char *path, gzFile *out, mg_error *err)
-{
-    /* gzopen leaves errno unreliable, so a plain open reports why a file is unreadable. */
-    FILE *probe = fopen(path, "rb");
-    if (!probe)
-        return mg_error_set(err, MG_ERR_IO, "%s: cannot open for reading: %s", path, strerror(errno));
-    fclose(probe);
-    *out = gzopen(path, "rb");
-    if (!*out)
-        return mg_error_set(err, MG_ERR_IO, "%s: cannot open for reading", path);
-    return MG_OK;
-}
-
-/* Read up to n bytes; *got says how many arrived (fewer only at end of data). */
-static mg_status gz_read_upto(gzFile f, const char *path, void *buf, size_t n, size_t *got,
-                              mg_error *err)
-{
-    unsigned char *p = buf;
-    *got = 0;
-    while (*got < n) {
-        size_t want = n - *got;
-        if (want > GZ_CHUNK)
-            want = GZ_CHUNK;
-        int r = gzread(f, p + *got, (unsigned)want);
-        if (r < 0) {
-            int zerr = 0;
-            const char *msg = gzerror(f, &zerr);
-            return mg_error_set(err, MG_ERR_IO, "%s: read failed: %s", path, msg ? msg : "zlib error");
-        }
-        if (r == 0)
-            break;
-        *got += (size_t)r;
-    }
-    return MG_OK;
-}
-
 /* Count what is left in f without keeping it, to report trailing garbage. */
 static mg_status gz_count_rest(gzFile f, const char *path, uint64_t *rest, mg_error *err)
 {
@@ -75,7 +39,7 @@ static mg_status gz_count_rest(gzFile f, const char *path, uint64_t *rest, mg_er
     *rest = 0;
     for (;;) {
         size_t got = 0;
-        mg_status st = gz_read_upto(f, path, buf, sizeof buf, &got, err);
+        mg_status st = mg_data_gz_read(f, path, buf, sizeof buf, &got, err);
         if (st != MG_OK)
             return st;
         *rest += got;
@@ -96,7 +60,7 @@ static mg_status idx_header(gzFile f, const char *path, uint32_t magic, int ndim
     unsigned char hdr[16];
     size_t want = 4 + 4 * (size_t)ndims;
     size_t got = 0;
-    mg_status st = gz_read_upto(f, path, hdr, want, &got, err);
+    mg_status st = mg_data_gz_read(f, path, hdr, want, &got, err);
     if (st != MG_OK)
         return st;
     if (got < 4)
@@ -139,7 +103,7 @@ static mg_status idx_read_images(const char *path, mg_dataset *d, size_t *n_new,
     uint32_t dims[3] = {0, 0, 0};
     *n_new = 0;
 
-    MG_CHECK(gz_open(path, &f, err));
+    MG_CHECK(mg_data_gz_open(path, &f, err));
     MG_CHECK(idx_header(f, path, IDX_MAGIC_U8_3D, 3, dims, err));
     if (dims[1] == 0 || dims[2] == 0 || dims[1] > INT_MAX || dims[2] > INT_MAX)
         MG_FAIL(MG_ERR_DATA, "%s: bad image size %ux%u", path, (unsigned)dims[1], (unsigned)dims[2]);
@@ -159,16 +123,16 @@ static mg_status idx_read_images(const char *path, mg_dataset *d, size_t *n_new,
     if (!x)
         MG_FAIL(MG_ERR_NOMEM, "%s: cannot allocate %zu images of %zu pixels", path, d->n + n, dim);
     d->x = x;
-    chunk = mg_malloc(GZ_CHUNK, 1, "IDX read buffer", err);
+    chunk = mg_malloc(IDX_CHUNK, 1, "IDX read buffer", err);
     if (!chunk)
         MG_CHECK(MG_ERR_NOMEM);
 
     float *dst = d->x + d->n * dim;
     size_t done = 0;
     while (done < promised) {
-        size_t want = promised - done < GZ_CHUNK ? promised - done : GZ_CHUNK;
+        size_t want = promised - done < IDX_CHUNK ? promised - done : IDX_CHUNK;
         size_t got = 0;
-        MG_CHECK(gz_read_upto(f, path, chunk, want, &got, err));
+        MG_CHECK(mg_data_gz_read(f, path, chunk, want, &got, err));
         for (size_t i = 0; i < got; i++)
             dst[done + i] = (float)chunk[i] / 255.0f;
         done += got;
@@ -199,7 +163,7 @@ static mg_status idx_read_labels(const char *path, int n_classes, size_t n_image
     unsigned char *raw = NULL;
     uint32_t n_labels = 0;
 
-    MG_CHECK(gz_open(path, &f, err));
+    MG_CHECK(mg_data_gz_open(path, &f, err));
     MG_CHECK(idx_header(f, path, IDX_MAGIC_U8_1D, 1, &n_labels, err));
     if ((size_t)n_labels != n_images)
         MG_FAIL(MG_ERR_DATA, "%s: holds %u labels but %s holds %zu images", path,
@@ -208,7 +172,7 @@ static mg_status idx_read_labels(const char *path, int n_classes, size_t n_image
     if (!raw)
         MG_CHECK(MG_ERR_NOMEM);
     size_t got = 0;
-    MG_CHECK(gz_read_upto(f, path, raw, n_labels, &got, err));
+    MG_CHECK(mg_data_gz_read(f, path, raw, n_labels, &got, err));
     if (got < n_labels)
         MG_FAIL(MG_ERR_DATA, "%s: truncated: header promises %u bytes of label data, found %zu",
                 path, (unsigned)n_labels, got);
@@ -262,13 +226,6 @@ cleanup:
     return st;
 }
 
-static void set_name_from_path(mg_dataset *d, const char *path)
-{
-    const char *base = strrchr(path, '/');
-    base = base ? base + 1 : path;
-    snprintf(d->name, sizeof d->name, "%s", base);
-}
-
 mg_status mg_data_load_idx(const char *images_path, const char *labels_path, int n_classes,
                            mg_dataset *out, mg_error *err)
 {
@@ -278,47 +235,7 @@ mg_status mg_data_load_idx(const char *images_path, const char *labels_path, int
         mg_dataset_free(out);
         return st;
     }
-    set_name_from_path(out, images_path);
+    snprintf(out->name, sizeof out->name, "%s", mg_data_basename(images_path));
+    out->n_train = out->n;
     return MG_OK;
-}
-
-mg_status mg_data_read_all(const char *path, char **out, size_t *len, mg_error *err)
-{
-    mg_status st = MG_OK;
-    gzFile f = NULL;
-    char *buf = NULL;
-    size_t cap = 1 << 16, used = 0;
-    *out = NULL;
-    *len = 0;
-
-    MG_CHECK(gz_open(path, &f, err));
-    buf = mg_malloc(cap, 1, "file buffer", err);
-    if (!buf)
-        MG_CHECK(MG_ERR_NOMEM);
-    for (;;) {
-        if (cap - used < 2) {
-            if (cap > SIZE_MAX / 2)
-                MG_FAIL(MG_ERR_NOMEM, "%s: file too large", path);
-            char *nb = realloc(buf, cap * 2);
-            if (!nb)
-                MG_FAIL(MG_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, cap * 2);
-            buf = nb;
-            cap *= 2;
-        }
-        size_t want = cap - used - 1, got = 0;
-        MG_CHECK(gz_read_upto(f, path, buf + used, want, &got, err));
-        used += got;
-        if (got < want)
-            break;
-    }
-    buf[used] = '\0';
-    *out = buf;
-    *len = used;
-    buf = NULL;
-
-cleanup:
-    free(buf);
-    if (f)
-        gzclose(f);
-    return st;
 }

@@ -2,9 +2,12 @@
  * layers.c: the layer kernels of the training engine. Each layer is a pure
  * forward/backward pair over caller-owned buffers; backward accumulates (+=)
  * into every gradient it is given, so the caller decides when to zero.
- * Linear and conv2d run through OpenBLAS sgemm (conv2d via im2col, one sample
- * at a time so the column buffer stays in cache and the scratch does not grow
- * with the batch).
+ * This file holds the GEMM-backed layers, linear and conv2d (im2col, one
+ * sample and group at a time so the column buffer stays in cache and the
+ * scratch does not grow with the batch; depthwise convolutions run direct),
+ * and the max pool, activations and loss of the first engine. Pooling,
+ * normalisation, attention and the other element-wise layers live in the
+ * other layers_*.c files.
  */
 #include "miagrid/nn.h"
 
@@ -48,10 +51,16 @@ void mg_linear_backward(float *dinp, float *dw, float *db, const float *dout, co
 
 /* ---- conv2d ------------------------------------------------------------------- */
 
+static int conv_groups(const mg_conv2d_shape *s)
+{
+    return s->groups > 1 ? s->groups : 1;
+}
+
 int mg_conv2d_shape_init(mg_conv2d_shape *s)
 {
+    int g = conv_groups(s);
     if (s->C < 1 || s->H < 1 || s->W < 1 || s->OC < 1 || s->KH < 1 || s->KW < 1 || s->stride < 1 ||
-        s->pad < 0 || s->N < 0)
+        s->pad < 0 || s->N < 0 || s->groups < 0 || s->C % g != 0 || s->OC % g != 0)
         return -1;
     int hp = s->H + 2 * s->pad, wp = s->W + 2 * s->pad;
     if (hp < s->KH || wp < s->KW)
@@ -61,9 +70,23 @@ int mg_conv2d_shape_init(mg_conv2d_shape *s)
     return 0;
 }
 
+/* A 1x1 kernel with stride 1 and no padding reads the image as its own column matrix. */
+static int conv_is_pointwise(const mg_conv2d_shape *s)
+{
+    return s->KH == 1 && s->KW == 1 && s->stride == 1 && s->pad == 0;
+}
+
+/* One input channel per group: a direct loop beats GEMMs with a single row. */
+static int conv_is_depthwise(const mg_conv2d_shape *s)
+{
+    return conv_groups(s) > 1 && s->C == conv_groups(s);
+}
+
 size_t mg_conv2d_scratch(const mg_conv2d_shape *s)
 {
-    return (size_t)s->C * s->KH * s->KW * (size_t)s->OH * s->OW;
+    if (conv_is_pointwise(s) || conv_is_depthwise(s))
+        return 0;
+    return (size_t)(s->C / conv_groups(s)) * s->KH * s->KW * (size_t)s->OH * s->OW;
 }
 
 /* The output columns [*lo, *hi) whose input column ow*stride - pad + k lies
@@ -82,11 +105,11 @@ static void valid_range(int k, int stride, int pad, int W, int OW, int *lo, int 
     *hi = h;
 }
 
-/* col (C*KH*KW, OH*OW) from one image img (C,H,W). */
-static void im2col(float *col, const float *img, const mg_conv2d_shape *s)
+/* col (Cg*KH*KW, OH*OW) from the Cg channels of one image img (Cg,H,W). */
+static void im2col(float *col, const float *img, int Cg, const mg_conv2d_shape *s)
 {
     const int H = s->H, W = s->W, OH = s->OH, OW = s->OW, st = s->stride, pad = s->pad;
-    for (int c = 0; c < s->C; c++) {
+    for (int c = 0; c < Cg; c++) {
         const float *plane = img + (size_t)c * H * W;
         for (int kh = 0; kh < s->KH; kh++) {
             for (int kw = 0; kw < s->KW; kw++) {
@@ -119,11 +142,11 @@ static void im2col(float *col, const float *img, const mg_conv2d_shape *s)
     }
 }
 
-/* img (C,H,W) += the columns of col (C*KH*KW, OH*OW) scattered back; padding drops. */
-static void col2im_add(float *img, const float *col, const mg_conv2d_shape *s)
+/* img (Cg,H,W) += the columns of col (Cg*KH*KW, OH*OW) scattered back; padding drops. */
+static void col2im_add(float *img, const float *col, int Cg, const mg_conv2d_shape *s)
 {
     const int H = s->H, W = s->W, OH = s->OH, OW = s->OW, st = s->stride, pad = s->pad;
-    for (int c = 0; c < s->C; c++) {
+    for (int c = 0; c < Cg; c++) {
         float *plane = img + (size_t)c * H * W;
         for (int kh = 0; kh < s->KH; kh++) {
             for (int kw = 0; kw < s->KW; kw++) {
@@ -145,29 +168,99 @@ static void col2im_add(float *img, const float *col, const mg_conv2d_shape *s)
     }
 }
 
-/* A 1x1 kernel with stride 1 and no padding reads the image as its own column matrix. */
-static int conv_is_pointwise(const mg_conv2d_shape *s)
+/* Depthwise forward over one sample: input channel c feeds the OC/C output
+ * channels c*mult .. c*mult+mult-1. The window offsets are the outer loops so
+ * that the inner loop runs along an output row. */
+static void depthwise_forward(float *o, const float *img, const float *w, const float *b, const mg_conv2d_shape *s)
 {
-    return s->KH == 1 && s->KW == 1 && s->stride == 1 && s->pad == 0;
+    const int H = s->H, W = s->W, OH = s->OH, OW = s->OW, st = s->stride, pad = s->pad;
+    const int mult = s->OC / s->C, KK = s->KH * s->KW;
+    for (int oc = 0; oc < s->OC; oc++) {
+        const float *plane = img + (size_t)(oc / mult) * H * W;
+        float *op = o + (size_t)oc * OH * OW;
+        const float bv = b ? b[oc] : 0.0f;
+        for (size_t p = 0; p < (size_t)OH * OW; p++)
+            op[p] = bv;
+        for (int kh = 0; kh < s->KH; kh++) {
+            for (int kw = 0; kw < s->KW; kw++) {
+                const float wv = w[(size_t)oc * KK + kh * s->KW + kw];
+                const int shift = kw - pad;
+                int lo, hi;
+                valid_range(kw, st, pad, W, OW, &lo, &hi);
+                for (int oh = 0; oh < OH; oh++) {
+                    int ih = oh * st - pad + kh;
+                    if (ih < 0 || ih >= H)
+                        continue;
+                    const float *src = plane + (size_t)ih * W;
+                    float *dst = op + (size_t)oh * OW;
+                    if (st == 1) {
+                        for (int ow = lo; ow < hi; ow++)
+                            dst[ow] += wv * src[ow + shift];
+                    } else {
+                        for (int ow = lo; ow < hi; ow++)
+                            dst[ow] += wv * src[ow * st + shift];
+                    }
+                }
+            }
+        }
+    }
 }
 
-/* out (N,OC,OH,OW) = conv(inp (N,C,H,W), w (OC,C,KH,KW)) + b (OC) */
+static void depthwise_backward(float *di, float *dw, const float *d, const float *img, const float *w,
+                               const mg_conv2d_shape *s)
+{
+    const int H = s->H, W = s->W, OH = s->OH, OW = s->OW, st = s->stride, pad = s->pad;
+    const int mult = s->OC / s->C, KK = s->KH * s->KW;
+    for (int oc = 0; oc < s->OC; oc++) {
+        const size_t in_off = (size_t)(oc / mult) * H * W;
+        const float *plane = img + in_off;
+        const float *dp = d + (size_t)oc * OH * OW;
+        for (int kh = 0; kh < s->KH; kh++) {
+            for (int kw = 0; kw < s->KW; kw++) {
+                const size_t wi = (size_t)oc * KK + kh * s->KW + kw;
+                const float wv = w[wi];
+                const int shift = kw - pad;
+                int lo, hi;
+                valid_range(kw, st, pad, W, OW, &lo, &hi);
+                float acc = 0.0f;
+                for (int oh = 0; oh < OH; oh++) {
+                    int ih = oh * st - pad + kh;
+                    if (ih < 0 || ih >= H)
+                        continue;
+                    const float *src = plane + (size_t)ih * W;
+                    const float *drow = dp + (size_t)oh * OW;
+                    for (int ow = lo; ow < hi; ow++)
+                        acc += drow[ow] * src[ow * st + shift];
+                    if (di) {
+                        float *dst = di + in_off + (size_t)ih * W;
+                        for (int ow = lo; ow < hi; ow++)
+                            dst[ow * st + shift] += wv * drow[ow];
+                    }
+                }
+                dw[wi] += acc;
+            }
+        }
+    }
+}
+
+/* out (N,OC,OH,OW) = conv(inp (N,C,H,W), w (OC,C/g,KH,KW)) + b (OC) */
 void mg_conv2d_forward(float *out, const float *inp, const float *w, const float *b,
                        const mg_conv2d_shape *s, float *scratch)
 {
-    const int P = s->OH * s->OW, K = s->C * s->KH * s->KW, OC = s->OC;
-    const size_t in_sz = (size_t)s->C * s->H * s->W, out_sz = (size_t)OC * P;
+    const int G = conv_groups(s), Cg = s->C / G, OCg = s->OC / G;
+    const int P = s->OH * s->OW, K = Cg * s->KH * s->KW;
+    const size_t in_sz = (size_t)s->C * s->H * s->W, out_sz = (size_t)s->OC * P;
+    const int pointwise = conv_is_pointwise(s);
     for (int n = 0; n < s->N; n++) {
         const float *img = inp + (size_t)n * in_sz;
         float *o = out + (size_t)n * out_sz;
-        const float *col = img;
-        if (!conv_is_pointwise(s)) {
-            im2col(scratch, img, s);
-            col = scratch;
+        if (conv_is_depthwise(s)) {
+            depthwise_forward(o, img, w, b, s);
+            continue;
         }
         float beta = 0.0f;
         if (b) {
-            for (int oc = 0; oc < OC; oc++) {
+            for (int oc = 0; oc < s->OC; oc++) {
                 float *orow = o + (size_t)oc * P;
                 float bv = b[oc];
                 for (int p = 0; p < P; p++)
@@ -175,28 +268,33 @@ void mg_conv2d_forward(float *out, const float *inp, const float *w, const float
             }
             beta = 1.0f;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, P, K, 1.0f, w, K, col, P, beta, o, P);
+        for (int g = 0; g < G; g++) {
+            const float *gimg = img + (size_t)g * Cg * s->H * s->W;
+            const float *col = gimg;
+            if (!pointwise) {
+                im2col(scratch, gimg, Cg, s);
+                col = scratch;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OCg, P, K, 1.0f, w + (size_t)g * OCg * K, K,
+                        col, P, beta, o + (size_t)g * OCg * P, P);
+        }
     }
 }
 
-/* dout (N,OC,OH,OW); dw (OC,C,KH,KW) += sum_n dout_n @ col_n^T; dinp_n += col2im(w^T @ dout_n) */
+/* dout (N,OC,OH,OW); per group dw_g += dout_g @ col_g^T; dinp_g += col2im(w_g^T @ dout_g) */
 void mg_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                         const float *w, const mg_conv2d_shape *s, float *scratch)
 {
-    const int P = s->OH * s->OW, K = s->C * s->KH * s->KW, OC = s->OC;
-    const size_t in_sz = (size_t)s->C * s->H * s->W, out_sz = (size_t)OC * P;
+    const int G = conv_groups(s), Cg = s->C / G, OCg = s->OC / G;
+    const int P = s->OH * s->OW, K = Cg * s->KH * s->KW;
+    const size_t in_sz = (size_t)s->C * s->H * s->W, out_sz = (size_t)s->OC * P;
     const int pointwise = conv_is_pointwise(s);
     for (int n = 0; n < s->N; n++) {
         const float *img = inp + (size_t)n * in_sz;
         const float *d = dout + (size_t)n * out_sz;
-        const float *col = img;
-        if (!pointwise) {
-            im2col(scratch, img, s);
-            col = scratch;
-        }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, K, P, 1.0f, d, P, col, P, 1.0f, dw, K);
+        float *di = dinp ? dinp + (size_t)n * in_sz : NULL;
         if (db) {
-            for (int oc = 0; oc < OC; oc++) {
+            for (int oc = 0; oc < s->OC; oc++) {
                 const float *drow = d + (size_t)oc * P;
                 float acc = 0.0f;
                 for (int p = 0; p < P; p++)
@@ -204,15 +302,30 @@ void mg_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, co
                 db[oc] += acc;
             }
         }
-        if (dinp) {
-            float *di = dinp + (size_t)n * in_sz;
+        if (conv_is_depthwise(s)) {
+            depthwise_backward(di, dw, d, img, w, s);
+            continue;
+        }
+        for (int g = 0; g < G; g++) {
+            const size_t goff = (size_t)g * Cg * s->H * s->W;
+            const float *dg = d + (size_t)g * OCg * P, *wg = w + (size_t)g * OCg * K;
+            const float *col = img + goff;
+            if (!pointwise) {
+                im2col(scratch, img + goff, Cg, s);
+                col = scratch;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OCg, K, P, 1.0f, dg, P, col, P, 1.0f,
+                        dw + (size_t)g * OCg * K, K);
+            if (!di)
+                continue;
             if (pointwise) {
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, P, OC, 1.0f, w, K, d, P, 1.0f, di, P);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, P, OCg, 1.0f, wg, K, dg, P, 1.0f,
+                            di + goff, P);
             } else {
                 /* The column buffer is free again once dw has consumed it. */
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, P, OC, 1.0f, w, K, d, P, 0.0f,
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, P, OCg, 1.0f, wg, K, dg, P, 0.0f,
                             scratch, P);
-                col2im_add(di, scratch, s);
+                col2im_add(di + goff, scratch, Cg, s);
             }
         }
     }
@@ -391,5 +504,79 @@ void mg_softmax_xent_backward(float *dlogits, const float *probs, const int32_t 
         float *d = dlogits + (size_t)n * K;
         for (int k = 0; k < K; k++)
             d[k] += (p[k] - (k == y[n] ? 1.0f : 0.0f)) * inv_n;
+    }
+}
+
+/* Softmax of one row into p; returns log(sum exp(z - max)) + max, the log-partition. */
+static double softmax_row(float *p, const float *z, int K)
+{
+    float mx = z[0];
+    for (int k = 1; k < K; k++)
+        if (z[k] > mx || isnan(z[k]))
+            mx = z[k];
+    double sum = 0.0;
+    for (int k = 0; k < K; k++) {
+        float e = expf(z[k] - mx);
+        p[k] = e;
+        sum += (double)e;
+    }
+    float inv = (float)(1.0 / sum);
+    for (int k = 0; k < K; k++)
+        p[k] *= inv;
+    return log(sum) + (double)mx;
+}
+
+/* loss_n = lse - (1-eps) z_y - (eps/K) sum_k z_k, which is -sum_k t_k log p_k. */
+double mg_softmax_xent_smooth_forward(float *probs, const float *logits, const int32_t *y, int N, int K,
+                                      float eps)
+{
+    double total = 0.0;
+    for (int n = 0; n < N; n++) {
+        const float *z = logits + (size_t)n * K;
+        double lse = softmax_row(probs + (size_t)n * K, z, K);
+        double zsum = 0.0;
+        for (int k = 0; k < K; k++)
+            zsum += (double)z[k];
+        total += lse - (1.0 - (double)eps) * (double)z[y[n]] - (double)eps / K * zsum;
+    }
+    return N > 0 ? total / N : 0.0;
+}
+
+void mg_softmax_xent_smooth_backward(float *dlogits, const float *probs, const int32_t *y, int N, int K,
+                                     float eps)
+{
+    const float inv_n = 1.0f / (float)N, off = eps / (float)K, on = 1.0f - eps + eps / (float)K;
+    for (int n = 0; n < N; n++) {
+        const float *p = probs + (size_t)n * K;
+        float *d = dlogits + (size_t)n * K;
+        for (int k = 0; k < K; k++)
+            d[k] += (p[k] - (k == y[n] ? on : off)) * inv_n;
+    }
+}
+
+double mg_softmax_xent_soft_forward(float *probs, const float *logits, const float *targets, int N, int K)
+{
+    double total = 0.0;
+    for (int n = 0; n < N; n++) {
+        const float *z = logits + (size_t)n * K, *t = targets + (size_t)n * K;
+        double lse = softmax_row(probs + (size_t)n * K, z, K);
+        for (int k = 0; k < K; k++)
+            if (t[k] != 0.0f)
+                total += (double)t[k] * (lse - (double)z[k]);
+    }
+    return N > 0 ? total / N : 0.0;
+}
+
+void mg_softmax_xent_soft_backward(float *dlogits, const float *probs, const float *targets, int N, int K)
+{
+    const float inv_n = 1.0f / (float)N;
+    for (int n = 0; n < N; n++) {
+        const float *p = probs + (size_t)n * K, *t = targets + (size_t)n * K;
+        float *d = dlogits + (size_t)n * K;
+        float tsum = 0.0f;
+        for (int k = 0; k < K; k++)
+            tsum += t[k];
+        for (int k = 0; k < K; k++)
+            d[k] += (p[k] * tsum - t[k]) * inv_n;
     }
 }

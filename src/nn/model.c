@@ -48,6 +48,9 @@ struct mg_model {
 
     int last_batch;         /* batch of the last forward; 0 before any */
     int input_grad;
+    int xavier;             /* cfg->init == "xavier-normal" */
+    float smoothing;
+    mg_rng *rng;
 };
 
 /* ---- construction ---------------------------------------------------------------- */
@@ -160,6 +163,9 @@ mg_status mg_model_create(const mg_model_cfg *cfg, mg_model **out, mg_error *err
     if (cfg->act != MG_ACT_RELU && cfg->act != MG_ACT_TANH)
         return mg_error_set(err, MG_ERR_CONFIG, "model %s: unknown activation %d (relu or tanh)", cfg->arch,
                             (int)cfg->act);
+    if (cfg->init && strcmp(cfg->init, "default") != 0 && strcmp(cfg->init, "xavier-normal") != 0)
+        return mg_error_set(err, MG_ERR_CONFIG, "model %s: unknown init '%s' (default or xavier-normal)", cfg->arch,
+                            cfg->init);
     if (is_mlp) {
         if (cfg->n_hidden < 0 || (cfg->n_hidden > 0 && !cfg->hidden))
             return mg_error_set(err, MG_ERR_CONFIG, "model mlp: %d hidden layers but no widths given",
@@ -179,6 +185,7 @@ mg_status mg_model_create(const mg_model_cfg *cfg, mg_model **out, mg_error *err
     m->in_w = cfg->in_w;
     m->in_dim = cfg->in_c * cfg->in_h * cfg->in_w;
     m->n_classes = cfg->n_classes;
+    m->xavier = cfg->init && strcmp(cfg->init, "xavier-normal") == 0;
     m->max_ops = is_mlp ? 2 * cfg->n_hidden + 1 : 11;
     m->max_tensors = is_mlp ? 2 * (size_t)cfg->n_hidden + 2 : 10;
     m->ops = mg_calloc((size_t)m->max_ops, sizeof *m->ops, "model layers", err);
@@ -330,8 +337,19 @@ void mg_model_init_params(mg_model *m, mg_rng *rng)
 {
     for (size_t t = 0; t < m->n_tensors; t++) {
         const mg_tensor_info *ti = &m->tensors[t];
-        double bound = 1.0 / sqrt((double)m->fan_in[t]);
         float *p = m->params + ti->offset;
+        if (m->xavier) {
+            /* torch.nn.init.xavier_normal_: fans from dims 1 and 0 times the receptive field. */
+            double sd = 0.0;
+            if (ti->prunable) {
+                double rf = (double)ti->count / ((double)ti->shape[0] * ti->shape[1]);
+                sd = sqrt(2.0 / (rf * ti->shape[1] + rf * ti->shape[0]));
+            }
+            for (size_t i = 0; i < ti->count; i++)
+                p[i] = (float)(sd * mg_rng_normal(rng));
+            continue;
+        }
+        double bound = 1.0 / sqrt((double)m->fan_in[t]);
         for (size_t i = 0; i < ti->count; i++)
             p[i] = (float)((2.0 * mg_rng_uniform(rng) - 1.0) * bound);
     }
@@ -358,6 +376,16 @@ void mg_model_zero_grad(mg_model *m)
 void mg_model_set_input_grad(mg_model *m, int enable)
 {
     m->input_grad = enable != 0;
+}
+
+void mg_model_set_label_smoothing(mg_model *m, float eps)
+{
+    m->smoothing = eps;
+}
+
+void mg_model_set_rng(mg_model *m, mg_rng *rng)
+{
+    m->rng = rng;
 }
 
 const float *mg_model_input_grad(const mg_model *m)
@@ -412,6 +440,8 @@ cleanup:
     return st;
 }
 
+static void backprop(mg_model *m, int batch);
+
 static int argmax_row(const float *z, int K)
 {
     int best = 0;
@@ -445,7 +475,13 @@ mg_status mg_model_backward(mg_model *m, const int32_t *y, int batch, double *lo
     }
     memset(m->dacts[last], 0, (size_t)batch * K * sizeof(float));
     mg_softmax_xent_backward(m->dacts[last], m->probs, y, batch, K);
+    backprop(m, batch);
+    return MG_OK;
+}
 
+static void backprop(mg_model *m, int batch)
+{
+    const int last = m->n_ops - 1;
     for (int i = last; i >= 0; i--) {
         const mg_op *op = &m->ops[i];
         const float *inp = i > 0 ? m->acts[i - 1] : m->x;
@@ -480,7 +516,6 @@ mg_status mg_model_backward(mg_model *m, const int32_t *y, int batch, double *lo
             break;
         }
     }
-    return MG_OK;
 }
 
 mg_status mg_model_predict(mg_model *m, const float *x, size_t n, float *logits, mg_error *err)
@@ -506,4 +541,85 @@ double mg_accuracy(const float *logits, const int32_t *y, size_t n, int n_classe
     for (size_t i = 0; i < n; i++)
         c += argmax_row(logits + i * (size_t)n_classes, n_classes) == y[i];
     return (double)c / (double)n;
+}
+
+/* ---- architecture names, presets, buffers ------------------------------------------ */
+
+static const char *const known_archs[] = {"mlp",      "lenet5",      "cnn4",        "vgg16_bn", "resnet18",
+                                          "resnet20", "mobilenetv2", "densenet121", "wrn28_2"};
+
+int mg_model_arch_known(const char *name)
+{
+    if (!name)
+        return 0;
+    for (size_t i = 0; i < sizeof known_archs / sizeof known_archs[0]; i++)
+        if (strcmp(name, known_archs[i]) == 0)
+            return 1;
+    return 0;
+}
+
+const char *mg_model_arch_list(void)
+{
+    return "mlp, lenet5, cnn4, vgg16_bn, resnet18, resnet20, mobilenetv2, densenet121, wrn28_2";
+}
+
+/* The fully connected nets of Nasr et al. (CCS 2018, "Machine learning with
+ * membership privacy using adversarial regularization") for Purchase100 and
+ * Texas100, reused for Location30 by ML-Privacy-Meter and by WeMem (Shang et
+ * al., whose slides only say "FC" for the three tabular sets). */
+mg_status mg_mlp_preset(const char *preset, int *hidden, int *n_hidden, mg_act *act, mg_error *err)
+{
+    static const int widths[] = {1024, 512, 256, 128};
+    if (!preset || (strcmp(preset, "location") != 0 && strcmp(preset, "purchase") != 0 &&
+                    strcmp(preset, "texas") != 0))
+        return mg_error_set(err, MG_ERR_CONFIG, "mlp preset '%s' is unknown (known: location, purchase, texas)",
+                            preset ? preset : "(null)");
+    for (int i = 0; i < 4; i++)
+        hidden[i] = widths[i];
+    *n_hidden = 4;
+    *act = MG_ACT_TANH;
+    return MG_OK;
+}
+
+size_t mg_model_n_buffers(const mg_model *m)
+{
+    (void)m;
+    return 0;
+}
+
+float *mg_model_buffers(mg_model *m)
+{
+    (void)m;
+    return NULL;
+}
+
+mg_status mg_model_backward_soft(mg_model *m, const float *targets, int batch, double *loss, mg_error *err)
+{
+    const int K = m->n_classes;
+    if (m->last_batch == 0 || batch != m->last_batch)
+        return mg_error_set(err, MG_ERR_ARG, "model %s: backward on a batch of %d but the last forward had %d",
+                            m->arch, batch, m->last_batch);
+    const int last = m->n_ops - 1;
+    const float *logits = m->acts[last];
+    float *d = m->dacts[last];
+    double total = 0.0;
+    for (int n = 0; n < batch; n++) {
+        const float *z = logits + (size_t)n * K, *t = targets + (size_t)n * K;
+        float mx = z[0];
+        for (int k = 1; k < K; k++)
+            if (z[k] > mx)
+                mx = z[k];
+        double sum = 0.0;
+        for (int k = 0; k < K; k++)
+            sum += exp((double)z[k] - mx);
+        double lse = log(sum) + mx;
+        for (int k = 0; k < K; k++) {
+            total -= (double)t[k] * ((double)z[k] - lse);
+            d[(size_t)n * K + k] = (float)((exp((double)z[k] - lse) - t[k]) / batch);
+        }
+    }
+    if (loss)
+        *loss = total / batch;
+    backprop(m, batch);
+    return MG_OK;
 }

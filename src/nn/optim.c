@@ -1,8 +1,8 @@
 /*
- * optim.c: SGD with momentum and Adam, written to follow torch.optim.SGD and
- * torch.optim.Adam step for step (float32 arithmetic on the tensors, bias
- * corrections in double), with pruning masks that pin parameters, gradients
- * and optimiser state at exactly zero.
+ * optim.c: SGD (with momentum and Nesterov), Adam and AdamW, written to follow
+ * torch.optim.SGD, Adam and AdamW step for step (float32 arithmetic on the
+ * tensors, bias corrections in double), with pruning masks that pin
+ * parameters, gradients and optimiser state at exactly zero.
  */
 #include "miagrid/nn.h"
 
@@ -15,6 +15,27 @@ static int finite_nonneg(double v)
     return isfinite(v) && v >= 0.0;
 }
 
+const char *mg_opt_kind_str(mg_opt_kind k)
+{
+    switch (k) {
+    case MG_OPT_SGD: return "sgd";
+    case MG_OPT_ADAM: return "adam";
+    case MG_OPT_ADAMW: return "adamw";
+    }
+    return "unknown";
+}
+
+int mg_opt_kind_parse(const char *name, mg_opt_kind *out)
+{
+    static const mg_opt_kind kinds[] = {MG_OPT_SGD, MG_OPT_ADAM, MG_OPT_ADAMW};
+    for (size_t i = 0; name && i < sizeof kinds / sizeof kinds[0]; i++)
+        if (strcmp(name, mg_opt_kind_str(kinds[i])) == 0) {
+            *out = kinds[i];
+            return 0;
+        }
+    return -1;
+}
+
 mg_status mg_optim_init(mg_optim *o, const mg_optim_cfg *cfg, size_t n, mg_error *err)
 {
     memset(o, 0, sizeof *o);
@@ -23,24 +44,29 @@ mg_status mg_optim_init(mg_optim *o, const mg_optim_cfg *cfg, size_t n, mg_error
     if (!finite_nonneg(cfg->weight_decay))
         return mg_error_set(err, MG_ERR_ARG, "optimiser: weight decay %g must be finite and >= 0",
                             cfg->weight_decay);
+    int adam = cfg->kind == MG_OPT_ADAM || cfg->kind == MG_OPT_ADAMW;
     if (cfg->kind == MG_OPT_SGD) {
         if (!(cfg->momentum >= 0.0 && cfg->momentum < 1.0))
             return mg_error_set(err, MG_ERR_ARG, "optimiser sgd: momentum %g must be in [0, 1)", cfg->momentum);
-    } else if (cfg->kind == MG_OPT_ADAM) {
+        /* torch.optim.SGD refuses this too: Nesterov looks ahead along the momentum. */
+        if (cfg->nesterov && cfg->momentum == 0.0)
+            return mg_error_set(err, MG_ERR_ARG, "optimiser sgd: nesterov needs a momentum > 0");
+    } else if (adam) {
         if (!(cfg->beta1 >= 0.0 && cfg->beta1 < 1.0) || !(cfg->beta2 >= 0.0 && cfg->beta2 < 1.0))
-            return mg_error_set(err, MG_ERR_ARG, "optimiser adam: betas (%g, %g) must be in [0, 1)", cfg->beta1,
-                                cfg->beta2);
+            return mg_error_set(err, MG_ERR_ARG, "optimiser %s: betas (%g, %g) must be in [0, 1)",
+                                mg_opt_kind_str(cfg->kind), cfg->beta1, cfg->beta2);
         if (!finite_nonneg(cfg->eps))
-            return mg_error_set(err, MG_ERR_ARG, "optimiser adam: eps %g must be finite and >= 0", cfg->eps);
+            return mg_error_set(err, MG_ERR_ARG, "optimiser %s: eps %g must be finite and >= 0",
+                                mg_opt_kind_str(cfg->kind), cfg->eps);
     } else {
-        return mg_error_set(err, MG_ERR_ARG, "optimiser: unknown kind %d (sgd or adam)", (int)cfg->kind);
+        return mg_error_set(err, MG_ERR_ARG, "optimiser: unknown kind %d (sgd, adam or adamw)", (int)cfg->kind);
     }
     o->cfg = *cfg;
     o->n = n;
     o->m1 = mg_calloc(n ? n : 1, sizeof(float), "optimiser state", err);
     if (!o->m1)
         return MG_ERR_NOMEM;
-    if (cfg->kind == MG_OPT_ADAM) {
+    if (adam) {
         o->m2 = mg_calloc(n ? n : 1, sizeof(float), "optimiser state", err);
         if (!o->m2) {
             mg_optim_free(o);
@@ -61,12 +87,13 @@ void mg_optim_free(mg_optim *o)
     o->step = 0;
 }
 
-/* torch.optim.SGD (dampening 0, no Nesterov): d = g + wd*p; buf = d on the
- * first step, else momentum*buf + d; p -= lr*buf. */
+/* torch.optim.SGD (dampening 0): d = g + wd*p; buf = d on the first step,
+ * else momentum*buf + d; then p -= lr*(d + momentum*buf) with Nesterov,
+ * p -= lr*buf without. */
 static void sgd_step(mg_optim *o, float *params, float *grads, const float *masks)
 {
     const float lr = (float)o->cfg.lr, wd = (float)o->cfg.weight_decay, mom = (float)o->cfg.momentum;
-    const int first = o->step == 0, use_mom = o->cfg.momentum != 0.0;
+    const int first = o->step == 0, use_mom = o->cfg.momentum != 0.0, nesterov = o->cfg.nesterov != 0;
     float *buf = o->m1;
     for (size_t i = 0; i < o->n; i++) {
         if (masks && masks[i] == 0.0f) {
@@ -79,18 +106,23 @@ static void sgd_step(mg_optim *o, float *params, float *grads, const float *mask
         if (wd != 0.0f)
             d = d + wd * params[i];
         if (use_mom) {
-            d = first ? d : mom * buf[i] + d;
-            buf[i] = d;
+            buf[i] = first ? d : mom * buf[i] + d;
+            d = nesterov ? d + mom * buf[i] : buf[i];
         }
         params[i] = params[i] - lr * d;
     }
 }
 
 /* torch.optim.Adam (no AMSGrad): d = g + wd*p; m = lerp(m, d, 1-beta1);
- * v = beta2*v + (1-beta2)*d*d; p -= (lr/bc1) * m / (sqrt(v)/sqrt(bc2) + eps). */
+ * v = beta2*v + (1-beta2)*d*d; p -= (lr/bc1) * m / (sqrt(v)/sqrt(bc2) + eps).
+ * torch.optim.AdamW decays the parameter instead, p *= 1 - lr*wd, before the
+ * same update with d = g. */
 static void adam_step(mg_optim *o, float *params, float *grads, const float *masks)
 {
-    const float wd = (float)o->cfg.weight_decay;
+    const int decoupled = o->cfg.kind == MG_OPT_ADAMW;
+    const float wd = decoupled ? 0.0f : (float)o->cfg.weight_decay;
+    const float decay = (float)(1.0 - o->cfg.lr * o->cfg.weight_decay);
+    const int use_decay = decoupled && o->cfg.weight_decay != 0.0;
     const float w1 = (float)(1.0 - o->cfg.beta1), b2 = (float)o->cfg.beta2, w2 = (float)(1.0 - o->cfg.beta2);
     const float eps = (float)o->cfg.eps;
     const double t = (double)o->step + 1.0;
@@ -105,6 +137,8 @@ static void adam_step(mg_optim *o, float *params, float *grads, const float *mas
             params[i] = 0.0f;
             continue;
         }
+        if (use_decay)
+            params[i] = params[i] * decay;
         float d = grads[i];
         if (wd != 0.0f)
             d = d + wd * params[i];
@@ -119,7 +153,7 @@ static void adam_step(mg_optim *o, float *params, float *grads, const float *mas
 
 void mg_optim_step(mg_optim *o, float *params, float *grads, const float *masks)
 {
-    if (o->cfg.kind == MG_OPT_ADAM)
+    if (o->cfg.kind == MG_OPT_ADAM || o->cfg.kind == MG_OPT_ADAMW)
         adam_step(o, params, grads, masks);
     else
         sgd_step(o, params, grads, masks);

@@ -1,17 +1,25 @@
 /* sched.c: running a plan. Rank 0 is the coordinator: it knows which nodes are
- * complete, hands ready nodes (all inputs complete) to idle workers and
- * records what comes back; it never trains. With one rank it runs the nodes
- * itself in topological order. Waiting ranks poll with short sleeps instead of
- * spinning in MPI, so an oversubscribed laptop gives its cores to the workers. */
+ * complete, hands ready nodes (all inputs complete) to idle workers, most
+ * expensive chain first, and records what comes back; it never trains. With
+ * one rank it runs the nodes itself. Waiting ranks poll with short sleeps
+ * instead of spinning in MPI, so an oversubscribed laptop gives its cores to
+ * the workers. A stop request (signal or wall time) stops the hand-out and
+ * lets running nodes come back, so the store is always consistent. */
 #define _POSIX_C_SOURCE 200809L
 #include "miagrid/sched.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 enum { TAG_REPORT = 101, TAG_WORK = 102 };
+
+static volatile sig_atomic_t stop_flag = 0;
+
+void mg_sched_request_stop(void) { stop_flag = 1; }
+int mg_sched_stop_requested(void) { return stop_flag != 0; }
 
 /* What a worker tells the coordinator: the node it finished (-1 on its first
  * message) and how it went. */
@@ -25,13 +33,15 @@ typedef struct {
 
 typedef struct {
     const mg_plan *p;
+    mg_store *store;
     mg_node_state *state;
     size_t *waiting;        /* inputs not yet complete, per node */
     size_t **consumers;     /* nodes that consume each node */
     size_t *n_consumers;
-    size_t *ready;          /* FIFO of ready node indices */
-    size_t ready_head, ready_tail;
-    size_t done, failed, skipped, reused, computed;
+    double *priority;       /* own cost plus the costliest chain of consumers */
+    size_t *heap;           /* ready nodes, highest priority first */
+    size_t n_heap;
+    size_t done, failed, skipped, reused, computed, interrupted;
     char **fail_msg;        /* per node, for the summary */
     double computed_seconds;
 } tracker;
@@ -41,6 +51,97 @@ static void nap(long usec)
     struct timespec ts = {usec / 1000000, (usec % 1000000) * 1000};
     nanosleep(&ts, NULL);
 }
+
+/* ---- cost estimates ---------------------------------------------------------------- */
+
+/* Forward multiply-adds of one sample, roughly; only ratios matter. */
+static double arch_cost(const mg_arch_spec *a)
+{
+    static const struct {
+        const char *name;
+        double madds;
+    } known[] = {
+        {"lenet5", 4.2e5},     {"cnn4", 2.0e7},        {"resnet20", 4.1e7},   {"mobilenetv2", 9.4e7},
+        {"wrn28_2", 3.6e8},    {"vgg16_bn", 3.1e8},    {"resnet18", 5.6e8},   {"densenet121", 9.0e8},
+    };
+    if (strcmp(a->name, "mlp") == 0) {
+        double c = 1000.0 * (a->n_hidden ? a->hidden[0] : 100);
+        for (int i = 0; i + 1 < a->n_hidden; i++)
+            c += (double)a->hidden[i] * a->hidden[i + 1];
+        return c;
+    }
+    for (size_t i = 0; i < sizeof known / sizeof *known; i++)
+        if (strcmp(a->name, known[i].name) == 0)
+            return known[i].madds;
+    return 1e7;
+}
+
+double mg_node_cost(const mg_grid *g, const mg_node *n)
+{
+    double members = (double)(n->role == MG_ROLE_TARGET ? g->split.target_train : g->split.shadow_train);
+    switch (n->kind) {
+    case MG_NODE_TRAIN:
+        return 3.0 * g->train.epochs * members * arch_cost(&g->archs[n->arch]);
+    case MG_NODE_PRUNE:
+        return 3.0 * g->finetune.epochs * members * arch_cost(&g->archs[n->arch]);
+    case MG_NODE_ATTACK:
+        return 1e6;
+    }
+    return 1.0;
+}
+
+/* ---- the ready heap ----------------------------------------------------------------- */
+
+static int before(const tracker *t, size_t a, size_t b)
+{
+    if (t->priority[a] != t->priority[b])
+        return t->priority[a] > t->priority[b];
+    return a < b;
+}
+
+static void heap_push(tracker *t, size_t node)
+{
+    size_t i = t->n_heap++;
+    t->heap[i] = node;
+    while (i > 0) {
+        size_t up = (i - 1) / 2;
+        if (!before(t, t->heap[i], t->heap[up]))
+            break;
+        size_t tmp = t->heap[i];
+        t->heap[i] = t->heap[up];
+        t->heap[up] = tmp;
+        i = up;
+    }
+}
+
+static int heap_pop(tracker *t, size_t *node)
+{
+    while (t->n_heap > 0) {
+        size_t top = t->heap[0];
+        t->heap[0] = t->heap[--t->n_heap];
+        size_t i = 0;
+        for (;;) {
+            size_t l = 2 * i + 1, r = l + 1, best = i;
+            if (l < t->n_heap && before(t, t->heap[l], t->heap[best]))
+                best = l;
+            if (r < t->n_heap && before(t, t->heap[r], t->heap[best]))
+                best = r;
+            if (best == i)
+                break;
+            size_t tmp = t->heap[i];
+            t->heap[i] = t->heap[best];
+            t->heap[best] = tmp;
+            i = best;
+        }
+        if (t->state[top] == MG_NODE_PENDING) {
+            *node = top;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* ---- tracking --------------------------------------------------------------------------- */
 
 static void tracker_free(tracker *t)
 {
@@ -54,26 +155,41 @@ static void tracker_free(tracker *t)
     free(t->waiting);
     free(t->consumers);
     free(t->n_consumers);
-    free(t->ready);
+    free(t->priority);
+    free(t->heap);
     free(t->fail_msg);
     memset(t, 0, sizeof *t);
 }
 
-static void push_ready(tracker *t, size_t i) { t->ready[t->ready_tail++] = i; }
+static void skip_consumers(tracker *t, size_t i)
+{
+    for (size_t k = 0; k < t->n_consumers[i]; k++) {
+        size_t c = t->consumers[i][k];
+        if (t->state[c] == MG_NODE_PENDING) {
+            t->state[c] = MG_NODE_SKIPPED;
+            t->skipped++;
+            skip_consumers(t, c);
+        }
+    }
+}
 
-static mg_status tracker_init(tracker *t, const mg_plan *p, mg_store *s, mg_error *err)
+static mg_status tracker_init(tracker *t, const mg_grid *g, const mg_plan *p, mg_store *s, int retry_failed,
+                              mg_error *err)
 {
     mg_status st = MG_OK;
     size_t n = p->n_nodes;
     memset(t, 0, sizeof *t);
     t->p = p;
+    t->store = s;
     t->state = mg_calloc(n, sizeof *t->state, "node states", err);
     t->waiting = mg_calloc(n, sizeof *t->waiting, "node states", err);
     t->consumers = mg_calloc(n, sizeof *t->consumers, "node states", err);
     t->n_consumers = mg_calloc(n, sizeof *t->n_consumers, "node states", err);
-    t->ready = mg_calloc(n, sizeof *t->ready, "node states", err);
+    t->priority = mg_calloc(n, sizeof *t->priority, "node states", err);
+    t->heap = mg_calloc(n, sizeof *t->heap, "node states", err);
     t->fail_msg = mg_calloc(n, sizeof *t->fail_msg, "node states", err);
-    if (!t->state || !t->waiting || !t->consumers || !t->n_consumers || !t->ready || !t->fail_msg)
+    if (!t->state || !t->waiting || !t->consumers || !t->n_consumers || !t->priority || !t->heap ||
+        !t->fail_msg)
         MG_FAIL(MG_ERR_NOMEM, "out of memory tracking %zu nodes", n);
     for (size_t i = 0; i < n; i++)
         for (size_t k = 0; k < p->nodes[i].n_inputs; k++)
@@ -89,38 +205,51 @@ static mg_status tracker_init(tracker *t, const mg_plan *p, mg_store *s, mg_erro
             size_t in = p->nodes[i].inputs[k];
             t->consumers[in][t->n_consumers[in]++] = i;
         }
-    /* What the store already holds is never recomputed. */
-    for (size_t i = 0; i < n; i++) {
-        if (mg_store_node_complete(s, p->nodes[i].key)) {
-            t->state[i] = MG_NODE_DONE;
-            t->done++;
-            t->reused++;
+    /* Upward rank: consumers come after their inputs, so a reverse sweep sees
+     * every consumer's priority before the node's own. */
+    for (size_t i = n; i-- > 0;) {
+        double best = 0.0;
+        for (size_t k = 0; k < t->n_consumers[i]; k++)
+            if (t->priority[t->consumers[i][k]] > best)
+                best = t->priority[t->consumers[i][k]];
+        t->priority[i] = mg_node_cost(g, &p->nodes[i]) + best;
+    }
+    if (s) {
+        /* What the store already holds is never recomputed; what failed
+         * before stays failed unless asked to retry. */
+        char msg[1024];
+        for (size_t i = 0; i < n; i++) {
+            if (mg_store_node_complete(s, p->nodes[i].key)) {
+                t->state[i] = MG_NODE_DONE;
+                t->done++;
+                t->reused++;
+                mg_store_clear_failure(s, p->nodes[i].key);
+            } else if (mg_store_node_failed(s, p->nodes[i].key, msg, sizeof msg)) {
+                if (retry_failed) {
+                    mg_store_clear_failure(s, p->nodes[i].key);
+                } else {
+                    t->state[i] = MG_NODE_FAILED;
+                    t->failed++;
+                    t->fail_msg[i] = mg_strdup(msg, NULL);
+                }
+            }
         }
+        for (size_t i = 0; i < n; i++)
+            if (t->state[i] == MG_NODE_FAILED)
+                skip_consumers(t, i);
     }
     for (size_t i = 0; i < n; i++) {
-        if (t->state[i] == MG_NODE_DONE)
+        if (t->state[i] != MG_NODE_PENDING)
             continue;
         for (size_t k = 0; k < p->nodes[i].n_inputs; k++)
             t->waiting[i] += t->state[p->nodes[i].inputs[k]] != MG_NODE_DONE;
         if (t->waiting[i] == 0)
-            push_ready(t, i);
+            heap_push(t, i);
     }
 cleanup:
     if (st != MG_OK)
         tracker_free(t);
     return st;
-}
-
-static void skip_consumers(tracker *t, size_t i)
-{
-    for (size_t k = 0; k < t->n_consumers[i]; k++) {
-        size_t c = t->consumers[i][k];
-        if (t->state[c] == MG_NODE_PENDING) {
-            t->state[c] = MG_NODE_SKIPPED;
-            t->skipped++;
-            skip_consumers(t, c);
-        }
-    }
 }
 
 static void tracker_finish(tracker *t, size_t i, mg_status st, const char *msg, double seconds)
@@ -133,26 +262,21 @@ static void tracker_finish(tracker *t, size_t i, mg_status st, const char *msg, 
         for (size_t k = 0; k < t->n_consumers[i]; k++) {
             size_t c = t->consumers[i][k];
             if (t->state[c] == MG_NODE_PENDING && --t->waiting[c] == 0)
-                push_ready(t, c);
+                heap_push(t, c);
         }
+    } else if (st == MG_ERR_INTERRUPTED) {
+        t->interrupted++; /* stays pending: a rerun picks it up */
     } else {
         t->state[i] = MG_NODE_FAILED;
         t->failed++;
         t->fail_msg[i] = mg_strdup(msg, NULL);
+        if (t->store) {
+            mg_error e;
+            if (mg_store_record_failure(t->store, t->p->nodes[i].key, msg, &e) != MG_OK)
+                fprintf(stderr, "miagrid: %s\n", e.msg);
+        }
         skip_consumers(t, i);
     }
-}
-
-static int ready_pop(tracker *t, size_t *i)
-{
-    while (t->ready_head < t->ready_tail) {
-        size_t c = t->ready[t->ready_head++];
-        if (t->state[c] == MG_NODE_PENDING) {
-            *i = c;
-            return 1;
-        }
-    }
-    return 0;
 }
 
 static void fmt_secs(double s, char *buf, size_t n)
@@ -193,17 +317,35 @@ static void node_label(const mg_grid *g, const mg_node *n, char *buf, size_t len
                  (unsigned long long)g->seeds[n->seed], n->key);
 }
 
+/* ---- executing ------------------------------------------------------------------------ */
+
+typedef struct {
+    const mg_run_opts *o;
+    mg_exec_ctx ctx;
+} executor;
+
+static mg_status execute(executor *x, int rank, size_t node, mg_error *err)
+{
+    if (x->o->exec)
+        return x->o->exec(x->o->exec_user, rank, node, err);
+    return mg_exec_node(&x->ctx, node, err);
+}
+
 /* Rank 0 alone rewrites the root file; at most this often while running. */
 #define ROOT_REWRITE_SECONDS 60.0
 
-static mg_status run_serial(const mg_grid *g, const mg_plan *p, mg_store *s, tracker *t,
-                            const mg_run_opts *o, double t0, mg_error *err)
+static int should_stop(const mg_run_opts *o, double t0)
 {
-    mg_exec_ctx ctx;
-    mg_exec_init(&ctx, g, p, s, 0);
+    return mg_sched_stop_requested() || (o->walltime > 0 && mg_now() - t0 >= o->walltime);
+}
+
+static void run_serial(const mg_grid *g, const mg_plan *p, mg_store *s, tracker *t, executor *x, double t0,
+                       mg_run_summary *sum)
+{
+    const mg_run_opts *o = x->o;
     size_t i;
     double last_root = mg_now();
-    while (ready_pop(t, &i)) {
+    while (!should_stop(o, t0) && heap_pop(t, &i)) {
         mg_error e;
         mg_error_clear(&e);
         char label[160];
@@ -211,80 +353,84 @@ static mg_status run_serial(const mg_grid *g, const mg_plan *p, mg_store *s, tra
         if (o->verbose)
             printf("start %s\n", label);
         double ts = mg_now();
-        mg_status st = mg_exec_node(&ctx, i, &e);
+        mg_status st = execute(x, 0, i, &e);
         tracker_finish(t, i, st, e.msg, mg_now() - ts);
-        if (st != MG_OK)
+        if (st != MG_OK && st != MG_ERR_INTERRUPTED)
             fprintf(stderr, "miagrid: node failed: %s\n", e.msg);
         if (!o->quiet)
             progress(t, 0, 1, t0, label);
-        if (mg_now() - last_root > ROOT_REWRITE_SECONDS) {
+        if (s && mg_now() - last_root > ROOT_REWRITE_SECONDS) {
             mg_store_write_root(s, g, p, t->state, NULL);
             last_root = mg_now();
         }
     }
-    mg_exec_free(&ctx);
-    (void)err;
-    return MG_OK;
+    sum->interrupted = should_stop(o, t0) || t->interrupted > 0;
 }
 
-static mg_status run_coordinator(const mg_grid *g, const mg_plan *p, mg_store *s, tracker *t,
-                                 MPI_Comm comm, int size, const mg_run_opts *o, double t0, mg_error *err)
+static mg_status run_coordinator(const mg_grid *g, const mg_plan *p, mg_store *s, tracker *t, MPI_Comm comm,
+                                 int size, const mg_run_opts *o, double t0, mg_run_summary *sum, mg_error *err)
 {
     mg_status st = MG_OK;
-    int *idle = NULL, n_idle = 0, stopped = 0;
-    int64_t *assigned = NULL;
+    int *idle = NULL, n_idle = 0, stopped = 0, stopping = 0;
     size_t running = 0;
     double last_root = mg_now();
     idle = mg_calloc((size_t)size, sizeof *idle, "workers", err);
-    assigned = mg_calloc((size_t)size, sizeof *assigned, "workers", err);
-    if (!idle || !assigned)
+    if (!idle)
         MG_FAIL(MG_ERR_NOMEM, "out of memory for %d workers", size);
-    for (int r = 0; r < size; r++)
-        assigned[r] = -1;
 
     while (stopped < size - 1) {
         int flag = 0;
         MPI_Status ms;
+        if (!stopping && should_stop(o, t0)) {
+            stopping = 1;
+            if (!o->quiet) {
+                printf("stop requested: handing out no more nodes; waiting for %zu running node(s)\n", running);
+                fflush(stdout);
+            }
+        }
         if (MPI_Iprobe(MPI_ANY_SOURCE, TAG_REPORT, comm, &flag, &ms) != MPI_SUCCESS)
             MG_FAIL(MG_ERR_MPI, "MPI_Iprobe failed on the coordinator");
+        double busy0 = mg_now();
         if (flag) {
             report_msg rep;
-            if (MPI_Recv(&rep, (int)sizeof rep, MPI_BYTE, ms.MPI_SOURCE, TAG_REPORT, comm, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+            if (MPI_Recv(&rep, (int)sizeof rep, MPI_BYTE, ms.MPI_SOURCE, TAG_REPORT, comm, MPI_STATUS_IGNORE) !=
+                MPI_SUCCESS)
                 MG_FAIL(MG_ERR_MPI, "MPI_Recv from rank %d failed", ms.MPI_SOURCE);
             int w = ms.MPI_SOURCE;
-            if (rep.node >= 0) {
+            sum->messages++;
+            if (rep.node >= 0 && (size_t)rep.node < p->n_nodes) {
                 size_t i = (size_t)rep.node;
                 running--;
-                assigned[w] = -1;
                 rep.msg[sizeof rep.msg - 1] = '\0';
                 tracker_finish(t, i, (mg_status)rep.status, rep.msg, rep.seconds);
                 char label[200];
                 node_label(g, &p->nodes[i], label, sizeof label);
-                if (rep.status != MG_OK)
+                if (rep.status != MG_OK && rep.status != MG_ERR_INTERRUPTED)
                     fprintf(stderr, "miagrid: node failed on rank %d: %s\n", w, rep.msg);
                 if (!o->quiet) {
                     char what[260];
-                    snprintf(what, sizeof what, "rank %d %s", w, label);
+                    snprintf(what, sizeof what, "rank %d %s%s", w, label,
+                             rep.status == MG_ERR_INTERRUPTED ? " (interrupted)" : "");
                     progress(t, running, size - 1, t0, what);
                 }
             }
             idle[n_idle++] = w;
         }
-        /* Hand out ready nodes; with nothing ready or running, stop the idle. */
+        /* Hand out ready nodes; with nothing ready or running, or when
+         * stopping, release the idle. */
         while (n_idle > 0) {
             size_t i;
             int64_t msg;
             int w = idle[n_idle - 1];
-            if (ready_pop(t, &i)) {
+            if (!stopping && heap_pop(t, &i)) {
                 msg = (int64_t)i;
                 running++;
-                assigned[w] = msg;
                 if (o->verbose) {
                     char label[200];
                     node_label(g, &p->nodes[i], label, sizeof label);
                     printf("rank %d starts %s\n", w, label);
                 }
-            } else if (running == 0) {
+            } else if (stopping || running == 0) {
                 msg = -1;
                 stopped++;
             } else {
@@ -294,26 +440,25 @@ static mg_status run_coordinator(const mg_grid *g, const mg_plan *p, mg_store *s
             if (MPI_Send(&msg, 1, MPI_INT64_T, w, TAG_WORK, comm) != MPI_SUCCESS)
                 MG_FAIL(MG_ERR_MPI, "MPI_Send to rank %d failed", w);
         }
-        if (!flag) {
-            if (mg_now() - last_root > ROOT_REWRITE_SECONDS) {
+        if (flag) {
+            sum->coordinator_seconds += mg_now() - busy0;
+        } else {
+            if (s && mg_now() - last_root > ROOT_REWRITE_SECONDS) {
                 mg_store_write_root(s, g, p, t->state, NULL);
                 last_root = mg_now();
             }
-            nap(2000);
+            nap(1000);
         }
     }
+    sum->interrupted = stopping || t->interrupted > 0;
 cleanup:
     free(idle);
-    free(assigned);
     return st;
 }
 
-static mg_status run_worker(const mg_grid *g, const mg_plan *p, mg_store *s, MPI_Comm comm, int rank,
-                            mg_error *err)
+static mg_status run_worker(MPI_Comm comm, int rank, executor *x, mg_error *err)
 {
     mg_status st = MG_OK;
-    mg_exec_ctx ctx;
-    mg_exec_init(&ctx, g, p, s, rank);
     report_msg rep;
     memset(&rep, 0, sizeof rep);
     rep.node = -1;
@@ -330,14 +475,14 @@ static mg_status run_worker(const mg_grid *g, const mg_plan *p, mg_store *s, MPI
                 MG_FAIL(MG_ERR_MPI, "rank %d: MPI_Test failed", rank);
             if (done)
                 break;
-            nap(2000);
+            nap(1000);
         }
-        if (node < 0 || (size_t)node >= p->n_nodes)
+        if (node < 0)
             break;
         mg_error e;
         mg_error_clear(&e);
         double ts = mg_now();
-        mg_status ns = mg_exec_node(&ctx, (size_t)node, &e);
+        mg_status ns = execute(x, rank, (size_t)node, &e);
         memset(&rep, 0, sizeof rep);
         rep.node = node;
         rep.status = (int32_t)ns;
@@ -345,7 +490,6 @@ static mg_status run_worker(const mg_grid *g, const mg_plan *p, mg_store *s, MPI
         snprintf(rep.msg, sizeof rep.msg, "%s", ns == MG_OK ? "" : e.msg);
     }
 cleanup:
-    mg_exec_free(&ctx);
     return st;
 }
 
@@ -355,53 +499,81 @@ mg_status mg_run(const mg_grid *g, const mg_plan *p, mg_store *s, MPI_Comm comm,
     mg_status st = MG_OK;
     int rank = 0, size = 1;
     tracker t;
-    mg_run_opts o = {0, 0};
+    mg_run_opts o;
+    mg_run_summary sum;
+    executor x;
     memset(&t, 0, sizeof t);
+    memset(&o, 0, sizeof o);
+    memset(&sum, 0, sizeof sum);
     if (opts)
         o = *opts;
+    x.o = &o;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
     double t0 = mg_now();
-    if (summary)
-        memset(summary, 0, sizeof *summary);
+    if (!o.exec)
+        mg_exec_init(&x.ctx, g, p, s, rank);
 
-    if (rank != 0)
-        return run_worker(g, p, s, comm, rank, err);
+    if (rank != 0) {
+        st = run_worker(comm, rank, &x, err);
+        goto cleanup;
+    }
 
-    MG_CHECK(tracker_init(&t, p, s, err));
+    MG_CHECK(tracker_init(&t, g, p, s, o.retry_failed, err));
     if (!o.quiet) {
-        if (t.reused == p->n_nodes)
+        size_t todo = p->n_nodes - t.reused - t.failed - t.skipped;
+        if (todo == 0 && t.failed == 0)
             printf("all %zu nodes are complete in the store: nothing to compute\n", p->n_nodes);
         else
-            printf("%zu nodes: %zu complete in the store, %zu to compute on %d %s\n", p->n_nodes, t.reused,
-                   p->n_nodes - t.reused, size > 1 ? size - 1 : 1, size > 1 ? "workers" : "rank");
+            printf("%zu nodes: %zu complete in the store, %zu to compute on %d %s%s\n", p->n_nodes, t.reused, todo,
+                   size > 1 ? size - 1 : 1, size > 1 ? "workers" : "rank", "");
+        if (t.failed)
+            printf("%zu node(s) failed in an earlier run and %zu depend on them: not retried "
+                   "(use --retry-failed)\n", t.failed, t.skipped);
         fflush(stdout);
     }
     if (size == 1)
-        MG_CHECK(run_serial(g, p, s, &t, &o, t0, err));
+        run_serial(g, p, s, &t, &x, t0, &sum);
     else
-        MG_CHECK(run_coordinator(g, p, s, &t, comm, size, &o, t0, err));
+        MG_CHECK(run_coordinator(g, p, s, &t, comm, size, &o, t0, &sum, err));
 
-    MG_CHECK(mg_store_write_root(s, g, p, t.state, err));
-    if (summary) {
-        summary->n_nodes = p->n_nodes;
-        summary->reused = t.reused;
-        summary->computed = t.computed;
-        summary->failed = t.failed;
-        summary->skipped = t.skipped;
-        summary->seconds = mg_now() - t0;
-    }
+    if (s)
+        MG_CHECK(mg_store_write_root(s, g, p, t.state, err));
+    sum.n_nodes = p->n_nodes;
+    sum.reused = t.reused;
+    sum.computed = t.computed;
+    sum.failed = t.failed;
+    sum.skipped = t.skipped;
+    sum.pending = p->n_nodes - t.done - t.failed - t.skipped;
+    sum.seconds = mg_now() - t0;
     if (t.failed) {
         mg_strbuf b;
         mg_strbuf_init(&b);
-        mg_strbuf_printf(&b, "%zu node(s) failed and %zu were skipped because of them:", t.failed, t.skipped);
-        for (size_t i = 0; i < p->n_nodes; i++)
-            if (t.state[i] == MG_NODE_FAILED)
-                mg_strbuf_printf(&b, "\n  %s", t.fail_msg[i] ? t.fail_msg[i] : "(no message)");
+        mg_strbuf_printf(&b,
+                         "%zu node(s) failed and %zu were skipped because of them; fix the cause and run again "
+                         "with --retry-failed (/failures in the root file lists every message):",
+                         t.failed, t.skipped);
+        size_t shown = 0;
+        for (size_t i = 0; i < p->n_nodes && shown < 3; i++)
+            if (t.state[i] == MG_NODE_FAILED) {
+                const char *m = t.fail_msg[i] ? t.fail_msg[i] : "(no message)";
+                mg_strbuf_printf(&b, "\n  %.220s%s", m, strlen(m) > 220 ? "..." : "");
+                shown++;
+            }
+        if (shown < t.failed)
+            mg_strbuf_printf(&b, "\n  and %zu more", t.failed - shown);
         st = mg_error_set(err, MG_ERR_STATE, "%s", b.s ? b.s : "nodes failed");
         mg_strbuf_free(&b);
+    } else if (sum.pending > 0 && sum.interrupted) {
+        st = mg_error_set(err, MG_ERR_INTERRUPTED,
+                          "stopped early: %zu of %zu nodes complete, %zu left; the store is consistent: "
+                          "run the same command again to resume", t.done, p->n_nodes, sum.pending);
     }
 cleanup:
+    if (summary)
+        *summary = sum;
+    if (!o.exec)
+        mg_exec_free(&x.ctx);
     tracker_free(&t);
     return st;
 }

@@ -237,6 +237,8 @@ mg_status mg_store_write_root(mg_store *s, const mg_grid *g, const mg_plan *p,
             mg_node_state ns = node_state ? node_state[ni] : (nm[ni].present ? MG_NODE_DONE : MG_NODE_PENDING);
             if (nm[ni].present)
                 ns = MG_NODE_DONE;
+            else if (mg_store_node_failed(s, p->nodes[ni].key, NULL, 0))
+                ns = MG_NODE_FAILED;
             failed |= ns == MG_NODE_FAILED;
             skipped |= ns == MG_NODE_SKIPPED;
             pending |= ns == MG_NODE_PENDING;
@@ -308,6 +310,40 @@ mg_status mg_store_write_root(mg_store *s, const mg_grid *g, const mg_plan *p,
     H5Tinsert(mt, "value", HOFFSET(metric_row, value), H5T_NATIVE_DOUBLE);
     H5Tinsert(mt, "node", HOFFSET(metric_row, node), skey);
     MG_CHECK(write_table(f, "metrics", mt, n_rows, rows, err));
+
+    /* /failures: what failed, so analysts and --retry-failed users see why. */
+    {
+        typedef struct {
+            char node[W_KEY];
+            char kind[16];
+            char message[1024];
+        } failure_row;
+        size_t nf = 0;
+        failure_row *fr = NULL;
+        for (size_t i = 0; i < p->n_nodes; i++)
+            nf += mg_store_node_failed(s, p->nodes[i].key, NULL, 0);
+        fr = mg_calloc(nf ? nf : 1, sizeof *fr, "failures table", err);
+        if (!fr)
+            MG_FAIL(MG_ERR_NOMEM, "out of memory building the failures table");
+        size_t k = 0;
+        for (size_t i = 0; i < p->n_nodes && k < nf; i++)
+            if (mg_store_node_failed(s, p->nodes[i].key, fr[k].message, sizeof fr[k].message)) {
+                snprintf(fr[k].node, sizeof fr[k].node, "%s", p->nodes[i].key);
+                snprintf(fr[k].kind, sizeof fr[k].kind, "%s", mg_node_kind_str(p->nodes[i].kind));
+                k++;
+            }
+        hid_t smsg = str_type(1024);
+        hid_t ft = H5Tcreate(H5T_COMPOUND, sizeof(failure_row));
+        H5Tinsert(ft, "node", HOFFSET(failure_row, node), skey);
+        H5Tinsert(ft, "kind", HOFFSET(failure_row, kind), s16);
+        H5Tinsert(ft, "message", HOFFSET(failure_row, message), smsg);
+        st = write_table(f, "failures", ft, k, fr, err);
+        H5Tclose(ft);
+        H5Tclose(smsg);
+        free(fr);
+        if (st != MG_OK)
+            goto cleanup;
+    }
 
     /* External links let h5py reach every node from the root file. */
     {

@@ -101,7 +101,7 @@ static void remove_stale_temporaries(const mg_store *s)
         return;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        if (strstr(e->d_name, ".h5.tmp.") != NULL) {
+        if (strstr(e->d_name, ".tmp.") != NULL) {
             char path[4400];
             snprintf(path, sizeof path, "%s/%s", nodes, e->d_name);
             unlink(path);
@@ -253,4 +253,53 @@ void mg_node_writer_abort(mg_node_writer **wp)
     unlink(w->tmp);
     free(w);
     *wp = NULL;
+}
+
+static void failure_path(const mg_store *s, const char *key, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s/nodes/%s.failed", s->dir, key);
+}
+
+mg_status mg_store_record_failure(mg_store *s, const char *key, const char *msg, mg_error *err)
+{
+    char path[4096], tmp[4200];
+    failure_path(s, key, path, sizeof path);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return mg_error_set(err, MG_ERR_IO, "%s: cannot write failure record: %s", tmp, strerror(errno));
+    char when[40];
+    mg_iso_time(when, sizeof when);
+    /* One line of message first, so readers need no parser. */
+    for (const char *c = msg; *c; c++)
+        fputc(*c == '\n' ? ' ' : *c, f);
+    fprintf(f, "\nfailed at %s\n", when);
+    if (fclose(f) != 0 || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return mg_error_set(err, MG_ERR_IO, "%s: cannot write failure record: %s", path, strerror(errno));
+    }
+    return MG_OK;
+}
+
+int mg_store_node_failed(const mg_store *s, const char *key, char *buf, size_t n)
+{
+    char path[4096];
+    failure_path(s, key, path, sizeof path);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    if (buf && n) {
+        buf[0] = '\0';
+        if (fgets(buf, (int)n, f))
+            buf[strcspn(buf, "\n")] = '\0';
+    }
+    fclose(f);
+    return 1;
+}
+
+void mg_store_clear_failure(mg_store *s, const char *key)
+{
+    char path[4096];
+    failure_path(s, key, path, sizeof path);
+    unlink(path);
 }

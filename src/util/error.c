@@ -21,6 +21,7 @@ const char *mg_status_str(mg_status st)
     case MG_ERR_ARG: return "invalid argument";
     case MG_ERR_STATE: return "state error";
     case MG_ERR_INTERNAL: return "internal error";
+    case MG_ERR_INTERRUPTED: return "interrupted";
     }
     return "unknown error";
 }

@@ -231,7 +231,121 @@ def case_analysis(r):
     check(p.returncode == 1 and "nope" in p.stderr, "a missing store is named")
 
 
+def slow_grid(d, name, epochs=30, n=2000):
+    return write_grid(os.path.join(d, name + ".yaml"),
+                      open(TINY).read().replace("epochs: 3", f"epochs: {epochs}").replace(": 200", f": {n}")
+                      .replace("e2e-tiny", name))
+
+
+def summary_counts(out):
+    m = re.search(r"(\d+) nodes: (\d+) computed, (\d+) reused from the store, (\d+) failed, (\d+) skipped, (\d+) left", out)
+    check(m is not None, "the run prints its summary line")
+    return dict(zip(["nodes", "computed", "reused", "failed", "skipped", "left"], (int(x) for x in m.groups())))
+
+
+def case_node_failure(r):
+    s = r.fresh("fail")
+    # Two datasets: MNIST's root does not exist, so its nodes fail; Fashion-MNIST's complete.
+    text = open(TINY).read().replace("dataset: [fashion-mnist]",
+                                     "dataset: [fashion-mnist, {name: mnist, root: " + s + "/no-such-dir}]")
+    g = write_grid(os.path.join(s, "two.yaml"), text)
+    p = r.run(g, s, ranks=3, expect=1)
+    c = summary_counts(p.stdout)
+    check(c["failed"] == 4 and c["computed"] == 16, f"the 4 MNIST train nodes fail, the 16 others complete ({c})")
+    check(c["skipped"] == 12, "the 12 nodes that consume them are skipped")
+    check("no-such-dir" in p.stderr and "--retry-failed" in p.stderr, "the failures are named, with what to do")
+    with h5py.File(os.path.join(s, "results.h5"), "r") as f:
+        fails = pd.DataFrame(f["failures"][()])
+        check(len(fails) == 4 and all(b"no-such-dir" in m for m in fails["message"]), "/failures records why")
+        st = pd.DataFrame(f["cells"][()])
+        ok = st[st.dataset == b"fashion-mnist"].status
+        bad = st[st.dataset == b"mnist"].status
+        check((ok == b"complete").all() and set(bad) == {b"failed", b"skipped"},
+              "Fashion-MNIST cells are complete, MNIST cells failed or skipped")
+    p = r.run(g, s, expect=1)
+    c = summary_counts(p.stdout)
+    check(c["computed"] == 0 and c["failed"] == 4, "a rerun does not retry failed nodes by itself")
+    fixed = write_grid(os.path.join(s, "two.yaml"), text.replace(s + "/no-such-dir", "/usr/share/datasets/fashion-mnist"))
+    p = r.run(fixed, s, expect=0, extra=["--retry-failed"])
+    c = summary_counts(p.stdout)
+    check(c["failed"] == 0 and c["computed"] == 16 and c["reused"] == 16, "--retry-failed runs them again")
+
+
+def case_stop_resume(r):
+    s = r.fresh("stop")
+    g = slow_grid(s, "e2e-stop")
+    # SIGTERM to a serial run: it finishes its node, writes the root file and exits 3.
+    cmd = [r.miagrid, "--store", s, g]
+    print("$ " + " ".join(cmd), flush=True)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(node_files(s)) < 1:
+        time.sleep(0.1)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=300)
+    print(out[-2000:], err[-2000:])
+    check(p.returncode == 3, f"a stopped run exits 3 (got {p.returncode})")
+    check("run the same command again to resume" in err, "it says the grid can be resumed")
+    c = summary_counts(out)
+    check(c["left"] > 0 and c["computed"] >= 1, f"it stopped early with work left ({c})")
+    done = len(node_files(s))
+    check(not [f for f in os.listdir(os.path.join(s, "nodes")) if ".tmp." in f], "no half-written node file")
+    # --walltime: hands out nothing after the limit and exits 3; the next run finishes.
+    p = r.run(g, s, ranks=3, extra=["--walltime", "1"], expect=3)
+    c = summary_counts(p.stdout)
+    check(c["reused"] == done and c["left"] > 0, "--walltime stops the hand-out")
+    p = r.run(g, s, ranks=3)
+    c = summary_counts(p.stdout)
+    check(c["left"] == 0 and c["computed"] + c["reused"] == 16, "the rerun completes the grid")
+    check_store(s, 4)
+
+
+def case_store_guard(r):
+    s = r.fresh("guard")
+    r.run(TINY, s)
+    # A second run on a store in use is refused.
+    holder = subprocess.Popen(["flock", "-o", os.path.join(s, "lock"), "sleep", "30"])
+    time.sleep(0.5)
+    try:
+        p = r.run(TINY, s, expect=1)
+        check("in use by another miagrid run" in p.stderr, "a second run on the same store is refused")
+    finally:
+        holder.kill()
+        holder.wait()
+    # verify: clean store passes; a damaged node file is found, removed on request, and recomputed.
+    p = subprocess.run([r.miagrid, "store", "verify", s], capture_output=True, text=True)
+    check(p.returncode == 0 and "16 node files ok, 0 problems" in p.stdout, "store verify passes a good store")
+    victim = os.path.join(s, "nodes", node_files(s)[0])
+    with open(victim, "r+b") as f:
+        f.seek(os.path.getsize(victim) // 2)
+        f.write(b"\0" * 4096)
+    p = subprocess.run([r.miagrid, "store", "verify", s], capture_output=True, text=True)
+    print(p.stdout)
+    check(p.returncode == 1 and os.path.basename(victim) in p.stdout, "store verify names the damaged node file")
+    p = subprocess.run([r.miagrid, "store", "verify", "--remove-bad", s], capture_output=True, text=True)
+    check(not os.path.exists(victim), "--remove-bad removes it")
+    c = summary_counts(r.run(TINY, s).stdout)
+    check(c["computed"] >= 1 and c["left"] == 0, "the next run recomputes it")
+    # rebuild: the root file comes back from the node files alone.
+    before = metrics(s)
+    os.remove(os.path.join(s, "results.h5"))
+    p = subprocess.run([r.miagrid, "store", "rebuild", s, TINY], capture_output=True, text=True)
+    check(p.returncode == 0, "store rebuild with the grid file")
+    after = metrics(s)
+    check(before.equals(after), "the rebuilt root file has the same metrics")
+    p = subprocess.run([r.miagrid, "store", "rebuild", s], capture_output=True, text=True)
+    check(p.returncode == 0, "store rebuild from the grid kept in the root file")
+    # A store of another format version is refused with both versions named.
+    with open(os.path.join(s, "miagrid-store"), "w") as f:
+        f.write("miagrid store format 99\n")
+    p = r.run(TINY, s, expect=1)
+    check("format 99" in p.stderr and "reads format 1" in p.stderr, "another format version is a clear error")
+
+
 CASES = {
+    "node_failure": case_node_failure,
+    "stop_resume": case_stop_resume,
+    "store_guard": case_store_guard,
     "analysis": case_analysis,
     "serial_vs_mpi": case_serial_vs_mpi,
     "grow": case_grow,

@@ -1,5 +1,7 @@
 /* test_train.c: the training loop learns a separable problem, is bitwise
- * reproducible for the same rng, honours masks, and reports divergence. */
+ * reproducible for the same rng, honours masks, and reports divergence;
+ * early stopping on a dev set keeps the best epoch's parameters; the epoch
+ * hook sees every epoch and can stop or fail training. */
 #include "mg_test.h"
 #include "miagrid/nn.h"
 
@@ -61,6 +63,10 @@ static void test_learns_and_repeats(void)
     CHECK(h.loss[9] < 0.5 * h.loss[0]);
     CHECK(h.train_acc[9] > 0.95);
     CHECK(h.seconds[0] >= 0.0);
+    /* Without a dev set: the constant rate, no dev accuracy, no best epoch. */
+    CHECK(h.lr[0] == 0.05 && h.lr[9] == 0.05);
+    CHECK(isnan(h.dev_acc[0]));
+    CHECK_INT_EQ(h.best_epoch, -1);
 
     CHECK_OK(mg_model_predict(a, x, n, logits, &err), &err);
     double acc = mg_accuracy(logits, y, n, CLASSES);
@@ -174,10 +180,130 @@ static void test_divergence(void)
     free(x), free(y);
 }
 
+/* What the hook saw: a copy of the parameters after every epoch. */
+typedef struct {
+    float *snap;       /* (max_epochs, n_params) */
+    size_t n_params;
+    int max_epochs;
+    int calls;
+    int stop_after;    /* ask to stop after this many epochs (0: never) */
+    int fail_after;    /* return MG_ERR_IO after this many epochs (0: never) */
+    int consistent;    /* every call saw epochs_done == calls and n_epochs == epochs_done */
+} hook_log;
+
+static mg_status log_hook(void *user, mg_model *m, const mg_train_state *s, int *stop, mg_error *err)
+{
+    hook_log *L = user;
+    L->calls++;
+    L->consistent &= s->epochs_done == L->calls && s->hist.n_epochs == s->epochs_done;
+    if (L->calls <= L->max_epochs)
+        memcpy(L->snap + (size_t)(L->calls - 1) * L->n_params, mg_model_params(m), L->n_params * sizeof(float));
+    if (L->fail_after && L->calls == L->fail_after)
+        return mg_error_set(err, MG_ERR_IO, "hook failed on purpose");
+    if (L->stop_after && L->calls == L->stop_after)
+        *stop = 1;
+    return MG_OK;
+}
+
+static void test_early_stopping(void)
+{
+    enum { NTR = 400, NDEV = 200, EPOCHS = 40, PATIENCE = 3 };
+    float *x = malloc(NTR * DIM * sizeof(float)), *dx = malloc(NDEV * DIM * sizeof(float));
+    int32_t *y = malloc(NTR * sizeof(int32_t)), *dy = malloc(NDEV * sizeof(int32_t));
+    mg_rng r;
+    mg_rng_seed(&r, 21, "blobs", "data");
+    make_blobs(x, y, NTR, &r);
+    make_blobs(dx, dy, NDEV, &r);
+    /* Dev labels mostly scrambled: dev accuracy peaks early and then wanders,
+     * so early stopping has something to do. */
+    for (size_t i = 0; i < NDEV; i++)
+        if (i % 3 != 0)
+            dy[i] = (int32_t)mg_rng_below(&r, CLASSES);
+    mg_model *m = make_mlp(22);
+    size_t np = mg_model_n_params(m);
+    hook_log L = {.snap = malloc(EPOCHS * np * sizeof(float)), .n_params = np, .max_epochs = EPOCHS,
+                  .consistent = 1};
+    mg_train_cfg tc = {.epochs = EPOCHS, .batch = 32, .patience = PATIENCE,
+                       .optim = {.kind = MG_OPT_SGD, .lr = 0.003, .momentum = 0.0}};
+    mg_train_data d = {.x = x, .y = y, .n = NTR, .dev_x = dx, .dev_y = dy, .dev_n = NDEV};
+    mg_train_state s;
+    mg_error err = {0};
+    mg_rng_seed(&r, 21, "train", "shuffle");
+    CHECK_OK(mg_train_state_init(&s, m, &tc, &r, &err), &err);
+    CHECK_OK(mg_train_run(m, &d, &s, log_hook, &L, &err), &err);
+    const mg_history *h = &s.hist;
+    int best = h->best_epoch;
+    printf("  early stopping: %d of %d epochs, best epoch %d (dev acc %.3f)\n", h->n_epochs, EPOCHS, best + 1,
+           best >= 0 ? h->dev_acc[best] : -1.0);
+    CHECK(s.finished);
+    CHECK(L.consistent);
+    CHECK_INT_EQ(L.calls, h->n_epochs);
+    CHECK(h->n_epochs < EPOCHS);
+    CHECK_INT_EQ(h->n_epochs - 1 - best, PATIENCE);
+    int first_max = best >= 0;
+    for (int e = 0; e < h->n_epochs && best >= 0; e++)
+        first_max &= e < best ? h->dev_acc[e] < h->dev_acc[best] : h->dev_acc[e] <= h->dev_acc[best];
+    CHECK(first_max);
+    /* The parameters are the best epoch's, as the hook saw them then. */
+    if (best >= 0 && best < h->n_epochs - 1)
+        CHECK(memcmp(mg_model_params(m), L.snap + (size_t)best * np, np * sizeof(float)) == 0);
+    /* Running a finished state again changes nothing. */
+    CHECK_OK(mg_train_run(m, &d, &s, log_hook, &L, &err), &err);
+    CHECK_INT_EQ(L.calls, h->n_epochs);
+    mg_train_state_free(&s);
+
+    /* A dev set without patience: recorded, nothing restored, every epoch runs. */
+    mg_model *m2 = make_mlp(22);
+    L.calls = 0;
+    tc.patience = 0;
+    tc.epochs = 6;
+    mg_rng_seed(&r, 21, "train", "shuffle");
+    CHECK_OK(mg_train_state_init(&s, m2, &tc, &r, &err), &err);
+    CHECK(s.best_params == NULL);
+    CHECK_OK(mg_train_run(m2, &d, &s, log_hook, &L, &err), &err);
+    CHECK_INT_EQ(s.hist.n_epochs, 6);
+    CHECK(s.hist.best_epoch >= 0 && s.hist.dev_acc[5] >= 0.0);
+    CHECK(memcmp(mg_model_params(m2), L.snap + 5 * np, np * sizeof(float)) == 0);
+    mg_train_state_free(&s);
+
+    /* The hook stops training (consistent state, MG_ERR_INTERRUPTED) or fails it. */
+    L.calls = 0;
+    L.stop_after = 2;
+    mg_rng_seed(&r, 21, "train", "shuffle");
+    CHECK_OK(mg_train_state_init(&s, m2, &tc, &r, &err), &err);
+    CHECK_INT_EQ(mg_train_run(m2, &d, &s, log_hook, &L, &err), MG_ERR_INTERRUPTED);
+    printf("  expected stop: %s\n", err.msg);
+    CHECK_INT_EQ(s.epochs_done, 2);
+    CHECK(!s.finished);
+    L.stop_after = 0;
+    L.fail_after = 3;
+    CHECK_INT_EQ(mg_train_run(m2, &d, &s, log_hook, &L, &err), MG_ERR_IO);
+    CHECK(strstr(err.msg, "hook failed on purpose") != NULL);
+    mg_train_state_free(&s);
+
+    /* Early stopping needs a dev set; dev labels are checked too. */
+    tc.patience = 2;
+    CHECK_INT_EQ(mg_train(m2, x, y, NTR, &tc, &r, NULL, &err), MG_ERR_ARG);
+    printf("  expected error: %s\n", err.msg);
+    CHECK(strstr(err.msg, "needs a dev set") != NULL);
+    dy[7] = -1;
+    CHECK_OK(mg_train_state_init(&s, m2, &tc, &r, &err), &err);
+    CHECK_INT_EQ(mg_train_run(m2, &d, &s, NULL, NULL, &err), MG_ERR_ARG);
+    CHECK(strstr(err.msg, "of dev sample 7") != NULL);
+    mg_train_state_free(&s);
+    tc.patience = -1;
+    CHECK_INT_EQ(mg_train_state_init(&s, m2, &tc, &r, &err), MG_ERR_ARG);
+    mg_train_state_free(&s);
+
+    mg_model_destroy(&m), mg_model_destroy(&m2);
+    free(L.snap), free(x), free(y), free(dx), free(dy);
+}
+
 int main(void)
 {
     test_learns_and_repeats();
     test_lenet_masked();
     test_divergence();
+    test_early_stopping();
     MG_TEST_MAIN_END();
 }

@@ -1,0 +1,98 @@
+/*
+ * gzio.c: reading data files through zlib, so every loader accepts a file
+ * plain or gzip-compressed alike, without holding the compressed bytes.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/data_internal.h"
+
+/* gzread takes an int count, so large reads go through in bounded chunks. */
+enum { GZ_CHUNK = 1 << 20 };
+
+mg_status mg_data_gz_open(const char *path, gzFile *out, mg_error *err)
+{
+    /* gzopen leaves errno unreliable, so a plain open reports why a file is unreadable. */
+    FILE *probe = fopen(path, "rb");
+    *out = NULL;
+    if (!probe)
+        return mg_error_set(err, MG_ERR_IO, "%s: cannot open for reading: %s", path, strerror(errno));
+    fclose(probe);
+    *out = gzopen(path, "rb");
+    if (!*out)
+        return mg_error_set(err, MG_ERR_IO, "%s: cannot open for reading", path);
+    /* A larger buffer than zlib's 8 KB default: the loaders read tens of megabytes. */
+    gzbuffer(*out, 1 << 17);
+    return MG_OK;
+}
+
+mg_status mg_data_gz_read(gzFile f, const char *path, void *buf, size_t n, size_t *got, mg_error *err)
+{
+    unsigned char *p = buf;
+    *got = 0;
+    while (*got < n) {
+        size_t want = n - *got;
+        if (want > GZ_CHUNK)
+            want = GZ_CHUNK;
+        int r = gzread(f, p + *got, (unsigned)want);
+        if (r < 0) {
+            int zerr = 0;
+            const char *msg = gzerror(f, &zerr);
+            return mg_error_set(err, MG_ERR_IO, "%s: read failed: %s", path, msg ? msg : "zlib error");
+        }
+        if (r == 0)
+            break;
+        *got += (size_t)r;
+    }
+    return MG_OK;
+}
+
+mg_status mg_data_read_all(const char *path, char **out, size_t *len, mg_error *err)
+{
+    mg_status st = MG_OK;
+    gzFile f = NULL;
+    char *buf = NULL;
+    size_t cap = 1 << 16, used = 0;
+    *out = NULL;
+    *len = 0;
+
+    MG_CHECK(mg_data_gz_open(path, &f, err));
+    buf = mg_malloc(cap, 1, "file buffer", err);
+    if (!buf)
+        MG_CHECK(MG_ERR_NOMEM);
+    for (;;) {
+        if (cap - used < 2) {
+            if (cap > SIZE_MAX / 2)
+                MG_FAIL(MG_ERR_NOMEM, "%s: file too large", path);
+            char *nb = realloc(buf, cap * 2);
+            if (!nb)
+                MG_FAIL(MG_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, cap * 2);
+            buf = nb;
+            cap *= 2;
+        }
+        size_t want = cap - used - 1, got = 0;
+        MG_CHECK(mg_data_gz_read(f, path, buf + used, want, &got, err));
+        used += got;
+        if (got < want)
+            break;
+    }
+    buf[used] = '\0';
+    *out = buf;
+    *len = used;
+    buf = NULL;
+
+cleanup:
+    free(buf);
+    if (f)
+        gzclose(f);
+    return st;
+}
+
+const char *mg_data_basename(const char *path)
+{
+    const char *base = strrchr(path, '/');
+    return base ? base + 1 : path;
+}

@@ -1,0 +1,170 @@
+/*
+ * nn_internal.h: the model graph shared by the engine (model.c), the
+ * architecture builders (arch.c) and the tests. A model is a list of
+ * operations in execution order over "values" (per-sample tensors): value 0
+ * is the input and each operation produces one new value from one or more
+ * earlier ones, so residual adds and concatenations are ordinary operations.
+ * Parameters, gradients and masks are single blocks sliced by the tensor
+ * table; batch-norm running statistics live in a separate buffer block.
+ */
+#ifndef MIAGRID_NN_INTERNAL_H
+#define MIAGRID_NN_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "miagrid/nn.h"
+
+/* The most inputs one operation takes (concatenation). */
+#define MG_OP_MAX_IN 4
+/* No fused activation / no parameter. */
+#define MG_NO_ACT (-1)
+#define MG_NO_PARAM ((size_t)-1)
+
+/* Batch-norm constants, torch's defaults. */
+#define MG_BN_MOMENTUM 0.1f
+#define MG_BN_EPS 1e-5f
+#define MG_LN_EPS 1e-5f
+
+typedef enum {
+    MG_OP_LINEAR,   /* over the last dimension: (c,h,I) -> (c,h,O) */
+    MG_OP_CONV,     /* (C,H,W) -> (OC,OH,OW), groups, optional bias */
+    MG_OP_BN,       /* BatchNorm2d over (C,H,W), BatchNorm1d over (1,1,F); optional fused ReLU */
+    MG_OP_LN,       /* LayerNorm over the last dimension */
+    MG_OP_MAXPOOL,
+    MG_OP_AVGPOOL,
+    MG_OP_GAP,      /* global average pool, flattened: (C,H,W) -> (1,1,C) */
+    MG_OP_ACT,
+    MG_OP_DROPOUT,
+    MG_OP_ADD,      /* a + b, optional fused ReLU */
+    MG_OP_CONCAT,   /* along channels */
+    MG_OP_FLATTEN,  /* (C,H,W) -> (1,1,C*H*W); shares its input's buffers */
+    MG_OP_MHA       /* self-attention over (1,L,E) */
+} mg_op_kind;
+
+/* Per-sample shape; size = c*h*w. Sequences are (1, L, E), feature vectors (1, 1, F). */
+typedef struct {
+    int c, h, w;
+} mg_shape3;
+
+typedef struct {
+    mg_shape3 shape;
+    size_t size;
+    int root;        /* the value whose buffers this one uses (itself unless a flatten's output) */
+} mg_value;
+
+typedef struct {
+    mg_op_kind kind;
+    int n_in, in[MG_OP_MAX_IN], out;  /* value ids */
+    int act;                /* ACT: the activation; BN and ADD: MG_ACT_RELU fused, or MG_NO_ACT */
+    size_t w, b;            /* parameter offsets: weight and bias (gamma and beta; MHA in-projection) */
+    size_t w2, b2;          /* MHA out-projection */
+    size_t rm, rv;          /* BN running mean and variance: offsets into the buffer block */
+    int I, O;               /* linear: features; rows per sample = size / I */
+    mg_conv2d_shape conv;   /* N set per call */
+    mg_pool2d_shape pool;   /* N set per call */
+    int C, S;               /* BN and GAP: channels and spatial size; LN: E and rows per sample */
+    int L, E, H;            /* MHA */
+    float p;                /* dropout probability */
+    size_t cache_ps;        /* float cache per sample */
+    size_t cache_fixed;     /* float cache independent of the batch */
+    int argmax;             /* needs an int32 argmax per output element */
+} mg_op;
+
+/* How mg_model_init_params fills a tensor. */
+typedef enum {
+    MG_INIT_FAN_IN,       /* U(-1/sqrt(fan_in), 1/sqrt(fan_in)); a weight unless bias is set */
+    MG_INIT_XAVIER_UNIF,  /* U(+-sqrt(6/(fan_in+fan_out))): the MHA in-projection */
+    MG_INIT_ONE,
+    MG_INIT_ZERO
+} mg_init_kind;
+
+typedef struct {
+    mg_init_kind kind;
+    int fan_in, fan_out;
+    int is_bias;          /* zero under xavier-normal */
+} mg_init_info;
+
+struct mg_model {
+    char arch[32];
+    int in_c, in_h, in_w, in_dim, n_classes;
+    int xavier;             /* cfg->init == "xavier-normal" */
+    float smoothing;
+    mg_rng *rng;
+
+    /* graph */
+    mg_op *ops;
+    int n_ops, cap_ops;
+    mg_value *values;
+    int n_values, cap_values;
+    int logits;             /* value id of the logits */
+    mg_status build_st;     /* first error while building */
+    char build_msg[512];
+
+    /* tensors: parameters first, buffers after (finalised by mg_graph_finish) */
+    mg_tensor_info *tensors;
+    mg_init_info *init;
+    size_t n_tensors, cap_tensors;
+    size_t n_params, n_buffers;
+    float *params, *grads, *masks, *buffers;
+
+    /* per-batch state, sized for cap_batch samples */
+    int cap_batch;
+    float **act, **grad;    /* per value (NULL for non-root values) */
+    float **cache;          /* per op */
+    int32_t **argmax;       /* per op */
+    unsigned char *ready;   /* per value: gradient written during this backward */
+    float *probs;
+    float *scratch;
+    size_t scratch_size;
+
+    int last_batch, last_train;
+    int input_grad;
+};
+
+/* ---- graph building (arch.c, tests) ------------------------------------------------
+ * Each builder returns the new value id, or -1 after recording the first error
+ * in the model; an input of -1 is passed through, so a builder chain needs one
+ * check at the end (mg_graph_finish). Names are the parameter-name prefixes
+ * ("layer1.0.conv1"); NULL for operations without parameters. */
+
+/* A model with only its input value (id 0) of shape (in_c, in_h, in_w). */
+mg_status mg_graph_begin(mg_model **out, const char *arch, int in_c, int in_h, int in_w, int n_classes,
+                         int xavier, mg_error *err);
+int mg_g_linear(mg_model *m, const char *name, int x, int O, int bias);
+int mg_g_conv(mg_model *m, const char *name, int x, int OC, int k, int stride, int pad, int groups, int bias);
+int mg_g_bn(mg_model *m, const char *name, int x, int relu);
+int mg_g_layernorm(mg_model *m, const char *name, int x);
+int mg_g_act(mg_model *m, int x, mg_act act);
+int mg_g_maxpool(mg_model *m, int x, int k, int stride, int pad);
+int mg_g_avgpool(mg_model *m, int x, int k, int stride, int pad);
+int mg_g_gap(mg_model *m, int x);
+int mg_g_dropout(mg_model *m, int x, float p);
+int mg_g_add(mg_model *m, int a, int b, int relu);
+int mg_g_concat(mg_model *m, int k, const int *xs);
+int mg_g_flatten(mg_model *m, int x);
+int mg_g_mha(mg_model *m, const char *name, int x, int heads);
+/* Check the graph (logits must be the last operation's output, of size
+ * n_classes), allocate the parameter, gradient, mask and buffer blocks. On
+ * failure the model is destroyed. */
+mg_status mg_graph_finish(mg_model **m, int logits, mg_error *err);
+
+/* Per-sample shape of a value (tests). */
+mg_shape3 mg_graph_shape(const mg_model *m, int v);
+
+/* Build the graph of cfg->arch into a fresh model (arch.c). */
+mg_status mg_arch_build(const mg_model_cfg *cfg, mg_model **out, mg_error *err);
+
+/* ---- fused kernels (layers_norm.c) --------------------------------------------------- */
+
+/* mg_batchnorm_forward followed, when relu is set, by a ReLU in the same pass. */
+void mg_bn_forward_fused(float *out, float *mean, float *rstd, const float *inp, const float *gamma,
+                         const float *beta, float *run_mean, float *run_var, int N, int C, int S, int train,
+                         float momentum, float eps, int relu);
+/* mg_batchnorm_backward through a fused ReLU (out given: its output) and, when
+ * overwrite is set, writing dinp instead of adding to it. */
+void mg_bn_backward_fused(float *dinp, int overwrite, float *dgamma, float *dbeta, const float *dout,
+                          const float *inp, const float *out, const float *mean, const float *rstd,
+                          const float *gamma, int N, int C, int S, int train);
+
+#endif
