@@ -16,3 +16,12 @@ foreach(case IN LISTS MG_E2E_CASES)
     TIMEOUT 900
     ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1;ASAN_OPTIONS=fast_unwind_on_malloc=0;LSAN_OPTIONS=suppressions=${PROJECT_SOURCE_DIR}/tests/lsan.supp:print_suppressions=0;OMPI_MCA_rmaps_base_oversubscribe=1")
 endforeach()
+
+# The scheduler benchmark stays runnable (a smoke run; figures come from bench/).
+if(TARGET mg_sched_bench)
+  add_test(NAME e2e/sched_bench_smoke
+    COMMAND ${MPIEXEC_EXECUTABLE} --oversubscribe ${MPIEXEC_NUMPROC_FLAG} 4 $<TARGET_FILE:mg_sched_bench> --seeds 3)
+  set_tests_properties(e2e/sched_bench_smoke PROPERTIES
+    LABELS "e2e;mpi" TIMEOUT 120 PASS_REGULAR_EXPRESSION "nodes=240 "
+    ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
+endif()

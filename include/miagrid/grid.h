@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "miagrid/data.h"
 #include "miagrid/util.h"
 
 #ifdef __cplusplus
@@ -27,17 +28,21 @@ extern "C" {
 #define MG_NO_INDEX ((size_t)-1)
 
 typedef struct {
-    char name[MG_NAME_MAX];   /* registry name: "fashion-mnist", "mnist", "location" */
+    char name[MG_NAME_MAX];   /* registry name (mg_data_known_list()); cifar100 with labels: coarse is
+                               * "cifar100-coarse" */
     char root[1024];          /* "" = the registry default */
-    char canon[MG_CANON_MAX]; /* canonical JSON (root excluded: where data lives is not what it is) */
+    mg_data_options opts;     /* image_size/channels (image folders), csv options; resolved */
+    char canon[MG_CANON_MAX]; /* canonical JSON (root excluded: where data lives is not what it is,
+                               * except for the generic imagefolder and csv, which it names) */
 } mg_dataset_spec;
 
 typedef struct {
-    char name[MG_NAME_MAX];   /* "mlp" or "lenet5" */
-    int n_hidden;             /* mlp */
+    char name[MG_NAME_MAX];   /* mg_model_arch_list(): "mlp", "lenet5", ... */
+    int n_hidden;             /* mlp (a preset is expanded into hidden and act) */
     int hidden[MG_MAX_HIDDEN];
     char act[16];             /* "relu" or "tanh" */
     char canon[MG_CANON_MAX];
+    char init[16];            /* "default" or "xavier-normal" (mg_model_cfg.init) */
 } mg_arch_spec;
 
 typedef struct {
@@ -56,18 +61,32 @@ typedef struct {
     char canon[MG_CANON_MAX];
 } mg_attack_spec;
 
+/* Most milestones a multistep schedule takes (as MG_LR_MAX_MILESTONES in nn.h). */
+#define MG_MAX_MILESTONES 16
+
 typedef struct {
     int epochs;
     int batch;
-    char optimizer[16];       /* "sgd" or "adam" */
+    char optimizer[16];       /* "sgd", "adam" or "adamw" (mg_opt_kind_parse) */
     double lr, momentum, weight_decay;
-    double beta1, beta2, eps; /* adam */
+    double beta1, beta2, eps; /* adam, adamw */
     char canon[MG_CANON_MAX];
+    int nesterov;             /* sgd */
+    char schedule[16];        /* "constant", "multistep" or "cosine" */
+    int n_milestones;         /* multistep: increasing epochs, each below `epochs` */
+    int milestones[MG_MAX_MILESTONES];
+    double gamma;             /* multistep */
+    double eta_min;           /* cosine */
+    int patience;             /* early_stopping.patience; 0: no early stopping */
+    int augment_crop;         /* augment: random crop (zero padding 4) */
+    int augment_flip;         /* augment: random horizontal flip */
 } mg_train_spec;
 
 typedef struct {
-    long target_train, target_test, shadow_train, shadow_test;
-    char canon[MG_CANON_MAX];
+    long target_train, target_test, shadow_train, shadow_test;  /* four-way and explicit; 0 otherwise */
+    mg_split_cfg cfg;         /* the whole split (protocol, dev parts, shadows, population); with
+                               * mg_split_roles_make it gives every role's samples */
+    char canon[MG_CANON_MAX]; /* four-way without dev parts or population: exactly the historic form */
 } mg_split_spec;
 
 typedef struct mg_exclude mg_exclude; /* a partial match on axis values; private to grid/ */

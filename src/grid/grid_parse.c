@@ -39,12 +39,31 @@ typedef struct {
 static const char *const top_keys[] = {"name", "seeds", "store", "data", "train", "finetune",
                                        "axes", "attacks", "exclude", NULL};
 static const char *const data_keys[] = {"root", "split", NULL};
-static const char *const split_keys[] = {"target_train", "target_test", "shadow_train",
-                                         "shadow_test", NULL};
+static const char *const split_keys[] = {"protocol", "target_train", "target_test", "shadow_train",
+                                         "shadow_test", "target_dev", "shadow_dev", "population",
+                                         "shadows", "holdout", "test_fraction", NULL};
+/* The split keys each protocol takes, in mg_split_protocol order. */
+static const char *const split_protocols[] = {"four-way", "explicit", "mia-prune", "wemem", NULL};
+static const char *const four_way_keys[] = {"protocol", "target_train", "target_test", "shadow_train",
+                                            "shadow_test", "target_dev", "shadow_dev", "population", NULL};
+static const char *const explicit_keys[] = {"protocol", "target_train", "target_test", "shadow_train",
+                                            "shadow_test", "target_dev", "shadow_dev", "population",
+                                            "shadows", NULL};
+static const char *const mia_prune_keys[] = {"protocol", "shadows", "population", NULL};
+static const char *const wemem_keys[] = {"protocol", "shadows", "population", "holdout", "test_fraction", NULL};
 static const char *const train_keys[] = {"epochs", "batch", "optimizer", "lr", "momentum",
                                          "weight_decay", "beta1", "beta2", "eps", NULL};
 static const char *const axes_keys[] = {"dataset", "arch", "prune", "sparsity", "defense", NULL};
 static const char *const dataset_keys[] = {"name", "root", NULL};
+/* An axes.dataset entry; which options apply depends on the dataset. */
+static const char *const dataset_opt_keys[] = {"name", "root", "labels", "image_size", "channels",
+                                               "label_column", "header", "delimiter", "label_base",
+                                               "classes", NULL};
+static const char *const image_folder_keys[] = {"name", "root", "image_size", "channels", NULL};
+static const char *const csv_keys[] = {"name", "root", "label_column", "header", "delimiter", "label_base",
+                                       "classes", NULL};
+static const char *const cifar100_keys[] = {"name", "root", "labels", NULL};
+static const char *const cifar100_labels[] = {"fine", "coarse", NULL};
 static const char *const arch_keys[] = {"name", "hidden", "activation", NULL};
 static const char *const lenet5_keys[] = {"name", NULL};
 static const char *const prune_keys[] = {"method", "schedule", NULL};
@@ -517,15 +536,125 @@ static mg_status parse_seeds(const pctx *c, yaml_node_t *n, mg_grid *g)
     return check_unique(c, &l, "seeds", "seed", NULL, 0, NULL, g->seeds);
 }
 
+/* Every key of mapping n must be in `accepted`; `what` names the owner in the message. */
+static mg_status check_applies(const pctx *c, yaml_node_t *n, const char *key, const char *what,
+                               const char *const *accepted)
+{
+    char list[256];
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(c->doc, p->key);
+        if (!in_list(sval(k), accepted)) {
+            join(accepted, list, sizeof list);
+            return perr(c, k, key, "key \"%s\" does not apply to %s; accepted keys: %s", sval(k), what, list);
+        }
+    }
+    return MG_OK;
+}
+
+/* The data.split sizes as canonical JSON. four-way without dev parts and
+ * population keeps the historic form (so existing node keys stay); every
+ * other split names its protocol and all its settings. */
+static void canon_split(mg_strbuf *b, const mg_split_cfg *f)
+{
+    switch (f->protocol) {
+    case MG_PROTO_FOUR_WAY:
+        mg_strbuf_append(b, "{");
+        if (f->population)
+            mg_strbuf_printf(b, "\"population\":%zu,", f->population);
+        if (f->shadow_dev)
+            mg_strbuf_printf(b, "\"shadow_dev\":%zu,", f->shadow_dev);
+        mg_strbuf_printf(b, "\"shadow_test\":%zu,\"shadow_train\":%zu,", f->shadow_test, f->shadow_train);
+        if (f->target_dev)
+            mg_strbuf_printf(b, "\"target_dev\":%zu,", f->target_dev);
+        mg_strbuf_printf(b, "\"target_test\":%zu,\"target_train\":%zu}", f->target_test, f->target_train);
+        break;
+    case MG_PROTO_EXPLICIT:
+        mg_strbuf_printf(b, "{\"population\":%zu,\"protocol\":\"explicit\",\"shadow_dev\":%zu,\"shadow_test\":%zu,"
+                         "\"shadow_train\":%zu,\"shadows\":%zu,\"target_dev\":%zu,\"target_test\":%zu,"
+                         "\"target_train\":%zu}", f->population, f->shadow_dev, f->shadow_test, f->shadow_train,
+                         f->n_shadows, f->target_dev, f->target_test, f->target_train);
+        break;
+    case MG_PROTO_MIA_PRUNE:
+        mg_strbuf_printf(b, "{\"population\":%zu,\"protocol\":\"mia-prune\",\"shadows\":%zu}", f->population,
+                         f->n_shadows);
+        break;
+    case MG_PROTO_WEMEM:
+        mg_strbuf_append(b, "{\"holdout\":");
+        mg_strbuf_json_num(b, f->holdout);
+        mg_strbuf_printf(b, ",\"population\":%zu,\"protocol\":\"wemem\",\"shadows\":%zu,\"test_fraction\":",
+                         f->population, f->n_shadows);
+        mg_strbuf_json_num(b, f->test_fraction);
+        mg_strbuf_append(b, "}");
+        break;
+    }
+}
+
+static mg_status parse_split(const pctx *c, yaml_node_t *split, mg_split_spec *s)
+{
+    static const char expected[] = "a mapping of split settings (protocol, the part sizes, shadows, population)";
+    static const char *const *const proto_keys[] = {four_way_keys, explicit_keys, mia_prune_keys, wemem_keys};
+    static const char *const sizes[] = {"target_train", "target_test", "shadow_train", "shadow_test",
+                                        "target_dev", "shadow_dev", "population"};
+    mg_split_cfg *f = &s->cfg;
+    size_t *fields[] = {&f->target_train, &f->target_test, &f->shadow_train, &f->shadow_test,
+                        &f->target_dev, &f->shadow_dev, &f->population};
+    char k[KEY_MAX], name[MG_NAME_MAX], what[64];
+    mg_split_protocol proto = MG_PROTO_FOUR_WAY;
+    mg_status st = MG_OK;
+    yaml_node_t *v;
+
+    if (split) {
+        MG_CHECK(check_map(c, split, "data.split", expected, split_keys));
+        if ((v = sub_value(c, split, "data.split", "protocol", k))) {
+            MG_CHECK(get_choice(c, v, k, "split protocol", split_protocols, name, sizeof name));
+            mg_split_protocol_parse(name, &proto);
+        }
+    }
+    mg_split_cfg_init(f, proto);
+    if (split) {
+        snprintf(what, sizeof what, "the %s split protocol", mg_split_protocol_str(proto));
+        MG_CHECK(check_applies(c, split, "data.split", what, proto_keys[proto]));
+        for (int i = 0; i < 7; i++) {
+            long x = 0;
+            if (proto == MG_PROTO_EXPLICIT && i < 4 && !map_get(c, split, sizes[i])) {
+                st = perr(c, split, "data.split", "missing required key \"%s\"; expected the explicit protocol to "
+                          "give target_train, target_test, shadow_train and shadow_test", sizes[i]);
+                goto cleanup;
+            }
+            if (!(v = sub_value(c, split, "data.split", sizes[i], k)))
+                continue;
+            MG_CHECK(get_long(c, v, k, i < 4 ? 1 : 0, UINT32_MAX, i < 4 ? "a positive integer" :
+                              "an integer >= 0", &x));
+            *fields[i] = (size_t)x;
+        }
+        if ((v = sub_value(c, split, "data.split", "shadows", k))) {
+            long x = 0;
+            MG_CHECK(get_long(c, v, k, 1, MG_SPLIT_MAX_SHADOWS, "an integer from 1 to 1024", &x));
+            f->n_shadows = (size_t)x;
+        }
+        if ((v = sub_value(c, split, "data.split", "holdout", k)))
+            MG_CHECK(get_double(c, v, k, 0.0, 1, 1.0, 1, "a number in (0, 1)", &f->holdout));
+        if ((v = sub_value(c, split, "data.split", "test_fraction", k)))
+            MG_CHECK(get_double(c, v, k, 0.0, 1, 1.0, 1, "a number in (0, 1)", &f->test_fraction));
+    }
+    if (proto == MG_PROTO_FOUR_WAY || proto == MG_PROTO_EXPLICIT) {
+        s->target_train = (long)f->target_train;
+        s->target_test = (long)f->target_test;
+        s->shadow_train = (long)f->shadow_train;
+        s->shadow_test = (long)f->shadow_test;
+    } else {
+        s->target_train = s->target_test = s->shadow_train = s->shadow_test = 0;
+    }
+cleanup:
+    return st;
+}
+
 static mg_status parse_data(const pctx *c, yaml_node_t *n, mg_grid *g)
 {
-    static const long dflt = 2500;
     mg_split_spec *s = &g->split;
-    long *fields[4] = {&s->target_train, &s->target_test, &s->shadow_train, &s->shadow_test};
+    yaml_node_t *split = NULL;
     mg_strbuf b;
     mg_status st = MG_OK;
-    for (int i = 0; i < 4; i++)
-        *fields[i] = dflt;
     if (n) {
         st = check_map(c, n, "data", "a mapping with keys root, split", data_keys);
         if (st != MG_OK)
@@ -536,28 +665,13 @@ static mg_status parse_data(const pctx *c, yaml_node_t *n, mg_grid *g)
             if (st != MG_OK)
                 return st;
         }
-        yaml_node_t *split = map_get(c, n, "split");
-        if (split) {
-            st = check_map(c, split, "data.split",
-                           "a mapping with keys target_train, target_test, shadow_train, shadow_test",
-                           split_keys);
-            if (st != MG_OK)
-                return st;
-            for (int i = 0; i < 4; i++) {
-                yaml_node_t *v = map_get(c, split, split_keys[i]);
-                char k[KEY_MAX];
-                if (!v)
-                    continue;
-                sub_key(k, "data.split", split_keys[i]);
-                st = get_long(c, v, k, 1, LONG_MAX, "a positive integer", fields[i]);
-                if (st != MG_OK)
-                    return st;
-            }
-        }
+        split = map_get(c, n, "split");
     }
+    st = parse_split(c, split, s);
+    if (st != MG_OK)
+        return st;
     mg_strbuf_init(&b);
-    mg_strbuf_printf(&b, "{\"shadow_test\":%ld,\"shadow_train\":%ld,\"target_test\":%ld,\"target_train\":%ld}",
-                     s->shadow_test, s->shadow_train, s->target_test, s->target_train);
+    canon_split(&b, &s->cfg);
     return canon_store(c, &b, n, "data.split", s->canon);
 }
 
@@ -624,41 +738,171 @@ cleanup:
 
 /* ---- axes ------------------------------------------------------------------------------ */
 
+/* YAML's true/false (plain scalars only, as numbers are). */
+static mg_status get_bool(const pctx *c, yaml_node_t *n, const char *key, int *out)
+{
+    char d[64];
+    if (n && n->type == YAML_SCALAR_NODE && n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
+        const char *t = sval(n);
+        if (!strcmp(t, "true") || !strcmp(t, "True") || !strcmp(t, "TRUE")) {
+            *out = 1;
+            return MG_OK;
+        }
+        if (!strcmp(t, "false") || !strcmp(t, "False") || !strcmp(t, "FALSE")) {
+            *out = 0;
+            return MG_OK;
+        }
+    }
+    return perr(c, n, key, "expected true or false, got %s", describe(n, d, sizeof d));
+}
+
+/* The options of an image folder or csv dataset entry (mapping n), resolved. */
+static mg_status parse_dataset_opts(const pctx *c, yaml_node_t *n, const char *key, mg_dataset_spec *d)
+{
+    char k[KEY_MAX], delim[8];
+    mg_data_options *o = &d->opts;
+    yaml_node_t *v;
+    long x = 0;
+    mg_status st = MG_OK;
+    if (mg_data_is_image_folder(d->name)) {
+        o->image_size = mg_data_default_image_size(d->name);
+        o->channels = 3;
+        if ((v = sub_value(c, n, key, "image_size", k))) {
+            MG_CHECK(get_long(c, v, k, 1, 4096, "an image size in pixels from 1 to 4096", &x));
+            o->image_size = (int)x;
+        } else if (o->image_size == 0) {
+            st = perr(c, n, key, "missing required key \"image_size\"; expected image_size: <pixels> for %s",
+                      d->name);
+            goto cleanup;
+        }
+        if ((v = sub_value(c, n, key, "channels", k))) {
+            MG_CHECK(get_long(c, v, k, 1, 3, "1 (grey) or 3 (RGB)", &x));
+            if (x == 2) {
+                st = perr(c, v, k, "expected 1 (grey) or 3 (RGB), got \"2\"");
+                goto cleanup;
+            }
+            o->channels = (int)x;
+        }
+    } else if (!strcmp(d->name, "csv")) {
+        mg_csv_opts *co = &o->csv;
+        co->delimiter = ',';
+        if ((v = sub_value(c, n, key, "label_column", k))) {
+            MG_CHECK(get_long(c, v, k, 0, 1000000, "a column number from 0", &x));
+            co->label_column = (int)x;
+        }
+        if ((v = sub_value(c, n, key, "header", k)))
+            MG_CHECK(get_bool(c, v, k, &co->header));
+        if ((v = sub_value(c, n, key, "delimiter", k))) {
+            MG_CHECK(get_str(c, v, k, "one character", delim, sizeof delim));
+            if (strlen(delim) != 1 || delim[0] == '"' || delim[0] == '\n' || delim[0] == '\r') {
+                st = perr(c, v, k, "expected one character other than a double quote or line break, got \"%s\"",
+                          delim);
+                goto cleanup;
+            }
+            co->delimiter = delim[0];
+        }
+        if ((v = sub_value(c, n, key, "label_base", k))) {
+            MG_CHECK(get_long(c, v, k, 0, 1000000, "an integer >= 0 (the first class's label)", &x));
+            co->label_base = (int)x;
+        }
+        if ((v = sub_value(c, n, key, "classes", k))) {
+            MG_CHECK(get_long(c, v, k, 1, 1000000, "a positive number of classes", &x));
+            co->n_classes = (int)x;
+        }
+    }
+cleanup:
+    return st;
+}
+
+static void canon_dataset(mg_strbuf *b, const mg_dataset_spec *d)
+{
+    const mg_data_options *o = &d->opts;
+    int generic = !strcmp(d->name, "imagefolder") || !strcmp(d->name, "csv");
+    if (mg_data_is_image_folder(d->name)) {
+        mg_strbuf_printf(b, "{\"channels\":%d,\"image_size\":%d,\"name\":", o->channels, o->image_size);
+        mg_strbuf_json_str(b, d->name);
+    } else if (!strcmp(d->name, "csv")) {
+        char delim[2] = {o->csv.delimiter, '\0'};
+        mg_strbuf_printf(b, "{\"classes\":%d,\"delimiter\":", o->csv.n_classes);
+        mg_strbuf_json_str(b, delim);
+        mg_strbuf_printf(b, ",\"header\":%s,\"label_base\":%d,\"label_column\":%d,\"name\":\"csv\"",
+                         o->csv.header ? "true" : "false", o->csv.label_base, o->csv.label_column);
+    } else {
+        canon_name(b, "name", d->name);
+        return;
+    }
+    /* A generic dataset is whatever its root holds, so the root is part of what it is. */
+    if (generic && d->root[0]) {
+        mg_strbuf_append(b, ",\"root\":");
+        mg_strbuf_json_str(b, d->root);
+    }
+    mg_strbuf_append(b, "}");
+}
+
 static mg_status parse_dataset(const pctx *c, yaml_node_t *n, const char *key, const mg_grid *g,
                                mg_dataset_spec *d)
 {
-    char k[KEY_MAX], expected[320];
+    char k[KEY_MAX], expected[320], labels[16], what[96];
     mg_strbuf b;
-    yaml_node_t *name = n;
-    snprintf(expected, sizeof expected, "a dataset name (one of: %s) or {name, root}", mg_data_known_list());
+    yaml_node_t *name = n, *root = NULL;
+    int is_map = n && n->type == YAML_MAPPING_NODE;
+    mg_status st = MG_OK;
+    snprintf(expected, sizeof expected, "a dataset name (one of: %s) or {name, root, ...}", mg_data_known_list());
     snprintf(d->root, sizeof d->root, "%s", g->data_root);
-    if (n && n->type == YAML_MAPPING_NODE) {
-        mg_status st = check_map(c, n, key, expected, dataset_keys);
-        if (st != MG_OK)
-            return st;
+    memset(&d->opts, 0, sizeof d->opts);
+    if (is_map) {
+        MG_CHECK(check_map(c, n, key, expected, dataset_opt_keys));
         name = map_get(c, n, "name");
-        st = require(c, n, name, key, "name", expected);
-        if (st != MG_OK)
-            return st;
-        yaml_node_t *root = map_get(c, n, "root");
+        MG_CHECK(require(c, n, name, key, "name", expected));
+        root = map_get(c, n, "root");
         if (root) {
             sub_key(k, key, "root");
-            st = get_str(c, root, k, "a directory", d->root, sizeof d->root);
-            if (st != MG_OK)
-                return st;
+            MG_CHECK(get_str(c, root, k, "a directory", d->root, sizeof d->root));
         }
         sub_key(k, key, "name");
     } else {
         snprintf(k, sizeof k, "%s", key);
     }
-    mg_status st = get_str(c, name, k, expected, d->name, sizeof d->name);
-    if (st != MG_OK)
-        return st;
-    if (!mg_data_known(d->name))
-        return perr(c, name, k, "unknown dataset \"%s\"; expected one of: %s", d->name, mg_data_known_list());
+    MG_CHECK(get_str(c, name, k, expected, d->name, sizeof d->name));
+    if (!mg_data_known(d->name)) {
+        st = perr(c, name, k, "unknown dataset \"%s\"; expected one of: %s", d->name, mg_data_known_list());
+        goto cleanup;
+    }
+    int generic = !strcmp(d->name, "imagefolder") || !strcmp(d->name, "csv");
+    if (generic && !root) {
+        st = perr(c, n, key, "missing required key \"root\"; expected {name: %s, root: <%s>%s}", d->name,
+                  strcmp(d->name, "csv") ? "folder" : "CSV file", strcmp(d->name, "csv") ? ", image_size: <pixels>" : "");
+        goto cleanup;
+    }
+    if (is_map) {
+        const char *const *accepted = mg_data_is_image_folder(d->name) ? image_folder_keys
+                                      : !strcmp(d->name, "csv")       ? csv_keys
+                                      : !strcmp(d->name, "cifar100")  ? cifar100_keys
+                                                                      : dataset_keys;
+        snprintf(what, sizeof what, "dataset \"%s\"", d->name);
+        MG_CHECK(check_applies(c, n, key, what, accepted));
+        MG_CHECK(parse_dataset_opts(c, n, key, d));
+        yaml_node_t *lv = sub_value(c, n, key, "labels", k);
+        if (lv) {
+            MG_CHECK(get_choice(c, lv, k, "label set", cifar100_labels, labels, sizeof labels));
+            /* The coarse labels are their own registry dataset; naming it so makes
+             * {name: cifar100, labels: coarse} and cifar100-coarse one value. */
+            if (!strcmp(labels, "coarse"))
+                snprintf(d->name, sizeof d->name, "cifar100-coarse");
+        }
+    } else {
+        if (mg_data_is_image_folder(d->name) && mg_data_default_image_size(d->name) == 0) {
+            st = perr(c, n, key, "%s needs a root and an image size; expected {name: %s, root: <folder>, "
+                      "image_size: <pixels>}", d->name, d->name);
+            goto cleanup;
+        }
+        MG_CHECK(parse_dataset_opts(c, n, key, d));
+    }
     mg_strbuf_init(&b);
-    canon_name(&b, "name", d->name);
-    return canon_store(c, &b, n, key, d->canon);
+    canon_dataset(&b, d);
+    st = canon_store(c, &b, n, key, d->canon);
+cleanup:
+    return st;
 }
 
 /* A list of hidden widths (or one width). */

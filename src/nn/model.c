@@ -1,158 +1,518 @@
 /*
- * model.c: models as a straight sequence of layer operations (MLP, LeNet-5)
- * over one contiguous parameter block, one gradient block and one mask block,
- * all sliced by the same tensor table. Activation buffers belong to the model
- * and grow with the largest batch seen.
+ * model.c: the model graph engine. A model is a list of operations over
+ * per-sample values (nn_internal.h) with one contiguous parameter block, one
+ * gradient block, one mask block and one buffer block (batch-norm running
+ * statistics), all sliced by the tensor table. Activations, per-operation
+ * caches and gradient buffers belong to the model and grow with the largest
+ * batch seen; gradient buffers are shared between values whose gradients are
+ * never alive at the same time, which keeps the deep networks' memory close
+ * to their activations alone.
  */
 #include "miagrid/nn.h"
+#include "nn/nn_internal.h"
 
 #include <limits.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { OP_LINEAR, OP_CONV, OP_POOL, OP_RELU, OP_TANH } op_kind;
+/* ---- building ------------------------------------------------------------------------ */
 
-/* One operation of the sequence; sizes are floats per sample. */
-typedef struct {
-    op_kind kind;
-    size_t in_size, out_size;
-    int I, O;               /* linear: in and out features */
-    mg_conv2d_shape conv;   /* conv: N is set per call */
-    int C, H, W, k;         /* pool: input geometry and window */
-    size_t w_off, b_off;    /* linear and conv: offsets into the parameter block */
-} mg_op;
+static int graph_fail(mg_model *m, mg_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-struct mg_model {
-    char arch[16];
-    int in_c, in_h, in_w, in_dim, n_classes;
-
-    size_t n_params;
-    float *params, *grads, *masks;
-    mg_tensor_info *tensors;
-    int *fan_in;            /* per tensor: the fan-in that bounds its initialisation */
-    size_t n_tensors, max_tensors;
-
-    mg_op *ops;
-    int n_ops, max_ops;
-
-    /* Per-batch buffers, sized for cap_batch samples. */
-    int cap_batch;
-    float **acts;           /* acts[i]: output of op i */
-    float **dacts;          /* dacts[i]: gradient w.r.t. acts[i] */
-    int32_t **argmax;       /* pool ops only */
-    float *x, *dx, *probs;  /* copied input, its gradient, softmax cache */
-    float *scratch;         /* im2col buffer shared by the convs */
-    size_t scratch_size;
-
-    int last_batch;         /* batch of the last forward; 0 before any */
-    int input_grad;
-    int xavier;             /* cfg->init == "xavier-normal" */
-    float smoothing;
-    mg_rng *rng;
-};
-
-/* ---- construction ---------------------------------------------------------------- */
-
-static void add_tensor(mg_model *m, const char *name, int ndim, const int *shape, int prunable, int fan_in)
+static int graph_fail(mg_model *m, mg_status st, const char *fmt, ...)
 {
+    if (m->build_st == MG_OK) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(m->build_msg, sizeof m->build_msg, fmt, ap);
+        va_end(ap);
+        m->build_st = st;
+    }
+    return -1;
+}
+
+/* Grow *p (an array of *cap elements of size sz) to hold at least n. */
+static int grow(void **p, size_t *cap, size_t n, size_t sz)
+{
+    if (n <= *cap)
+        return 0;
+    size_t c = *cap ? *cap : 16;
+    while (c < n)
+        c *= 2;
+    void *q = realloc(*p, c * sz);
+    if (!q)
+        return -1;
+    *p = q;
+    *cap = c;
+    return 0;
+}
+
+static int valid_value(mg_model *m, int v)
+{
+    return v >= 0 && v < m->n_values && m->build_st == MG_OK;
+}
+
+static size_t shape_size(mg_shape3 s)
+{
+    return (size_t)s.c * (size_t)s.h * (size_t)s.w;
+}
+
+/* A new value of shape s; root -1 makes it own its buffers. */
+static int new_value(mg_model *m, mg_shape3 s, int root)
+{
+    size_t cap = (size_t)m->cap_values;
+    if (grow((void **)&m->values, &cap, (size_t)m->n_values + 1, sizeof *m->values) != 0)
+        return graph_fail(m, MG_ERR_NOMEM, "out of memory building the graph");
+    m->cap_values = (int)cap;
+    if (s.c < 1 || s.h < 1 || s.w < 1 || shape_size(s) > (size_t)INT_MAX / 4)
+        return graph_fail(m, MG_ERR_CONFIG, "a layer's output %dx%dx%d is empty or too large", s.c, s.h, s.w);
+    int id = m->n_values++;
+    mg_value *v = &m->values[id];
+    v->shape = s;
+    v->size = shape_size(s);
+    v->root = root < 0 ? id : m->values[root].root;
+    return id;
+}
+
+/* A new operation on inputs in[0..n_in) producing a new value of shape s. */
+static mg_op *new_op(mg_model *m, mg_op_kind kind, int n_in, const int *in, mg_shape3 s, int alias)
+{
+    size_t cap = (size_t)m->cap_ops;
+    if (grow((void **)&m->ops, &cap, (size_t)m->n_ops + 1, sizeof *m->ops) != 0) {
+        graph_fail(m, MG_ERR_NOMEM, "out of memory building the graph");
+        return NULL;
+    }
+    m->cap_ops = (int)cap;
+    int out = new_value(m, s, alias);
+    if (out < 0)
+        return NULL;
+    mg_op *op = &m->ops[m->n_ops++];
+    memset(op, 0, sizeof *op);
+    op->kind = kind;
+    op->n_in = n_in;
+    for (int i = 0; i < n_in; i++)
+        op->in[i] = in[i];
+    op->out = out;
+    op->act = MG_NO_ACT;
+    op->w = op->b = op->w2 = op->b2 = op->rm = op->rv = MG_NO_PARAM;
+    return op;
+}
+
+/* Append a tensor "prefix.leaf"; returns its offset into params (or buffers). */
+static size_t add_tensor(mg_model *m, const char *prefix, const char *leaf, int ndim, const int *shape,
+                         int prunable, int buffer, mg_init_info init)
+{
+    size_t cap_init = m->cap_tensors;
+    if (grow((void **)&m->tensors, &m->cap_tensors, m->n_tensors + 1, sizeof *m->tensors) != 0 ||
+        grow((void **)&m->init, &cap_init, m->n_tensors + 1, sizeof *m->init) != 0 || cap_init != m->cap_tensors)
+        return graph_fail(m, MG_ERR_NOMEM, "out of memory building the tensor table"), MG_NO_PARAM;
     mg_tensor_info *t = &m->tensors[m->n_tensors];
     memset(t, 0, sizeof *t);
-    snprintf(t->name, sizeof t->name, "%s", name);
+    int len = snprintf(t->name, sizeof t->name, "%s%s%s", prefix ? prefix : "", prefix ? "." : "", leaf);
+    if (len < 0 || (size_t)len >= sizeof t->name)
+        return graph_fail(m, MG_ERR_INTERNAL, "tensor name %s.%s is too long", prefix ? prefix : "", leaf),
+               MG_NO_PARAM;
     t->ndim = ndim;
     t->count = 1;
     for (int d = 0; d < ndim; d++) {
         t->shape[d] = shape[d];
         t->count *= (size_t)shape[d];
     }
-    t->offset = m->n_params;
     t->prunable = prunable;
-    m->fan_in[m->n_tensors] = fan_in;
-    m->n_params += t->count;
+    t->buffer = buffer;
+    size_t *counter = buffer ? &m->n_buffers : &m->n_params;
+    t->offset = *counter;
+    *counter += t->count;
+    m->init[m->n_tensors] = init;
     m->n_tensors++;
+    return t->offset;
 }
 
-static mg_op *add_op(mg_model *m, op_kind kind, size_t in_size, size_t out_size)
+static mg_init_info init_fan_in(int fan_in, int fan_out, int is_bias)
 {
-    mg_op *op = &m->ops[m->n_ops++];
-    memset(op, 0, sizeof *op);
-    op->kind = kind;
-    op->in_size = in_size;
-    op->out_size = out_size;
-    return op;
+    mg_init_info i = {MG_INIT_FAN_IN, fan_in, fan_out, is_bias};
+    return i;
 }
 
-static void add_linear(mg_model *m, const char *prefix, int I, int O)
+static mg_init_info init_const(mg_init_kind k)
 {
-    char name[64];
-    int wshape[2] = {O, I}, bshape[1] = {O};
-    mg_op *op = add_op(m, OP_LINEAR, (size_t)I, (size_t)O);
+    mg_init_info i = {k, 1, 1, 0};
+    return i;
+}
+
+mg_shape3 mg_graph_shape(const mg_model *m, int v)
+{
+    mg_shape3 none = {0, 0, 0};
+    return v >= 0 && v < m->n_values ? m->values[v].shape : none;
+}
+
+mg_status mg_graph_begin(mg_model **out, const char *arch, int in_c, int in_h, int in_w, int n_classes,
+                         int xavier, mg_error *err)
+{
+    *out = NULL;
+    mg_model *m = mg_calloc(1, sizeof *m, "model", err);
+    if (!m)
+        return MG_ERR_NOMEM;
+    snprintf(m->arch, sizeof m->arch, "%s", arch);
+    m->in_c = in_c;
+    m->in_h = in_h;
+    m->in_w = in_w;
+    m->in_dim = in_c * in_h * in_w;
+    m->n_classes = n_classes;
+    m->xavier = xavier;
+    m->logits = -1;
+    mg_shape3 s = {in_c, in_h, in_w};
+    if (new_value(m, s, -1) != 0) {
+        mg_status st = mg_error_set(err, m->build_st, "model %s: %s", arch, m->build_msg);
+        mg_model_destroy(&m);
+        return st;
+    }
+    *out = m;
+    return MG_OK;
+}
+
+/* (c,h,I) -> (c,h,O); weight (O,I), bias (O) */
+int mg_g_linear(mg_model *m, const char *name, int x, int O, int bias)
+{
+    if (!valid_value(m, x))
+        return -1;
+    mg_shape3 s = m->values[x].shape;
+    if (O < 1)
+        return graph_fail(m, MG_ERR_CONFIG, "%s: a linear layer needs at least one output (got %d)", name, O);
+    int I = s.w;
+    mg_shape3 os = {s.c, s.h, O};
+    mg_op *op = new_op(m, MG_OP_LINEAR, 1, &x, os, -1);
+    if (!op)
+        return -1;
+    int oi = (int)(op - m->ops);
+    int ws[2] = {O, I}, bs[1] = {O};
+    size_t w = add_tensor(m, name, "weight", 2, ws, 1, 0, init_fan_in(I, O, 0));
+    size_t b = bias ? add_tensor(m, name, "bias", 1, bs, 0, 0, init_fan_in(I, O, 1)) : MG_NO_PARAM;
+    op = &m->ops[oi];
     op->I = I;
     op->O = O;
-    op->w_off = m->n_params;
-    snprintf(name, sizeof name, "%s.weight", prefix);
-    add_tensor(m, name, 2, wshape, 1, I);
-    op->b_off = m->n_params;
-    snprintf(name, sizeof name, "%s.bias", prefix);
-    add_tensor(m, name, 1, bshape, 0, I);
+    op->w = w;
+    op->b = b;
+    return m->build_st == MG_OK ? op->out : -1;
 }
 
-static void add_act(mg_model *m, mg_act act, size_t size)
+int mg_g_conv(mg_model *m, const char *name, int x, int OC, int k, int stride, int pad, int groups, int bias)
 {
-    add_op(m, act == MG_ACT_TANH ? OP_TANH : OP_RELU, size, size);
-}
-
-/* conv with a square kernel; returns the output geometry through *C, *H, *W. */
-static int add_conv(mg_model *m, const char *prefix, int *C, int *H, int *W, int OC, int K, int pad)
-{
-    mg_conv2d_shape s = {.N = 1, .C = *C, .H = *H, .W = *W, .OC = OC, .KH = K, .KW = K, .stride = 1, .pad = pad};
-    if (mg_conv2d_shape_init(&s) != 0)
+    if (!valid_value(m, x))
         return -1;
-    mg_op *op = add_op(m, OP_CONV, (size_t)*C * *H * *W, (size_t)OC * s.OH * s.OW);
-    op->conv = s;
-    char name[64];
-    int wshape[4] = {OC, *C, K, K}, bshape[1] = {OC};
-    op->w_off = m->n_params;
-    snprintf(name, sizeof name, "%s.weight", prefix);
-    add_tensor(m, name, 4, wshape, 1, *C * K * K);
-    op->b_off = m->n_params;
-    snprintf(name, sizeof name, "%s.bias", prefix);
-    add_tensor(m, name, 1, bshape, 0, *C * K * K);
-    size_t scr = mg_conv2d_scratch(&s);
-    if (scr > m->scratch_size)
-        m->scratch_size = scr;
-    *C = OC;
-    *H = s.OH;
-    *W = s.OW;
-    return 0;
+    mg_shape3 s = m->values[x].shape;
+    mg_conv2d_shape cs = {.N = 1, .C = s.c, .H = s.h, .W = s.w, .OC = OC, .KH = k, .KW = k,
+                          .stride = stride, .pad = pad, .groups = groups};
+    if (mg_conv2d_shape_init(&cs) != 0)
+        return graph_fail(m, MG_ERR_CONFIG,
+                          "%s: a %dx%d convolution (stride %d, padding %d, %d groups, %d outputs) does not fit "
+                          "its %dx%dx%d input",
+                          name, k, k, stride, pad, groups, OC, s.c, s.h, s.w);
+    mg_shape3 os = {OC, cs.OH, cs.OW};
+    mg_op *op = new_op(m, MG_OP_CONV, 1, &x, os, -1);
+    if (!op)
+        return -1;
+    int oi = (int)(op - m->ops);
+    int g = groups > 1 ? groups : 1;
+    int ws[4] = {OC, s.c / g, k, k}, bs[1] = {OC};
+    int fan_in = s.c / g * k * k, fan_out = OC * k * k;
+    size_t w = add_tensor(m, name, "weight", 4, ws, 1, 0, init_fan_in(fan_in, fan_out, 0));
+    size_t b = bias ? add_tensor(m, name, "bias", 1, bs, 0, 0, init_fan_in(fan_in, fan_out, 1)) : MG_NO_PARAM;
+    op = &m->ops[oi];
+    op->conv = cs;
+    op->w = w;
+    op->b = b;
+    return m->build_st == MG_OK ? op->out : -1;
 }
 
-static int add_pool(mg_model *m, int C, int *H, int *W, int k)
+/* BatchNorm2d over the channels of (C,H,W); BatchNorm1d over the features of (1,1,F). */
+int mg_g_bn(mg_model *m, const char *name, int x, int relu)
 {
-    if (*H / k < 1 || *W / k < 1)
+    if (!valid_value(m, x))
         return -1;
-    mg_op *op = add_op(m, OP_POOL, (size_t)C * *H * *W, (size_t)C * (*H / k) * (*W / k));
+    mg_shape3 s = m->values[x].shape;
+    int C = s.c, S = s.h * s.w;
+    if (s.c == 1 && s.h == 1) {
+        C = s.w;
+        S = 1;
+    }
+    mg_op *op = new_op(m, MG_OP_BN, 1, &x, s, -1);
+    if (!op)
+        return -1;
+    int oi = (int)(op - m->ops);
+    int cs[1] = {C};
+    size_t w = add_tensor(m, name, "weight", 1, cs, 0, 0, init_const(MG_INIT_ONE));
+    size_t b = add_tensor(m, name, "bias", 1, cs, 0, 0, init_const(MG_INIT_ZERO));
+    size_t rm = add_tensor(m, name, "running_mean", 1, cs, 0, 1, init_const(MG_INIT_ZERO));
+    size_t rv = add_tensor(m, name, "running_var", 1, cs, 0, 1, init_const(MG_INIT_ONE));
+    op = &m->ops[oi];
     op->C = C;
-    op->H = *H;
-    op->W = *W;
-    op->k = k;
-    *H /= k;
-    *W /= k;
-    return 0;
+    op->S = S;
+    op->w = w;
+    op->b = b;
+    op->rm = rm;
+    op->rv = rv;
+    op->act = relu ? MG_ACT_RELU : MG_NO_ACT;
+    op->cache_fixed = 2 * (size_t)C;
+    return m->build_st == MG_OK ? op->out : -1;
 }
+
+int mg_g_layernorm(mg_model *m, const char *name, int x)
+{
+    if (!valid_value(m, x))
+        return -1;
+    mg_shape3 s = m->values[x].shape;
+    mg_op *op = new_op(m, MG_OP_LN, 1, &x, s, -1);
+    if (!op)
+        return -1;
+    int oi = (int)(op - m->ops);
+    int es[1] = {s.w};
+    size_t w = add_tensor(m, name, "weight", 1, es, 0, 0, init_const(MG_INIT_ONE));
+    size_t b = add_tensor(m, name, "bias", 1, es, 0, 0, init_const(MG_INIT_ZERO));
+    op = &m->ops[oi];
+    op->C = s.w;
+    op->S = s.c * s.h;
+    op->w = w;
+    op->b = b;
+    op->cache_ps = 2 * (size_t)op->S;
+    return m->build_st == MG_OK ? op->out : -1;
+}
+
+int mg_g_act(mg_model *m, int x, mg_act act)
+{
+    if (!valid_value(m, x))
+        return -1;
+    if (act != MG_ACT_RELU && act != MG_ACT_TANH && act != MG_ACT_RELU6 && act != MG_ACT_GELU)
+        return graph_fail(m, MG_ERR_CONFIG, "unknown activation %d (relu, tanh, relu6 or gelu)", (int)act);
+    mg_op *op = new_op(m, MG_OP_ACT, 1, &x, m->values[x].shape, -1);
+    if (!op)
+        return -1;
+    op->act = (int)act;
+    return op->out;
+}
+
+static int pool(mg_model *m, mg_op_kind kind, int x, int k, int stride, int pad)
+{
+    if (!valid_value(m, x))
+        return -1;
+    mg_shape3 s = m->values[x].shape;
+    mg_pool2d_shape ps = {.N = 1, .C = s.c, .H = s.h, .W = s.w, .k = k, .stride = stride, .pad = pad};
+    if (mg_pool2d_shape_init(&ps) != 0)
+        return graph_fail(m, MG_ERR_CONFIG, "a %dx%d pool (stride %d, padding %d) does not fit its %dx%dx%d input",
+                          k, k, stride, pad, s.c, s.h, s.w);
+    mg_shape3 os = {s.c, ps.OH, ps.OW};
+    mg_op *op = new_op(m, kind, 1, &x, os, -1);
+    if (!op)
+        return -1;
+    op->pool = ps;
+    op->argmax = kind == MG_OP_MAXPOOL;
+    return op->out;
+}
+
+int mg_g_maxpool(mg_model *m, int x, int k, int stride, int pad)
+{
+    return pool(m, MG_OP_MAXPOOL, x, k, stride, pad);
+}
+
+int mg_g_avgpool(mg_model *m, int x, int k, int stride, int pad)
+{
+    return pool(m, MG_OP_AVGPOOL, x, k, stride, pad);
+}
+
+int mg_g_gap(mg_model *m, int x)
+{
+    if (!valid_value(m, x))
+        return -1;
+    mg_shape3 s = m->values[x].shape, os = {1, 1, s.c};
+    mg_op *op = new_op(m, MG_OP_GAP, 1, &x, os, -1);
+    if (!op)
+        return -1;
+    op->C = s.c;
+    op->S = s.h * s.w;
+    return op->out;
+}
+
+int mg_g_dropout(mg_model *m, int x, float p)
+{
+    if (!valid_value(m, x))
+        return -1;
+    if (!(p >= 0.0f && p < 1.0f))
+        return graph_fail(m, MG_ERR_CONFIG, "dropout probability %g must be in [0, 1)", (double)p);
+    mg_op *op = new_op(m, MG_OP_DROPOUT, 1, &x, m->values[x].shape, -1);
+    if (!op)
+        return -1;
+    op->p = p;
+    op->cache_ps = m->values[x].size;
+    return op->out;
+}
+
+int mg_g_add(mg_model *m, int a, int b, int relu)
+{
+    if (!valid_value(m, a) || !valid_value(m, b))
+        return -1;
+    mg_shape3 sa = m->values[a].shape, sb = m->values[b].shape;
+    if (sa.c != sb.c || sa.h != sb.h || sa.w != sb.w)
+        return graph_fail(m, MG_ERR_CONFIG, "residual add of %dx%dx%d and %dx%dx%d: the shapes differ", sa.c, sa.h,
+                          sa.w, sb.c, sb.h, sb.w);
+    int in[2] = {a, b};
+    mg_op *op = new_op(m, MG_OP_ADD, 2, in, sa, -1);
+    if (!op)
+        return -1;
+    op->act = relu ? MG_ACT_RELU : MG_NO_ACT;
+    return op->out;
+}
+
+int mg_g_concat(mg_model *m, int k, const int *xs)
+{
+    if (k < 1 || k > MG_OP_MAX_IN)
+        return graph_fail(m, MG_ERR_INTERNAL, "concatenation of %d inputs (1 to %d)", k, MG_OP_MAX_IN);
+    for (int i = 0; i < k; i++)
+        if (!valid_value(m, xs[i]))
+            return -1;
+    mg_shape3 s = m->values[xs[0]].shape;
+    int C = 0;
+    for (int i = 0; i < k; i++) {
+        mg_shape3 si = m->values[xs[i]].shape;
+        if (si.h != s.h || si.w != s.w)
+            return graph_fail(m, MG_ERR_CONFIG, "concatenation of %dx%d and %dx%d maps: the sizes differ", s.h, s.w,
+                              si.h, si.w);
+        C += si.c;
+    }
+    mg_shape3 os = {C, s.h, s.w};
+    mg_op *op = new_op(m, MG_OP_CONCAT, k, xs, os, -1);
+    if (!op)
+        return -1;
+    op->S = s.h * s.w;
+    return op->out;
+}
+
+int mg_g_flatten(mg_model *m, int x)
+{
+    if (!valid_value(m, x))
+        return -1;
+    mg_shape3 os = {1, 1, (int)m->values[x].size};
+    mg_op *op = new_op(m, MG_OP_FLATTEN, 1, &x, os, x);
+    return op ? op->out : -1;
+}
+
+int mg_g_mha(mg_model *m, const char *name, int x, int heads)
+{
+    if (!valid_value(m, x))
+        return -1;
+    mg_shape3 s = m->values[x].shape;
+    int L = s.h, E = s.w;
+    if (s.c != 1 || heads < 1 || E % heads != 0)
+        return graph_fail(m, MG_ERR_CONFIG,
+                          "%s: self-attention needs a (1, L, E) sequence with E divisible by the %d heads (got "
+                          "%dx%dx%d)",
+                          name, heads, s.c, s.h, s.w);
+    mg_op *op = new_op(m, MG_OP_MHA, 1, &x, s, -1);
+    if (!op)
+        return -1;
+    int oi = (int)(op - m->ops);
+    int in_ws[2] = {3 * E, E}, in_bs[1] = {3 * E}, out_ws[2] = {E, E}, out_bs[1] = {E};
+    mg_init_info xu = {MG_INIT_XAVIER_UNIF, E, 3 * E, 0};
+    size_t w = add_tensor(m, name, "in_proj_weight", 2, in_ws, 1, 0, xu);
+    size_t b = add_tensor(m, name, "in_proj_bias", 1, in_bs, 0, 0, init_const(MG_INIT_ZERO));
+    size_t w2 = add_tensor(m, name, "out_proj.weight", 2, out_ws, 1, 0, init_fan_in(E, E, 0));
+    size_t b2 = add_tensor(m, name, "out_proj.bias", 1, out_bs, 0, 0, init_const(MG_INIT_ZERO));
+    op = &m->ops[oi];
+    op->L = L;
+    op->E = E;
+    op->H = heads;
+    op->w = w;
+    op->b = b;
+    op->w2 = w2;
+    op->b2 = b2;
+    op->cache_ps = (size_t)L * 3 * E + (size_t)heads * L * L + (size_t)L * E;
+    return m->build_st == MG_OK ? op->out : -1;
+}
+
+/* Parameters first, buffers after, each group in creation order. */
+static void order_tensors(mg_model *m)
+{
+    size_t n = m->n_tensors, j = 0;
+    mg_tensor_info *t = malloc(n * sizeof *t);
+    mg_init_info *in = malloc(n * sizeof *in);
+    if (!t || !in) {
+        /* The table stays in creation order: still valid, only less tidy. */
+        free(t);
+        free(in);
+        return;
+    }
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < n; i++)
+            if (m->tensors[i].buffer == pass) {
+                t[j] = m->tensors[i];
+                in[j] = m->init[i];
+                j++;
+            }
+    memcpy(m->tensors, t, n * sizeof *t);
+    memcpy(m->init, in, n * sizeof *in);
+    free(t);
+    free(in);
+}
+
+static void reset_buffers(mg_model *m)
+{
+    for (size_t t = 0; t < m->n_tensors; t++) {
+        const mg_tensor_info *ti = &m->tensors[t];
+        if (!ti->buffer)
+            continue;
+        float v = m->init[t].kind == MG_INIT_ONE ? 1.0f : 0.0f;
+        for (size_t i = 0; i < ti->count; i++)
+            m->buffers[ti->offset + i] = v;
+    }
+}
+
+mg_status mg_graph_finish(mg_model **pm, int logits, mg_error *err)
+{
+    mg_status st = MG_OK;
+    mg_model *m = *pm;
+    if (m->build_st != MG_OK)
+        MG_FAIL(m->build_st, "model %s: %s", m->arch, m->build_msg);
+    if (m->n_ops < 1 || logits != m->ops[m->n_ops - 1].out)
+        MG_FAIL(MG_ERR_INTERNAL, "model %s: the logits must be the output of the last layer", m->arch);
+    if (m->values[logits].size != (size_t)m->n_classes)
+        MG_FAIL(MG_ERR_CONFIG, "model %s: the last layer has %zu outputs for %d classes", m->arch,
+                m->values[logits].size, m->n_classes);
+    m->logits = logits;
+    order_tensors(m);
+    size_t nv = (size_t)m->n_values, no = (size_t)m->n_ops;
+    m->params = mg_calloc(m->n_params ? m->n_params : 1, sizeof(float), "model parameters", err);
+    m->grads = mg_calloc(m->n_params ? m->n_params : 1, sizeof(float), "model gradients", err);
+    m->masks = mg_malloc(m->n_params ? m->n_params : 1, sizeof(float), "model masks", err);
+    m->buffers = m->n_buffers ? mg_calloc(m->n_buffers, sizeof(float), "model buffers", err) : NULL;
+    m->act = mg_calloc(nv, sizeof(float *), "model activations", err);
+    m->grad = mg_calloc(nv, sizeof(float *), "model activations", err);
+    m->ready = mg_calloc(nv, 1, "model activations", err);
+    m->cache = mg_calloc(no, sizeof(float *), "model activations", err);
+    m->argmax = mg_calloc(no, sizeof(int32_t *), "model activations", err);
+    if (!m->params || !m->grads || !m->masks || (m->n_buffers && !m->buffers) || !m->act || !m->grad ||
+        !m->ready || !m->cache || !m->argmax)
+        MG_FAIL(MG_ERR_NOMEM, "model %s: out of memory for %zu parameters", m->arch, m->n_params);
+    for (size_t i = 0; i < m->n_params; i++)
+        m->masks[i] = 1.0f;
+    reset_buffers(m);
+cleanup:
+    if (st != MG_OK)
+        mg_model_destroy(pm);
+    return st;
+}
+
+/* ---- creation and destruction ------------------------------------------------------------ */
 
 mg_status mg_model_create(const mg_model_cfg *cfg, mg_model **out, mg_error *err)
 {
-    mg_status st = MG_OK;
-    mg_model *m = NULL;
     *out = NULL;
     if (!cfg || !cfg->arch)
-        return mg_error_set(err, MG_ERR_CONFIG, "model: no architecture given (known: mlp, lenet5)");
-    int is_mlp = strcmp(cfg->arch, "mlp") == 0, is_lenet = strcmp(cfg->arch, "lenet5") == 0;
-    if (!is_mlp && !is_lenet)
-        return mg_error_set(err, MG_ERR_CONFIG, "model: unknown architecture '%s' (known: mlp, lenet5)",
-                            cfg->arch);
+        return mg_error_set(err, MG_ERR_CONFIG, "model: no architecture given (known: %s)", mg_model_arch_list());
+    if (!mg_model_arch_known(cfg->arch))
+        return mg_error_set(err, MG_ERR_CONFIG, "model: unknown architecture '%s' (known: %s)", cfg->arch,
+                            mg_model_arch_list());
     if (cfg->in_c < 1 || cfg->in_h < 1 || cfg->in_w < 1 || cfg->n_classes < 1)
         return mg_error_set(err, MG_ERR_CONFIG,
                             "model %s: input shape %dx%dx%d and %d classes must all be positive", cfg->arch,
@@ -160,114 +520,37 @@ mg_status mg_model_create(const mg_model_cfg *cfg, mg_model **out, mg_error *err
     if ((double)cfg->in_c * cfg->in_h * cfg->in_w > (double)(INT_MAX / 64))
         return mg_error_set(err, MG_ERR_CONFIG, "model %s: input shape %dx%dx%d is too large", cfg->arch,
                             cfg->in_c, cfg->in_h, cfg->in_w);
-    if (cfg->act != MG_ACT_RELU && cfg->act != MG_ACT_TANH)
-        return mg_error_set(err, MG_ERR_CONFIG, "model %s: unknown activation %d (relu or tanh)", cfg->arch,
-                            (int)cfg->act);
     if (cfg->init && strcmp(cfg->init, "default") != 0 && strcmp(cfg->init, "xavier-normal") != 0)
         return mg_error_set(err, MG_ERR_CONFIG, "model %s: unknown init '%s' (default or xavier-normal)", cfg->arch,
                             cfg->init);
-    if (is_mlp) {
-        if (cfg->n_hidden < 0 || (cfg->n_hidden > 0 && !cfg->hidden))
-            return mg_error_set(err, MG_ERR_CONFIG, "model mlp: %d hidden layers but no widths given",
-                                cfg->n_hidden);
-        for (int i = 0; i < cfg->n_hidden; i++)
-            if (cfg->hidden[i] < 1 || cfg->hidden[i] > INT_MAX / 64)
-                return mg_error_set(err, MG_ERR_CONFIG, "model mlp: hidden layer %d has width %d (must be positive)",
-                                    i + 1, cfg->hidden[i]);
-    }
-
-    m = mg_calloc(1, sizeof *m, "model", err);
-    if (!m)
-        return MG_ERR_NOMEM;
-    snprintf(m->arch, sizeof m->arch, "%s", cfg->arch);
-    m->in_c = cfg->in_c;
-    m->in_h = cfg->in_h;
-    m->in_w = cfg->in_w;
-    m->in_dim = cfg->in_c * cfg->in_h * cfg->in_w;
-    m->n_classes = cfg->n_classes;
-    m->xavier = cfg->init && strcmp(cfg->init, "xavier-normal") == 0;
-    m->max_ops = is_mlp ? 2 * cfg->n_hidden + 1 : 11;
-    m->max_tensors = is_mlp ? 2 * (size_t)cfg->n_hidden + 2 : 10;
-    m->ops = mg_calloc((size_t)m->max_ops, sizeof *m->ops, "model layers", err);
-    m->tensors = mg_calloc(m->max_tensors, sizeof *m->tensors, "model tensor table", err);
-    m->fan_in = mg_calloc(m->max_tensors, sizeof *m->fan_in, "model tensor table", err);
-    if (!m->ops || !m->tensors || !m->fan_in)
-        MG_FAIL(MG_ERR_NOMEM, "model %s: out of memory building the layer table", cfg->arch);
-
-    if (is_mlp) {
-        int prev = m->in_dim;
-        char prefix[32];
-        for (int i = 0; i < cfg->n_hidden; i++) {
-            snprintf(prefix, sizeof prefix, "fc%d", i + 1);
-            add_linear(m, prefix, prev, cfg->hidden[i]);
-            add_act(m, cfg->act, (size_t)cfg->hidden[i]);
-            prev = cfg->hidden[i];
-        }
-        snprintf(prefix, sizeof prefix, "fc%d", cfg->n_hidden + 1);
-        add_linear(m, prefix, prev, cfg->n_classes);
-    } else {
-        int C = cfg->in_c, H = cfg->in_h, W = cfg->in_w;
-        int bad = add_conv(m, "conv1", &C, &H, &W, 6, 5, 2);
-        if (!bad) {
-            add_act(m, MG_ACT_RELU, (size_t)C * H * W);
-            bad = add_pool(m, C, &H, &W, 2);
-        }
-        if (!bad)
-            bad = add_conv(m, "conv2", &C, &H, &W, 16, 5, 0);
-        if (!bad) {
-            add_act(m, MG_ACT_RELU, (size_t)C * H * W);
-            bad = add_pool(m, C, &H, &W, 2);
-        }
-        if (bad)
-            MG_FAIL(MG_ERR_CONFIG, "model lenet5: input %dx%dx%d is too small (height and width must be at least 12)",
-                    cfg->in_c, cfg->in_h, cfg->in_w);
-        add_linear(m, "fc1", C * H * W, 120);
-        add_act(m, MG_ACT_RELU, 120);
-        add_linear(m, "fc2", 120, 84);
-        add_act(m, MG_ACT_RELU, 84);
-        add_linear(m, "fc3", 84, cfg->n_classes);
-    }
-
-    m->params = mg_calloc(m->n_params, sizeof(float), "model parameters", err);
-    m->grads = mg_calloc(m->n_params, sizeof(float), "model gradients", err);
-    m->masks = mg_malloc(m->n_params, sizeof(float), "model masks", err);
-    m->acts = mg_calloc((size_t)m->n_ops, sizeof(float *), "model activations", err);
-    m->dacts = mg_calloc((size_t)m->n_ops, sizeof(float *), "model activations", err);
-    m->argmax = mg_calloc((size_t)m->n_ops, sizeof(int32_t *), "model activations", err);
-    if (!m->params || !m->grads || !m->masks || !m->acts || !m->dacts || !m->argmax)
-        MG_FAIL(MG_ERR_NOMEM, "model %s: out of memory for %zu parameters", cfg->arch, m->n_params);
-    for (size_t i = 0; i < m->n_params; i++)
-        m->masks[i] = 1.0f;
-
-    *out = m;
-    m = NULL;
-cleanup:
-    mg_model_destroy(&m);
-    return st;
+    return mg_arch_build(cfg, out, err);
 }
 
 static void free_batch_buffers(mg_model *m)
 {
-    for (int i = 0; i < m->n_ops; i++) {
-        if (m->acts) {
-            free(m->acts[i]);
-            m->acts[i] = NULL;
-        }
-        if (m->dacts) {
-            free(m->dacts[i]);
-            m->dacts[i] = NULL;
-        }
-        if (m->argmax) {
-            free(m->argmax[i]);
-            m->argmax[i] = NULL;
-        }
+    for (int v = 0; m->act && v < m->n_values; v++) {
+        if (m->values[v].root != v)
+            continue;
+        free(m->act[v]);
+        m->act[v] = NULL;
     }
-    free(m->x);
-    free(m->dx);
+    for (int v = 0; m->grad && v < m->n_values; v++) {
+        if (m->values[v].root != v)
+            continue;
+        free(m->grad[v]);
+        m->grad[v] = NULL;
+    }
+    for (int i = 0; m->cache && i < m->n_ops; i++) {
+        free(m->cache[i]);
+        m->cache[i] = NULL;
+        free(m->argmax[i]);
+        m->argmax[i] = NULL;
+    }
     free(m->probs);
     free(m->scratch);
-    m->x = m->dx = m->probs = m->scratch = NULL;
+    m->probs = m->scratch = NULL;
     m->cap_batch = 0;
+    m->last_batch = 0;
 }
 
 void mg_model_destroy(mg_model **pm)
@@ -276,17 +559,34 @@ void mg_model_destroy(mg_model **pm)
         return;
     mg_model *m = *pm;
     free_batch_buffers(m);
-    free(m->acts);
-    free(m->dacts);
+    free(m->act);
+    free(m->grad);
+    free(m->ready);
+    free(m->cache);
     free(m->argmax);
     free(m->params);
     free(m->grads);
     free(m->masks);
+    free(m->buffers);
     free(m->tensors);
-    free(m->fan_in);
+    free(m->init);
     free(m->ops);
+    free(m->values);
     free(m);
     *pm = NULL;
+}
+
+/* Scratch floats an operation needs for a batch of n. */
+static size_t op_scratch(const mg_op *op, int n)
+{
+    if (op->kind == MG_OP_CONV) {
+        mg_conv2d_shape s = op->conv;
+        s.N = n;
+        return mg_conv2d_scratch(&s);
+    }
+    if (op->kind == MG_OP_MHA)
+        return mg_mha_scratch(n, op->L, op->E, op->H);
+    return 0;
 }
 
 /* Make the per-batch buffers hold `batch` samples; contents are not kept. */
@@ -295,31 +595,47 @@ static mg_status ensure_batch(mg_model *m, int batch, mg_error *err)
     if (batch <= m->cap_batch)
         return MG_OK;
     /* BLAS dimensions and the pooling argmax are int: every buffer must index with one. */
-    size_t widest = (size_t)m->in_dim;
+    size_t widest = 1;
+    for (int v = 0; v < m->n_values; v++)
+        if (m->values[v].size > widest)
+            widest = m->values[v].size;
     for (int i = 0; i < m->n_ops; i++)
-        if (m->ops[i].out_size > widest)
-            widest = m->ops[i].out_size;
+        if (m->ops[i].cache_ps > widest)
+            widest = m->ops[i].cache_ps;
     if ((size_t)batch > (size_t)INT_MAX / widest)
         return mg_error_set(err, MG_ERR_NOMEM, "model %s: a batch of %d is too large for %zu activations per sample",
                             m->arch, batch, widest);
     free_batch_buffers(m);
-    size_t nb = (size_t)batch;
+    const size_t nb = (size_t)batch;
     int ok = 1;
+    size_t scratch = 0;
+    for (int v = 0; v < m->n_values && ok; v++) {
+        if (m->values[v].root != v)
+            continue;
+        m->act[v] = malloc(nb * m->values[v].size * sizeof(float));
+        m->grad[v] = malloc(nb * m->values[v].size * sizeof(float));
+        ok = m->act[v] && m->grad[v];
+    }
     for (int i = 0; i < m->n_ops && ok; i++) {
-        m->acts[i] = malloc(nb * m->ops[i].out_size * sizeof(float));
-        m->dacts[i] = malloc(nb * m->ops[i].out_size * sizeof(float));
-        ok = m->acts[i] && m->dacts[i];
-        if (ok && m->ops[i].kind == OP_POOL) {
-            m->argmax[i] = malloc(nb * m->ops[i].out_size * sizeof(int32_t));
+        const mg_op *op = &m->ops[i];
+        size_t c = nb * op->cache_ps + op->cache_fixed;
+        if (c) {
+            m->cache[i] = malloc(c * sizeof(float));
+            ok = m->cache[i] != NULL;
+        }
+        if (ok && op->argmax) {
+            m->argmax[i] = malloc(nb * m->values[op->out].size * sizeof(int32_t));
             ok = m->argmax[i] != NULL;
         }
+        size_t sc = op_scratch(op, batch);
+        if (sc > scratch)
+            scratch = sc;
     }
     if (ok) {
-        m->x = malloc(nb * (size_t)m->in_dim * sizeof(float));
-        m->dx = malloc(nb * (size_t)m->in_dim * sizeof(float));
         m->probs = malloc(nb * (size_t)m->n_classes * sizeof(float));
-        m->scratch = m->scratch_size ? malloc(m->scratch_size * sizeof(float)) : NULL;
-        ok = m->x && m->dx && m->probs && (m->scratch || !m->scratch_size);
+        m->scratch = scratch ? malloc(scratch * sizeof(float)) : NULL;
+        m->scratch_size = scratch;
+        ok = m->probs && (m->scratch || !scratch);
     }
     if (!ok) {
         free_batch_buffers(m);
@@ -330,35 +646,48 @@ static mg_status ensure_batch(mg_model *m, int batch, mg_error *err)
     return MG_OK;
 }
 
-/* ---- accessors -------------------------------------------------------------------- */
+/* ---- parameters and accessors ------------------------------------------------------------- */
 
-/* Bounds 1/sqrt(fan_in) drawn in table order, so the same rng gives the same model. */
+/* Random tensors draw in table order, so the same rng gives the same model. */
 void mg_model_init_params(mg_model *m, mg_rng *rng)
 {
     for (size_t t = 0; t < m->n_tensors; t++) {
         const mg_tensor_info *ti = &m->tensors[t];
-        float *p = m->params + ti->offset;
-        if (m->xavier) {
-            /* torch.nn.init.xavier_normal_: fans from dims 1 and 0 times the receptive field. */
-            double sd = 0.0;
-            if (ti->prunable) {
-                double rf = (double)ti->count / ((double)ti->shape[0] * ti->shape[1]);
-                sd = sqrt(2.0 / (rf * ti->shape[1] + rf * ti->shape[0]));
-            }
-            for (size_t i = 0; i < ti->count; i++)
-                p[i] = (float)(sd * mg_rng_normal(rng));
+        const mg_init_info *in = &m->init[t];
+        if (ti->buffer)
             continue;
+        float *p = m->params + ti->offset;
+        switch (in->kind) {
+        case MG_INIT_ONE:
+        case MG_INIT_ZERO:
+            for (size_t i = 0; i < ti->count; i++)
+                p[i] = in->kind == MG_INIT_ONE ? 1.0f : 0.0f;
+            break;
+        case MG_INIT_FAN_IN:
+        case MG_INIT_XAVIER_UNIF:
+            if (m->xavier) {
+                /* torch.nn.init.xavier_normal_ on weights; biases start at zero. */
+                double sd = in->is_bias ? 0.0 : sqrt(2.0 / (double)(in->fan_in + in->fan_out));
+                for (size_t i = 0; i < ti->count; i++)
+                    p[i] = in->is_bias ? 0.0f : (float)(sd * mg_rng_normal(rng));
+            } else {
+                double bound = in->kind == MG_INIT_FAN_IN ? 1.0 / sqrt((double)in->fan_in)
+                                                          : sqrt(6.0 / (double)(in->fan_in + in->fan_out));
+                for (size_t i = 0; i < ti->count; i++)
+                    p[i] = (float)((2.0 * mg_rng_uniform(rng) - 1.0) * bound);
+            }
+            break;
         }
-        double bound = 1.0 / sqrt((double)m->fan_in[t]);
-        for (size_t i = 0; i < ti->count; i++)
-            p[i] = (float)((2.0 * mg_rng_uniform(rng) - 1.0) * bound);
     }
+    reset_buffers(m);
 }
 
 size_t mg_model_n_params(const mg_model *m) { return m->n_params; }
 float *mg_model_params(mg_model *m) { return m->params; }
 float *mg_model_grads(mg_model *m) { return m->grads; }
 float *mg_model_masks(mg_model *m) { return m->masks; }
+size_t mg_model_n_buffers(const mg_model *m) { return m->n_buffers; }
+float *mg_model_buffers(mg_model *m) { return m->buffers; }
 size_t mg_model_n_tensors(const mg_model *m) { return m->n_tensors; }
 int mg_model_n_classes(const mg_model *m) { return m->n_classes; }
 int mg_model_in_dim(const mg_model *m) { return m->in_dim; }
@@ -390,10 +719,136 @@ void mg_model_set_rng(mg_model *m, mg_rng *rng)
 
 const float *mg_model_input_grad(const mg_model *m)
 {
-    return m->input_grad && m->last_batch > 0 ? m->dx : NULL;
+    return m->input_grad && m->last_batch > 0 ? m->grad[0] : NULL;
 }
 
-/* ---- forward and backward --------------------------------------------------------- */
+/* ---- forward ------------------------------------------------------------------------------- */
+
+static const float *pparam(const mg_model *m, size_t off)
+{
+    return off == MG_NO_PARAM ? NULL : m->params + off;
+}
+
+static float *gparam(const mg_model *m, size_t off)
+{
+    return off == MG_NO_PARAM ? NULL : m->grads + off;
+}
+
+static float *vact(const mg_model *m, int v)
+{
+    return m->act[m->values[v].root];
+}
+
+static void act_forward(int act, float *out, const float *in, size_t n)
+{
+    switch (act) {
+    case MG_ACT_RELU:
+        mg_relu_forward(out, in, n);
+        break;
+    case MG_ACT_TANH:
+        mg_tanh_forward(out, in, n);
+        break;
+    case MG_ACT_RELU6:
+        mg_relu6_forward(out, in, n);
+        break;
+    case MG_ACT_GELU:
+        mg_gelu_forward(out, in, n);
+        break;
+    }
+}
+
+static void op_forward(mg_model *m, int i, int batch, int train)
+{
+    const mg_op *op = &m->ops[i];
+    float *out = vact(m, op->out);
+    const float *in = vact(m, op->in[0]);
+    const size_t n_out = (size_t)batch * m->values[op->out].size;
+    float *cache = m->cache[i];
+    switch (op->kind) {
+    case MG_OP_LINEAR: {
+        int rows = (int)((size_t)batch * m->values[op->in[0]].size / (size_t)op->I);
+        mg_linear_forward(out, in, pparam(m, op->w), pparam(m, op->b), rows, op->I, op->O);
+        break;
+    }
+    case MG_OP_CONV: {
+        mg_conv2d_shape s = op->conv;
+        s.N = batch;
+        mg_conv2d_forward(out, in, pparam(m, op->w), pparam(m, op->b), &s, m->scratch);
+        break;
+    }
+    case MG_OP_BN:
+        mg_bn_forward_fused(out, cache, cache + op->C, in, pparam(m, op->w), pparam(m, op->b), m->buffers + op->rm,
+                            m->buffers + op->rv, batch, op->C, op->S, train, MG_BN_MOMENTUM, MG_BN_EPS,
+                            op->act == MG_ACT_RELU);
+        break;
+    case MG_OP_LN: {
+        int rows = batch * op->S;
+        mg_layernorm_forward(out, cache, cache + rows, in, pparam(m, op->w), pparam(m, op->b), rows, op->C,
+                             MG_LN_EPS);
+        break;
+    }
+    case MG_OP_MAXPOOL: {
+        mg_pool2d_shape s = op->pool;
+        s.N = batch;
+        mg_maxpool2d_forward(out, m->argmax[i], in, &s);
+        break;
+    }
+    case MG_OP_AVGPOOL: {
+        mg_pool2d_shape s = op->pool;
+        s.N = batch;
+        mg_avgpool2d_forward(out, in, &s);
+        break;
+    }
+    case MG_OP_GAP:
+        mg_global_avgpool_forward(out, in, batch, op->C, op->S);
+        break;
+    case MG_OP_ACT:
+        act_forward(op->act, out, in, n_out);
+        break;
+    case MG_OP_DROPOUT:
+        mg_dropout_forward(out, cache, in, n_out, op->p, train, m->rng);
+        break;
+    case MG_OP_ADD: {
+        const float *b = vact(m, op->in[1]);
+        if (op->act == MG_ACT_RELU) {
+            for (size_t j = 0; j < n_out; j++) {
+                float v = in[j] + b[j];
+                out[j] = v > 0.0f ? v : 0.0f;
+            }
+        } else {
+            mg_add_forward(out, in, b, n_out);
+        }
+        break;
+    }
+    case MG_OP_CONCAT: {
+        const float *ins[MG_OP_MAX_IN];
+        int C[MG_OP_MAX_IN];
+        for (int j = 0; j < op->n_in; j++) {
+            ins[j] = vact(m, op->in[j]);
+            C[j] = m->values[op->in[j]].shape.c;
+        }
+        mg_concat_forward(out, ins, C, op->n_in, batch, op->S);
+        break;
+    }
+    case MG_OP_FLATTEN:
+        break;
+    case MG_OP_MHA: {
+        const int L = op->L, E = op->E, H = op->H;
+        float *qkv = cache, *att = qkv + (size_t)batch * L * 3 * E, *ctx = att + (size_t)batch * H * L * L;
+        mg_mha_forward(out, qkv, att, ctx, in, pparam(m, op->w), pparam(m, op->b), pparam(m, op->w2),
+                       pparam(m, op->b2), batch, L, E, H);
+        break;
+    }
+    }
+}
+
+static int has_dropout(const mg_model *m)
+{
+    for (int i = 0; i < m->n_ops; i++)
+        if (m->ops[i].kind == MG_OP_DROPOUT && m->ops[i].p > 0.0f)
+            return 1;
+    return 0;
+}
 
 mg_status mg_model_forward(mg_model *m, const float *x, int batch, int train, const float **logits,
                            mg_error *err)
@@ -402,45 +857,193 @@ mg_status mg_model_forward(mg_model *m, const float *x, int batch, int train, co
     if (batch < 1 || !x)
         return mg_error_set(err, MG_ERR_ARG, "model %s: forward needs a batch of at least one sample (got %d)",
                             m->arch, batch);
+    if (train && !m->rng && has_dropout(m))
+        return mg_error_set(err, MG_ERR_ARG,
+                            "model %s: a training forward through dropout needs a generator (mg_model_set_rng)",
+                            m->arch);
     MG_CHECK(ensure_batch(m, batch, err));
-    memcpy(m->x, x, (size_t)batch * m->in_dim * sizeof(float));
-    const float *cur = m->x;
-    for (int i = 0; i < m->n_ops; i++) {
-        const mg_op *op = &m->ops[i];
-        float *o = m->acts[i];
-        size_t n = (size_t)batch * op->out_size;
-        switch (op->kind) {
-        case OP_LINEAR:
-            mg_linear_forward(o, cur, m->params + op->w_off, m->params + op->b_off, batch, op->I, op->O);
-            break;
-        case OP_CONV: {
-            mg_conv2d_shape s = op->conv;
-            s.N = batch;
-            mg_conv2d_forward(o, cur, m->params + op->w_off, m->params + op->b_off, &s, m->scratch);
-            break;
-        }
-        case OP_POOL:
-            mg_maxpool_forward(o, m->argmax[i], cur, batch, op->C, op->H, op->W, op->k);
-            break;
-        case OP_RELU:
-            mg_relu_forward(o, cur, n);
-            break;
-        case OP_TANH:
-            mg_tanh_forward(o, cur, n);
-            break;
-        }
-        cur = o;
-    }
+    memcpy(m->act[0], x, (size_t)batch * m->in_dim * sizeof(float));
+    for (int i = 0; i < m->n_ops; i++)
+        op_forward(m, i, batch, train);
     m->last_batch = batch;
+    m->last_train = train != 0;
     if (logits)
-        *logits = cur;
+        *logits = vact(m, m->logits);
 cleanup:
     if (st != MG_OK)
         m->last_batch = 0;
     return st;
 }
 
-static void backprop(mg_model *m, int batch);
+/* ---- backward ------------------------------------------------------------------------------ */
+
+/* The gradient buffer of value v for an operation about to add into it: NULL
+ * when nothing needs it (the input without mg_model_set_input_grad), zeroed
+ * on its first use in this backward unless the caller will overwrite it
+ * (*fresh set, when fresh is not NULL). */
+static float *grad_in(mg_model *m, int v, int batch, int *fresh)
+{
+    int r = m->values[v].root;
+    if (fresh)
+        *fresh = 0;
+    if (r == 0 && !m->input_grad)
+        return NULL;
+    if (!m->ready[r]) {
+        m->ready[r] = 1;
+        if (fresh)
+            *fresh = 1;
+        else
+            memset(m->grad[r], 0, (size_t)batch * m->values[r].size * sizeof(float));
+    }
+    return m->grad[r];
+}
+
+static void act_backward(int act, float *din, const float *dout, const float *in, const float *out, size_t n)
+{
+    switch (act) {
+    case MG_ACT_RELU:
+        mg_relu_backward(din, dout, out, n);
+        break;
+    case MG_ACT_TANH:
+        mg_tanh_backward(din, dout, out, n);
+        break;
+    case MG_ACT_RELU6:
+        mg_relu6_backward(din, dout, out, n);
+        break;
+    case MG_ACT_GELU:
+        mg_gelu_backward(din, dout, in, n);
+        break;
+    }
+}
+
+static void op_backward(mg_model *m, int i, int batch)
+{
+    const mg_op *op = &m->ops[i];
+    if (op->kind == MG_OP_FLATTEN)
+        return;
+    const int ro = m->values[op->out].root;
+    if (!m->ready[ro]) {
+        /* The output never reached the loss: its gradient is zero. */
+        memset(m->grad[ro], 0, (size_t)batch * m->values[ro].size * sizeof(float));
+        m->ready[ro] = 1;
+    }
+    const float *dout = m->grad[ro], *out = m->act[ro];
+    const float *in = vact(m, op->in[0]);
+    const size_t n_out = (size_t)batch * m->values[op->out].size;
+    const float *cache = m->cache[i];
+    switch (op->kind) {
+    case MG_OP_LINEAR: {
+        int rows = (int)((size_t)batch * m->values[op->in[0]].size / (size_t)op->I);
+        mg_linear_backward(grad_in(m, op->in[0], batch, NULL), gparam(m, op->w), gparam(m, op->b), dout, in,
+                           pparam(m, op->w), rows, op->I, op->O);
+        break;
+    }
+    case MG_OP_CONV: {
+        mg_conv2d_shape s = op->conv;
+        s.N = batch;
+        mg_conv2d_backward(grad_in(m, op->in[0], batch, NULL), gparam(m, op->w), gparam(m, op->b), dout, in,
+                           pparam(m, op->w), &s, m->scratch);
+        break;
+    }
+    case MG_OP_BN: {
+        int fresh;
+        float *din = grad_in(m, op->in[0], batch, &fresh);
+        mg_bn_backward_fused(din, fresh, gparam(m, op->w), gparam(m, op->b), dout, in,
+                             op->act == MG_ACT_RELU ? out : NULL, cache, cache + op->C, pparam(m, op->w), batch,
+                             op->C, op->S, m->last_train);
+        break;
+    }
+    case MG_OP_LN: {
+        int rows = batch * op->S;
+        mg_layernorm_backward(grad_in(m, op->in[0], batch, NULL), gparam(m, op->w), gparam(m, op->b), dout, in,
+                              cache, cache + rows, pparam(m, op->w), rows, op->C);
+        break;
+    }
+    case MG_OP_MAXPOOL: {
+        float *din = grad_in(m, op->in[0], batch, NULL);
+        mg_pool2d_shape s = op->pool;
+        s.N = batch;
+        if (din)
+            mg_maxpool2d_backward(din, dout, m->argmax[i], &s);
+        break;
+    }
+    case MG_OP_AVGPOOL: {
+        float *din = grad_in(m, op->in[0], batch, NULL);
+        mg_pool2d_shape s = op->pool;
+        s.N = batch;
+        if (din)
+            mg_avgpool2d_backward(din, dout, &s);
+        break;
+    }
+    case MG_OP_GAP: {
+        float *din = grad_in(m, op->in[0], batch, NULL);
+        if (din)
+            mg_global_avgpool_backward(din, dout, batch, op->C, op->S);
+        break;
+    }
+    case MG_OP_ACT: {
+        float *din = grad_in(m, op->in[0], batch, NULL);
+        if (din)
+            act_backward(op->act, din, dout, in, out, n_out);
+        break;
+    }
+    case MG_OP_DROPOUT: {
+        float *din = grad_in(m, op->in[0], batch, NULL);
+        if (din)
+            mg_dropout_backward(din, dout, m->last_train && op->p > 0.0f ? cache : NULL, n_out);
+        break;
+    }
+    case MG_OP_ADD:
+        for (int j = 0; j < 2; j++) {
+            float *din = grad_in(m, op->in[j], batch, NULL);
+            if (!din)
+                continue;
+            if (op->act == MG_ACT_RELU)
+                mg_relu_backward(din, dout, out, n_out);
+            else
+                for (size_t k = 0; k < n_out; k++)
+                    din[k] += dout[k];
+        }
+        break;
+    case MG_OP_CONCAT: {
+        float *dins[MG_OP_MAX_IN];
+        int C[MG_OP_MAX_IN];
+        for (int j = 0; j < op->n_in; j++) {
+            dins[j] = grad_in(m, op->in[j], batch, NULL);
+            C[j] = m->values[op->in[j]].shape.c;
+        }
+        mg_concat_backward(dins, dout, C, op->n_in, batch, op->S);
+        break;
+    }
+    case MG_OP_FLATTEN:
+        break;
+    case MG_OP_MHA: {
+        const int L = op->L, E = op->E, H = op->H;
+        const float *qkv = cache, *att = qkv + (size_t)batch * L * 3 * E, *ctx = att + (size_t)batch * H * L * L;
+        mg_mha_backward(grad_in(m, op->in[0], batch, NULL), gparam(m, op->w), gparam(m, op->b), gparam(m, op->w2),
+                        gparam(m, op->b2), dout, in, qkv, att, ctx, pparam(m, op->w), pparam(m, op->w2), batch, L,
+                        E, H, m->scratch);
+        break;
+    }
+    }
+}
+
+/* Backward through every operation from the logits' gradient, already in place. */
+static void backprop(mg_model *m, int batch)
+{
+    for (int i = m->n_ops - 1; i >= 0; i--)
+        op_backward(m, i, batch);
+}
+
+/* Start a backward: clear the gradient-written marks and hand out the logits' gradient, zeroed. */
+static float *begin_backward(mg_model *m, int batch)
+{
+    memset(m->ready, 0, (size_t)m->n_values);
+    int r = m->values[m->logits].root;
+    m->ready[r] = 1;
+    memset(m->grad[r], 0, (size_t)batch * m->n_classes * sizeof(float));
+    return m->grad[r];
+}
 
 static int argmax_row(const float *z, int K)
 {
@@ -462,9 +1065,9 @@ mg_status mg_model_backward(mg_model *m, const int32_t *y, int batch, double *lo
         if (y[n] < 0 || y[n] >= K)
             return mg_error_set(err, MG_ERR_ARG, "model %s: label %d of sample %d is outside [0, %d)", m->arch,
                                 (int)y[n], n, K);
-    const int last = m->n_ops - 1;
-    const float *logits = m->acts[last];
-    double l = mg_softmax_xent_forward(m->probs, logits, y, batch, K);
+    const float *logits = vact(m, m->logits);
+    double l = m->smoothing > 0.0f ? mg_softmax_xent_smooth_forward(m->probs, logits, y, batch, K, m->smoothing)
+                                   : mg_softmax_xent_forward(m->probs, logits, y, batch, K);
     if (loss)
         *loss = l;
     if (n_correct) {
@@ -473,49 +1076,33 @@ mg_status mg_model_backward(mg_model *m, const int32_t *y, int batch, double *lo
             c += argmax_row(logits + (size_t)n * K, K) == y[n];
         *n_correct = c;
     }
-    memset(m->dacts[last], 0, (size_t)batch * K * sizeof(float));
-    mg_softmax_xent_backward(m->dacts[last], m->probs, y, batch, K);
+    float *dlogits = begin_backward(m, batch);
+    if (m->smoothing > 0.0f)
+        mg_softmax_xent_smooth_backward(dlogits, m->probs, y, batch, K, m->smoothing);
+    else
+        mg_softmax_xent_backward(dlogits, m->probs, y, batch, K);
     backprop(m, batch);
     return MG_OK;
 }
 
-static void backprop(mg_model *m, int batch)
+mg_status mg_model_backward_soft(mg_model *m, const float *targets, int batch, double *loss, mg_error *err)
 {
-    const int last = m->n_ops - 1;
-    for (int i = last; i >= 0; i--) {
-        const mg_op *op = &m->ops[i];
-        const float *inp = i > 0 ? m->acts[i - 1] : m->x;
-        float *dinp = i > 0 ? m->dacts[i - 1] : (m->input_grad ? m->dx : NULL);
-        const float *dout = m->dacts[i];
-        size_t n_in = (size_t)batch * op->in_size;
-        if (dinp)
-            memset(dinp, 0, n_in * sizeof(float));
-        switch (op->kind) {
-        case OP_LINEAR:
-            mg_linear_backward(dinp, m->grads + op->w_off, m->grads + op->b_off, dout, inp, m->params + op->w_off,
-                               batch, op->I, op->O);
-            break;
-        case OP_CONV: {
-            mg_conv2d_shape s = op->conv;
-            s.N = batch;
-            mg_conv2d_backward(dinp, m->grads + op->w_off, m->grads + op->b_off, dout, inp, m->params + op->w_off,
-                               &s, m->scratch);
-            break;
-        }
-        case OP_POOL:
-            if (dinp)
-                mg_maxpool_backward(dinp, dout, m->argmax[i], (int)((size_t)batch * op->out_size));
-            break;
-        case OP_RELU:
-            if (dinp)
-                mg_relu_backward(dinp, dout, m->acts[i], n_in);
-            break;
-        case OP_TANH:
-            if (dinp)
-                mg_tanh_backward(dinp, dout, m->acts[i], n_in);
-            break;
-        }
-    }
+    const int K = m->n_classes;
+    if (m->last_batch == 0 || batch != m->last_batch)
+        return mg_error_set(err, MG_ERR_ARG, "model %s: backward on a batch of %d but the last forward had %d",
+                            m->arch, batch, m->last_batch);
+    for (size_t i = 0; i < (size_t)batch * K; i++)
+        if (!(targets[i] >= 0.0f))
+            return mg_error_set(err, MG_ERR_ARG, "model %s: soft target %zu of sample %zu is %g (must be >= 0)",
+                                m->arch, i % (size_t)K, i / (size_t)K, (double)targets[i]);
+    const float *logits = vact(m, m->logits);
+    double l = mg_softmax_xent_soft_forward(m->probs, logits, targets, batch, K);
+    if (loss)
+        *loss = l;
+    float *dlogits = begin_backward(m, batch);
+    mg_softmax_xent_soft_backward(dlogits, m->probs, targets, batch, K);
+    backprop(m, batch);
+    return MG_OK;
 }
 
 mg_status mg_model_predict(mg_model *m, const float *x, size_t n, float *logits, mg_error *err)
@@ -541,85 +1128,4 @@ double mg_accuracy(const float *logits, const int32_t *y, size_t n, int n_classe
     for (size_t i = 0; i < n; i++)
         c += argmax_row(logits + i * (size_t)n_classes, n_classes) == y[i];
     return (double)c / (double)n;
-}
-
-/* ---- architecture names, presets, buffers ------------------------------------------ */
-
-static const char *const known_archs[] = {"mlp",      "lenet5",      "cnn4",        "vgg16_bn", "resnet18",
-                                          "resnet20", "mobilenetv2", "densenet121", "wrn28_2"};
-
-int mg_model_arch_known(const char *name)
-{
-    if (!name)
-        return 0;
-    for (size_t i = 0; i < sizeof known_archs / sizeof known_archs[0]; i++)
-        if (strcmp(name, known_archs[i]) == 0)
-            return 1;
-    return 0;
-}
-
-const char *mg_model_arch_list(void)
-{
-    return "mlp, lenet5, cnn4, vgg16_bn, resnet18, resnet20, mobilenetv2, densenet121, wrn28_2";
-}
-
-/* The fully connected nets of Nasr et al. (CCS 2018, "Machine learning with
- * membership privacy using adversarial regularization") for Purchase100 and
- * Texas100, reused for Location30 by ML-Privacy-Meter and by WeMem (Shang et
- * al., whose slides only say "FC" for the three tabular sets). */
-mg_status mg_mlp_preset(const char *preset, int *hidden, int *n_hidden, mg_act *act, mg_error *err)
-{
-    static const int widths[] = {1024, 512, 256, 128};
-    if (!preset || (strcmp(preset, "location") != 0 && strcmp(preset, "purchase") != 0 &&
-                    strcmp(preset, "texas") != 0))
-        return mg_error_set(err, MG_ERR_CONFIG, "mlp preset '%s' is unknown (known: location, purchase, texas)",
-                            preset ? preset : "(null)");
-    for (int i = 0; i < 4; i++)
-        hidden[i] = widths[i];
-    *n_hidden = 4;
-    *act = MG_ACT_TANH;
-    return MG_OK;
-}
-
-size_t mg_model_n_buffers(const mg_model *m)
-{
-    (void)m;
-    return 0;
-}
-
-float *mg_model_buffers(mg_model *m)
-{
-    (void)m;
-    return NULL;
-}
-
-mg_status mg_model_backward_soft(mg_model *m, const float *targets, int batch, double *loss, mg_error *err)
-{
-    const int K = m->n_classes;
-    if (m->last_batch == 0 || batch != m->last_batch)
-        return mg_error_set(err, MG_ERR_ARG, "model %s: backward on a batch of %d but the last forward had %d",
-                            m->arch, batch, m->last_batch);
-    const int last = m->n_ops - 1;
-    const float *logits = m->acts[last];
-    float *d = m->dacts[last];
-    double total = 0.0;
-    for (int n = 0; n < batch; n++) {
-        const float *z = logits + (size_t)n * K, *t = targets + (size_t)n * K;
-        float mx = z[0];
-        for (int k = 1; k < K; k++)
-            if (z[k] > mx)
-                mx = z[k];
-        double sum = 0.0;
-        for (int k = 0; k < K; k++)
-            sum += exp((double)z[k] - mx);
-        double lse = log(sum) + mx;
-        for (int k = 0; k < K; k++) {
-            total -= (double)t[k] * ((double)z[k] - lse);
-            d[(size_t)n * K + k] = (float)((exp((double)z[k] - lse) - t[k]) / batch);
-        }
-    }
-    if (loss)
-        *loss = total / batch;
-    backprop(m, batch);
-    return MG_OK;
 }
