@@ -411,6 +411,30 @@ int main(int argc, char **argv)
         goto done;
     }
 
+    /* BLAS threads: warn when a host's workers would use more threads than it
+     * has cores (rank 0 sleeps while it coordinates, so it does not count). */
+    {
+        MPI_Comm local;
+        int local_size = 1, local_rank = 0;
+        if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local) == MPI_SUCCESS) {
+            MPI_Comm_size(local, &local_size);
+            MPI_Comm_rank(local, &local_rank);
+            int has_coord = rank == 0, any_coord = 0;
+            MPI_Allreduce(&has_coord, &any_coord, 1, MPI_INT, MPI_MAX, local);
+            long cores = sysconf(_SC_NPROCESSORS_ONLN);
+            int workers = size == 1 ? 1 : local_size - any_coord;
+            if (local_rank == 0 && workers > 0 && cores > 0 && (long)workers * o.threads > cores) {
+                char host[64] = "?";
+                gethostname(host, sizeof host - 1);
+                fprintf(stderr,
+                        "miagrid: warning: %s runs %d worker rank(s) x %d BLAS thread(s) on %ld core(s); "
+                        "expect them to slow each other down (use fewer ranks per host or --threads 1)\n",
+                        host, workers, o.threads, cores);
+            }
+            MPI_Comm_free(&local);
+        }
+    }
+
     /* A stop request ends the hand-out of nodes; running nodes come back and
      * the store stays consistent. */
     struct sigaction sa;
