@@ -32,6 +32,8 @@ A class with fewer than 2 members or 2 non-members gets NaN.
 import numpy as np
 import pandas as pd
 
+import mgstore
+
 QUANTITIES = ("true", "max")
 LN2 = float(np.log(2.0))
 
@@ -131,8 +133,7 @@ def per_class(member_logits, member_labels, nonmember_logits, nonmember_labels,
 
 
 def store_divergence(store, cell_ids, quantity="true", bins=10, n_perm=20, role="target"):
-    """per_class() for the `role` model of each cell, joined with the cell's axes."""
-    import mgstore
+    """per_class() for the `role` model of each cell (an mgstore.Store), joined with the cell's axes."""
     frames = []
     for cid in cell_ids:
         out = store.outputs(cid, role)

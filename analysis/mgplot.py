@@ -424,6 +424,8 @@ def main(argv=None):
     try:
         if a.figure not in FIGURES:
             raise PlotError(f"unknown figure {a.figure!r}; figures: {', '.join(FIGURES)}")
+        if a.attack and len(a.attack) > 1 and a.figure != "roc":
+            raise PlotError(f"{a.figure}: one --attack only (several are for roc)")
         if a.quantity not in mgdivergence.QUANTITIES:
             raise PlotError(f"unknown --quantity {a.quantity!r}; known: {', '.join(mgdivergence.QUANTITIES)}")
         with mgstore.Store(a.store) as s:

@@ -131,8 +131,9 @@ def cell_ranges(ids):
 class Store:
     """An open store: the root file's tables and readers of the node files' arrays.
 
-    Use as a context manager, or call close(). `cells` and `metrics` are the
-    decoded tables; `tidy` their join (every cell, any status)."""
+    Use as a context manager, or call close(). `cells`, `metrics` and
+    `failures` are the decoded tables; `tidy` the join of the first two
+    (every cell, any status)."""
 
     def __init__(self, path):
         self.root = root_path(path)
@@ -147,6 +148,9 @@ class Store:
             self.file.close()
             raise
         self.tidy = join(self.cells, self.metrics)
+        # /failures (node, kind, message): the nodes that failed, with why; older stores lack it.
+        self.failures = (_decode(pd.DataFrame(self.file["failures"][()])) if "failures" in self.file
+                         else pd.DataFrame(columns=["node", "kind", "message"]))
         g = self.file["grid"].attrs if "grid" in self.file else {}
         self.name = str(g.get("name", os.path.basename(self.dir)))
         self.written = str(g.get("written", ""))

@@ -4,7 +4,7 @@
     analysis/report.py STORE OUTDIR
 
 OUTDIR gets index.md (lists and shows everything, and notes what was
-skipped), cells.csv (every cell with its status and main metrics),
+skipped and the node failures the store records), cells.csv (every cell with its status and main metrics),
 tables/<metric>.{csv,md,tex} (mean ± std over seeds per configuration, see
 mgtable.py), tables/tradeoff.csv, tables/divergence.csv and
 tables/divergence_summary.{csv,md}, and figures/<name>.{png,pdf} (see
@@ -87,7 +87,7 @@ def _cells_csv(store):
     return cells.set_index("cell_id").join(own).join(att).reset_index().to_csv(index=False)
 
 
-def _tables(rep, store, complete, tidy, digits):
+def _tables(rep, complete, tidy, digits):
     by = mgstore.varying_axes(complete, exclude=("seed",))
     present = set(tidy.metric.unique())
     for metric, what in [*MODEL_METRICS.items(), *ATTACK_METRICS.items()]:
@@ -113,7 +113,7 @@ def _figure(rep, name, caption, make):
     rep.figures.append(f"### {caption}\n\n![{caption}]({png})\n\n[PNG]({png}) · [PDF]({pdf})\n")
 
 
-def _divergence(rep, store, complete, quantity, bins, digits):
+def _divergence(rep, store, complete, quantity, bins):
     table = mgdivergence.store_divergence(store, list(complete.cell_id), quantity, bins)
     f = rep.write("tables/divergence.csv", table.to_csv(index=False))
     config = [a for a in mgstore.AXES if a != "seed"]
@@ -166,9 +166,15 @@ def build(store_path, outdir, quantity="true", bins=10, digits=3):
             for status, sub in bad.groupby("status", sort=True):
                 rep.notes.append(f"{len(sub)} cells are **{status}** and left out: "
                                  f"cells {mgstore.cell_ranges(sub.cell_id)} (see cells.csv)")
+        fails = store.failures
+        for msg in fails.message.head(MAX_LISTED):
+            rep.notes.append(f"node failure recorded in the store: {msg}")
+        if len(fails) > MAX_LISTED:
+            rep.notes.append(f"... and {len(fails) - MAX_LISTED} more node failures (the /failures table of "
+                             f"{store.root})")
         rep.write("cells.csv", _cells_csv(store))
         if len(complete):
-            _tables(rep, store, complete, tidy, digits)
+            _tables(rep, complete, tidy, digits)
             _figure(rep, "sparsity_test_acc", "Target test accuracy against sparsity",
                     lambda: mgplot.fig_sparsity(store, "test_acc"))
             present = set(tidy.metric.unique())
@@ -197,7 +203,7 @@ def build(store_path, outdir, quantity="true", bins=10, digits=3):
                 _figure(rep, f"roc_{attack}", f"ROC of the {attack} attack, log-log (seed {seed})",
                         lambda a=attack: mgplot.fig_roc(store, first, [a]))
             try:
-                div = _divergence(rep, store, complete, quantity, bins, digits)
+                div = _divergence(rep, store, complete, quantity, bins)
             except mgstore.StoreError as e:
                 rep.notes.append(f"divergence not computed: {e}")
                 div = None

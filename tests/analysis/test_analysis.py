@@ -7,12 +7,14 @@ Runs the tiny grid with seeds 0 and 1, then checks: the table numbers
 against a hand computation from /metrics, each output format, the error
 messages, the divergence on synthetic cases with known answers, the store
 readers, and that report.py writes every expected file (PNGs that are real
-images, PDFs) on a store with two seeds, one with failed and pending cells,
-one with a single seed and one where nothing is complete.
+images, PDFs) on a store with two seeds and failed, skipped and pending
+cells, one with a single seed and one where nothing is complete.
 Exits 77 (skipped) when Fashion-MNIST is not installed, 1 on the first failure.
 """
 import argparse
+import contextlib
 import csv
+import importlib
 import io
 import math
 import os
@@ -61,8 +63,30 @@ def run(cmd, expect=0, timeout=600):
     return p
 
 
-def script(name, *args, expect=0):
-    return run([sys.executable, os.path.join(ANALYSIS, name), *args], expect=expect)
+class Result:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def script(name, *args, expect=0, subprocess_=False):
+    """Run analysis/<name> with args: in this process through its main() (the
+    scripts load pandas and matplotlib, slow to start), or as a command."""
+    if subprocess_:
+        return run([sys.executable, os.path.join(ANALYSIS, name), *args], expect=expect)
+    mod = importlib.import_module(name[:-3])
+    out, err = io.StringIO(), io.StringIO()
+    print("> " + " ".join([name, *args]), flush=True)
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = mod.main(list(args))
+        except SystemExit as e:
+            rc = e.code
+    p = Result(rc, out.getvalue(), err.getvalue())
+    if expect is not None and rc != expect:
+        sys.stdout.write(p.stdout[-4000:])
+        sys.stderr.write(p.stderr[-4000:])
+        fail(f"exit status {rc}, expected {expect}: {name} {' '.join(args)}")
+    return p
 
 
 def write(path, text):
@@ -109,7 +133,7 @@ def check_tables(store):
     check(len(hand) == 4 and all(len(v) == 2 for v in hand.values()), "hand computation: 4 groups of 2 seeds")
 
     out = script("mgtable.py", store, "--metric", "balanced_acc", "--attack", "conf",
-                 "--by", "arch", "sparsity", "--format", "csv").stdout
+                 "--by", "arch", "sparsity", "--format", "csv", subprocess_=True).stdout
     rows = list(csv.DictReader(io.StringIO(out)))
     check([*rows[0].keys()] == ["arch", "sparsity", "mean", "std", "n_seeds"], f"csv columns: {list(rows[0])}")
     check(len(rows) == 4, "csv: one row per arch x sparsity")
@@ -168,7 +192,7 @@ def check_tables(store):
     check(open(out).read().startswith("| arch | sparsity | auc"), "--out writes the table to a file")
 
     # Errors name what was wrong and what exists.
-    p = script("mgtable.py", store, "--metric", "bal", expect=2)
+    p = script("mgtable.py", store, "--metric", "bal", expect=2, subprocess_=True)
     check("'bal'" in p.stderr and "balanced_acc" in p.stderr and "test_acc" in p.stderr,
           f"unknown metric: named with the known ones ({p.stderr.strip()})")
     p = script("mgtable.py", store, "--metric", "auc", "--by", "arch", "spars", expect=2)
@@ -182,7 +206,7 @@ def check_tables(store):
     check("'victim'" in p.stderr and "shadow, target" in p.stderr, "unknown model: named")
     p = script("mgtable.py", store, "--metric", "auc", "--format", "html", expect=2)
     check("csv, markdown, latex" in p.stderr, "unknown format: the formats are listed")
-    p = script("mgtable.py", store + "/nope", "--metric", "auc", expect=1)
+    p = script("mgtable.py", store + "/nope", "--metric", "auc", expect=1, subprocess_=True)
     check("nope" in p.stderr and "no such store" in p.stderr, "a missing store is named")
 
 
@@ -290,9 +314,9 @@ def expected_report_files(attacks=("conf", "loss"), tables=True):
     return files
 
 
-def check_report(store, outdir, expect_files, label):
+def check_report(store, outdir, expect_files, label, subprocess_=False):
     shutil.rmtree(outdir, ignore_errors=True)
-    p = script("report.py", store, outdir)
+    p = script("report.py", store, outdir, subprocess_=subprocess_)
     got = {os.path.relpath(os.path.join(d, f), outdir) for d, _, fs in os.walk(outdir) for f in fs}
     check(got == expect_files, f"{label}: report.py writes exactly the expected files "
           f"(missing {sorted(expect_files - got)}, extra {sorted(got - expect_files)})")
@@ -331,7 +355,7 @@ def main():
 
     # mgplot: one figure from the command line, and its errors.
     stem = os.path.join(a.tmp, "plots", "roc")
-    script("mgplot.py", s2, "roc", stem, "--cells", "0", "1", "--attack", "conf")
+    script("mgplot.py", s2, "roc", stem, "--cells", "0", "1", "--attack", "conf", subprocess_=True)
     check_image(stem + ".png")
     p = script("mgplot.py", s2, "scatter", stem, expect=2)
     check("sparsity, tradeoff, roc, divergence, history" in p.stderr, "mgplot: an unknown figure lists the figures")
@@ -340,16 +364,11 @@ def main():
     p = script("mgplot.py", s2, "roc", stem, "--cells", "99", expect=2)
     check("99" in p.stderr and "0-7" in p.stderr, "mgplot: an unknown cell is named with the cells")
 
-    # Two seeds, every cell complete.
-    index, _ = check_report(s2, os.path.join(a.tmp, "report-two"), expected_report_files(), "two seeds")
-    check("Seeds: 0, 1" in index and "## Notes" not in index, "two seeds: nothing skipped")
-    check("± " in open(os.path.join(a.tmp, "report-two", "tables", "balanced_acc.md")).read(),
-          "two seeds: the tables show a spread")
-
-    # Failed, skipped and pending cells: the grid grows a dataset whose files
-    # do not exist (its nodes fail, the pruned ones are skipped), and one
-    # complete cell is marked pending in the root file as an interrupted run
-    # leaves it.
+    # Two seeds with failed, skipped and pending cells (a report takes a few
+    # seconds of drawing, so one store serves both): the grid grows a dataset
+    # whose files do not exist (its nodes fail, the pruned ones are skipped),
+    # and one complete cell is marked pending in the root file as an
+    # interrupted run leaves it.
     mixed = os.path.join(a.tmp, "mixed")
     shutil.copytree(s2, mixed)
     grid = write(os.path.join(a.tmp, "mixed.yaml"), open(two).read().replace(
@@ -359,10 +378,16 @@ def main():
         cells = f["cells"][()]
         cells["status"][0] = b"pending"
         f["cells"][...] = cells
-    index, p = check_report(mixed, os.path.join(a.tmp, "report-mixed"), expected_report_files(), "mixed store")
+    index, p = check_report(mixed, os.path.join(a.tmp, "report-mixed"), expected_report_files(), "mixed store",
+                            subprocess_=True)
+    check("Seeds: 0, 1" in index, "mixed store: two seeds")
+    check("± " in open(os.path.join(a.tmp, "report-mixed", "tables", "balanced_acc.md")).read(),
+          "two seeds: the tables show a spread")
     check("cell 0 (" in index and "**pending**" in index and "**failed**" in index and "**skipped**" in index,
           "mixed store: index.md names the pending, failed and skipped cells")
     check("16 cells: 7 complete, 4 failed, 1 pending, 4 skipped" in index, "mixed store: the status counts")
+    check("node failure recorded in the store: train node" in index and "train-images-idx3-ubyte" in index,
+          "mixed store: index.md quotes the failure messages of the /failures table")
     rows = list(csv.DictReader(open(os.path.join(a.tmp, "report-mixed", "cells.csv"))))
     check(len(rows) == 16 and rows[0]["status"] == "pending", "mixed store: cells.csv lists every cell")
     rows = list(csv.DictReader(open(os.path.join(a.tmp, "report-mixed", "tables", "balanced_acc.csv"))))
@@ -390,7 +415,8 @@ def main():
                             "no complete cell")
     check("no cell is complete" in index, "no complete cell: index.md says so")
 
-    p = script("report.py", os.path.join(a.tmp, "absent"), os.path.join(a.tmp, "report-absent"), expect=1)
+    p = script("report.py", os.path.join(a.tmp, "absent"), os.path.join(a.tmp, "report-absent"), expect=1,
+               subprocess_=True)
     check("absent" in p.stderr, "report.py names a missing store")
     print(f"{N_CHECKS} checks passed")
     return 0
