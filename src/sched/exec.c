@@ -43,7 +43,7 @@ static mg_status ensure_data(mg_exec_ctx *ctx, size_t di, mg_error *err)
     ctx->data_loaded = 0;
     const mg_dataset_spec *d = &ctx->grid->datasets[di];
     const char *root = d->root[0] ? d->root : ctx->grid->data_root;
-    mg_status st = mg_data_load(d->name, root, &ctx->data, err);
+    mg_status st = mg_data_load_opts(d->name, root, &d->opts, &ctx->data, err);
     if (st != MG_OK)
         return st;
     ctx->data_loaded = 1;
@@ -73,28 +73,36 @@ static mg_status load_role_data(mg_exec_ctx *ctx, const mg_node *node, role_data
 {
     mg_status st = MG_OK;
     const mg_grid *g = ctx->grid;
-    mg_split split;
-    memset(&split, 0, sizeof split);
+    mg_split_roles roles;
+    memset(&roles, 0, sizeof roles);
     memset(out, 0, sizeof *out);
     MG_CHECK(ensure_data(ctx, node->dataset, err));
-    size_t sizes[4] = {(size_t)g->split.target_train, (size_t)g->split.target_test,
-                       (size_t)g->split.shadow_train, (size_t)g->split.shadow_test};
-    MG_CHECK(mg_split_four_way(ctx->data.n, sizes, g->seeds[node->seed], "four-way", &split, err));
+    /* The stream name is fixed so that every protocol draws from the same
+     * generator the original four-way split used: old stores stay valid. */
+    MG_CHECK(mg_split_roles_make(&g->split.cfg, ctx->data.n, ctx->data.n_train, g->seeds[node->seed], "four-way",
+                                 &roles, err));
+    const mg_index_list *parts[2];
+    if (node->role == MG_ROLE_TARGET) {
+        parts[0] = &roles.target_train;
+        parts[1] = &roles.target_test;
+    } else {
+        parts[0] = &roles.shadow_train[0];
+        parts[1] = &roles.shadow_test[0];
+    }
     size_t dim = mg_dataset_dim(&ctx->data);
     for (int part = 0; part < 2; part++) {
-        int s = (node->role == MG_ROLE_TARGET ? 0 : 2) + part;
-        size_t n = split.n[s];
+        size_t n = parts[part]->n;
         out->n[part] = n;
         out->x[part] = mg_malloc(n * dim, sizeof(float), "samples", err);
         out->y[part] = mg_malloc(n, sizeof(int32_t), "labels", err);
         out->idx[part] = mg_malloc(n, sizeof(uint32_t), "indices", err);
         if (!out->x[part] || !out->y[part] || !out->idx[part])
             MG_FAIL(MG_ERR_NOMEM, "out of memory gathering %zu samples", n);
-        memcpy(out->idx[part], split.idx[s], n * sizeof(uint32_t));
-        mg_dataset_gather(&ctx->data, split.idx[s], n, out->x[part], out->y[part]);
+        memcpy(out->idx[part], parts[part]->idx, n * sizeof(uint32_t));
+        mg_dataset_gather(&ctx->data, parts[part]->idx, n, out->x[part], out->y[part]);
     }
 cleanup:
-    mg_split_free(&split);
+    mg_split_roles_free(&roles);
     if (st != MG_OK)
         role_data_free(out);
     return st;

@@ -78,7 +78,10 @@ static double arch_cost(const mg_arch_spec *a)
 
 double mg_node_cost(const mg_grid *g, const mg_node *n)
 {
-    double members = (double)(n->role == MG_ROLE_TARGET ? g->split.target_train : g->split.shadow_train);
+    /* Protocols that size their parts from the dataset (mia-prune, wemem)
+     * leave the sizes 0 here; any constant keeps the ratios between nodes. */
+    size_t m = n->role == MG_ROLE_TARGET ? g->split.cfg.target_train : g->split.cfg.shadow_train;
+    double members = m ? (double)m : 1000.0;
     switch (n->kind) {
     case MG_NODE_TRAIN:
         return 3.0 * g->train.epochs * members * arch_cost(&g->archs[n->arch]);

@@ -34,6 +34,12 @@ static void test_known(void)
     CHECK(!mg_data_known("cifar-11"));
     CHECK(!mg_data_known(NULL));
     CHECK(strstr(mg_data_known_list(), "location") != NULL);
+    static const char *const names[] = {"cifar10", "cifar100", "cifar100-coarse", "cinic10", "cifar10-jpg",
+                                        "imagefolder", "purchase100", "texas100", "csv"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        CHECK(mg_data_known(names[i]));
+        CHECK(strstr(mg_data_known_list(), names[i]) != NULL);
+    }
 
     mg_dataset d;
     mg_error err = {0};
@@ -100,6 +106,8 @@ static void test_small_idx_root(void)
     CHECK_INT_EQ(d.h, 2);
     CHECK_INT_EQ(d.w, 2);
     CHECK_INT_EQ(d.n_classes, 10);
+    CHECK_INT_EQ(d.n_train, 3);
+    CHECK_INT_EQ(d.n_norm, 0);
     if (d.n == 5) {
         float want[20];
         for (int i = 0; i < 12; i++)
@@ -130,6 +138,7 @@ static void test_real(void)
         unsetenv("MIAGRID_DATA_FASHION_MNIST");
         CHECK_OK(mg_data_load("fashion-mnist", NULL, &d, e), e);
         CHECK_INT_EQ(d.n, 70000);
+        CHECK_INT_EQ(d.n_train, 60000);
         CHECK_INT_EQ(d.c, 1);
         CHECK_INT_EQ(d.h, 28);
         CHECK_INT_EQ(d.w, 28);
