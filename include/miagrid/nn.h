@@ -1,6 +1,7 @@
 /*
  * nn.h: the training engine. Layers with forward/backward over preallocated
- * buffers, models built from them (MLP, LeNet-5), optimisers and the training
+ * buffers, models built from them (MLPs, LeNet-5, the CIFAR CNNs, ResNets,
+ * VGG, MobileNetV2, DenseNet, Wide-ResNet), optimisers and the training
  * loop. Parameters, gradients, optimiser state and masks each live in one
  * contiguous float block sliced by a tensor table, so one memcpy checkpoints,
  * one HDF5 dataset stores and one MPI message moves them.
@@ -43,7 +44,7 @@ typedef struct {
 } mg_conv2d_shape;
 /* Fill OH, OW; returns -1 if the geometry is impossible. */
 int mg_conv2d_shape_init(mg_conv2d_shape *s);
-/* Scratch floats the conv needs for a batch of s->N (im2col buffer). */
+/* Scratch floats the conv needs (column buffer, independent of the batch). */
 size_t mg_conv2d_scratch(const mg_conv2d_shape *s);
 /* out (N,OC,OH,OW) = conv(inp (N,C,H,W), w (OC,C/groups,KH,KW)) + b(OC); b may be NULL. */
 void mg_conv2d_forward(float *out, const float *inp, const float *w, const float *b,
@@ -160,23 +161,24 @@ typedef enum { MG_ACT_RELU = 0, MG_ACT_TANH = 1, MG_ACT_RELU6 = 2, MG_ACT_GELU =
 
 /* One named slice of the parameter block. */
 typedef struct {
-    char name[64];     /* "conv1.weight", "fc3.bias", "layers.0.weight" */
+    char name[64];     /* PyTorch state_dict keys: "conv1.weight", "layer1.0.bn1.running_mean" */
     size_t offset;     /* into params, grads and masks */
     size_t count;
     int ndim;
     int shape[4];
-    int prunable;      /* weights of linear and conv layers; biases are never pruned */
-    int buffer;        /* 1: a non-trained buffer (batch-norm running_mean, running_var,
-                        * num_batches_tracked): offset and count index the block of
-                        * mg_model_buffers, not params/grads/masks, and prunable is 0.
-                        * Buffers follow the parameters in the tensor table. */
+    int prunable;      /* weights of linear, conv and attention projections; biases and norms never */
+    int buffer;        /* 1: a non-trained buffer (batch-norm running_mean and
+                        * running_var; num_batches_tracked is not kept): offset and
+                        * count index the block of mg_model_buffers, not
+                        * params/grads/masks, and prunable is 0. Buffers follow all
+                        * the parameters in the tensor table. */
 } mg_tensor_info;
 
 typedef struct {
-    const char *arch;      /* "mlp" or "lenet5" */
+    const char *arch;      /* one of mg_model_arch_list() */
     const int *hidden;     /* mlp: widths of the hidden layers */
     int n_hidden;
-    mg_act act;            /* mlp: activation between layers (lenet5 uses ReLU) */
+    mg_act act;            /* mlp: activation between layers (the others fix their own) */
     int in_c, in_h, in_w;  /* input shape; an mlp flattens it */
     int n_classes;
     const char *init;      /* NULL or "default": PyTorch's layer defaults; "xavier-normal":
@@ -186,9 +188,13 @@ typedef struct {
 
 typedef struct mg_model mg_model;
 
-/* Build a model; parameters are zero until mg_model_init_params. Masks start
- * at 1. lenet5 on 1x28x28 with 10 classes has 61,706 parameters (conv1 pads 2,
- * as in the usual PyTorch definition). Unknown arch: MG_ERR_CONFIG. */
+/* Build a model; parameters are zero until mg_model_init_params, batch-norm
+ * running means 0 and variances 1. Masks start at 1. The architectures follow
+ * their usual PyTorch definitions (src/nn/arch.c states each reference); on
+ * 3x32x32 with 10 classes: cnn4 1,832,266 parameters, vgg16_bn 14,728,266,
+ * resnet18 11,173,962, resnet20 272,474, mobilenetv2 2,296,922, densenet121
+ * 6,956,298, wrn28_2 1,467,610; lenet5 on 1x28x28 has 61,706. Unknown arch,
+ * init or activation, or an input too small for the architecture: MG_ERR_CONFIG. */
 mg_status mg_model_create(const mg_model_cfg *cfg, mg_model **out, mg_error *err);
 void mg_model_destroy(mg_model **m);
 
@@ -205,7 +211,13 @@ const char *mg_model_arch_list(void);
  * MG_ERR_CONFIG naming the known ones. */
 mg_status mg_mlp_preset(const char *preset, int *hidden, int *n_hidden, mg_act *act, mg_error *err);
 
-/* PyTorch's default initialisation: weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)). */
+/* Initialise the parameters from rng, tensor by tensor in table order (the
+ * same rng gives the same bits), and reset the buffers. Default (PyTorch's
+ * layer defaults): linear and conv weights and biases U(-1/sqrt(fan_in),
+ * 1/sqrt(fan_in)) with fan_in = in_channels/groups * kh * kw; batch and layer
+ * norm weight 1, bias 0; attention in-projection xavier-uniform with zero
+ * bias, out-projection as a linear weight with zero bias. "xavier-normal":
+ * every weight N(0, 2/(fan_in+fan_out)), every bias 0. */
 void mg_model_init_params(mg_model *m, mg_rng *rng);
 
 size_t mg_model_n_params(const mg_model *m);
@@ -224,13 +236,18 @@ int mg_model_in_dim(const mg_model *m);   /* C*H*W */
 
 void mg_model_zero_grad(mg_model *m);
 /* Forward a batch (any size; buffers grow as needed). *logits points into the
- * model's buffers, valid until the next call. `train` selects training mode
- * (no effect for the skeleton's layers; dropout and batch norm will use it). */
+ * model's buffers, valid until the next call. `train` selects training mode:
+ * batch norm normalises with the batch statistics and moves its running
+ * statistics (momentum 0.1, unbiased variance, as torch), and dropout draws
+ * from the generator of mg_model_set_rng; in eval mode batch norm uses the
+ * running statistics and dropout is the identity. A training forward through
+ * batch norm with one value per channel fails (MG_ERR_ARG), as in torch. */
 mg_status mg_model_forward(mg_model *m, const float *x, int batch, int train, const float **logits,
                            mg_error *err);
 /* Loss of the last forward against y, and backward into the gradients
- * (accumulating). *loss receives the mean loss, *n_correct the count of
- * argmax(logits) == y (either may be NULL). */
+ * (accumulating), in the mode of that forward. *loss receives the mean loss
+ * (label-smoothed if set), *n_correct the count of argmax(logits) == y
+ * (either may be NULL). */
 mg_status mg_model_backward(mg_model *m, const int32_t *y, int batch, double *loss, int *n_correct,
                             mg_error *err);
 /* As mg_model_backward with soft targets: targets (batch, K) are probability
@@ -426,7 +443,7 @@ typedef struct {
     float *best_buffers;     /* NULL when patience is 0 (best_buffers also without buffers) */
 } mg_train_state;
 
-/* Check cfg and set up training model m from scratch: epoch 0, a fresh
+/* Check cfg and set up a state that trains model m from scratch: epoch 0, a fresh
  * optimiser (zero state), shuffle = *rng, and the augment and dropout
  * streams derived from *rng (which is not advanced), so turning augmentation
  * or dropout on leaves the shuffling order unchanged. *s is zeroed first;
@@ -475,9 +492,9 @@ mg_status mg_train_state_save(hid_t loc, mg_model *m, const mg_train_state *s, m
  * MG_ERR_HDF5 for a damaged or foreign file). Everything is read and checked
  * before anything is changed, so on failure m and s are as they were. */
 mg_status mg_train_state_load(hid_t loc, mg_model *m, mg_train_state *s, mg_error *err);
-/* The same as whole files: save writes `path` atomically (a temporary file
- * in the same directory, flushed and renamed), so a crash leaves the previous
- * checkpoint or the new one. */
+/* The same as whole files: save writes `path` atomically (the temporary
+ * file "<path>.tmp.<pid>", flushed and renamed), so a crash leaves the
+ * previous checkpoint or the new one. */
 mg_status mg_train_checkpoint_save(const char *path, mg_model *m, const mg_train_state *s, mg_error *err);
 mg_status mg_train_checkpoint_load(const char *path, mg_model *m, mg_train_state *s, mg_error *err);
 

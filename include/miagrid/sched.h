@@ -29,6 +29,13 @@ typedef struct {
     mg_dataset data;
     int data_loaded;
     size_t data_index;   /* grid dataset index of `data` */
+    /* Training state is saved at the end of an epoch when a stop is
+     * requested or this many seconds passed since the last save (0: only on
+     * stop). A rerun resumes a node from its checkpoint. */
+    double checkpoint_seconds;
+    /* Called at every epoch end; lets a worker notice a stop sent by rank 0. */
+    void (*poll_stop)(void *user);
+    void *poll_user;
 } mg_exec_ctx;
 
 void mg_exec_init(mg_exec_ctx *ctx, const mg_grid *g, const mg_plan *p, mg_store *s, int rank);
@@ -48,7 +55,9 @@ typedef struct {
     int quiet;            /* no progress lines */
     int verbose;          /* a line per node started */
     int retry_failed;     /* run nodes with a failure record again */
-    double walltime;      /* seconds from the start after which no node is handed out; 0: none */
+    double walltime;      /* seconds from the start after which no node is handed out and running
+                           * nodes save their state and stop; 0: none */
+    double checkpoint_seconds; /* save a running node's training state this often (0: only on stop) */
     mg_exec_fn exec;      /* NULL: mg_exec_node */
     void *exec_user;
 } mg_run_opts;

@@ -34,8 +34,11 @@ static const char USAGE[] =
     "  --store DIR      store directory (overrides the grid's 'store')\n"
     "  --threads N      BLAS threads per rank (default 1; keep ranks x threads <= cores)\n"
     "  --retry-failed   run again the nodes that failed in an earlier run\n"
-    "  --walltime T     hand out no node after T (seconds, or H:MM:SS) and exit resumable;\n"
-    "                   SIGTERM and SIGINT do the same at once\n"
+    "  --walltime T     after T (seconds, or H:MM:SS) hand out no node, let running\n"
+    "                   nodes save their training state, and exit resumable;\n"
+    "                   SIGTERM, SIGINT and SIGUSR1 do the same at once\n"
+    "  --checkpoint-every S  save a running node's training state every S seconds\n"
+    "                   (default 600; 0: only when stopping)\n"
     "  --quiet          no progress lines\n"
     "  --verbose        a line for every node started\n"
     "  --version        print the version and exit\n"
@@ -45,7 +48,7 @@ typedef struct {
     const char *grid;
     const char *store;
     int dry_run, quiet, verbose, threads, retry_failed;
-    double walltime;
+    double walltime, checkpoint_every;
 } options;
 
 static void on_stop_signal(int sig)
@@ -93,6 +96,7 @@ static int parse_args(int argc, char **argv, options *o, int rank)
 {
     memset(o, 0, sizeof *o);
     o->threads = 1;
+    o->checkpoint_every = 600;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -111,7 +115,8 @@ static int parse_args(int argc, char **argv, options *o, int rank)
             o->verbose = 1;
         } else if (!strcmp(a, "--retry-failed")) {
             o->retry_failed = 1;
-        } else if (!strcmp(a, "--store") || !strcmp(a, "--threads") || !strcmp(a, "--walltime")) {
+        } else if (!strcmp(a, "--store") || !strcmp(a, "--threads") || !strcmp(a, "--walltime") ||
+                   !strcmp(a, "--checkpoint-every")) {
             if (i + 1 >= argc) {
                 if (rank == 0)
                     fprintf(stderr, "miagrid: %s needs a value\n%s", a, USAGE);
@@ -120,6 +125,12 @@ static int parse_args(int argc, char **argv, options *o, int rank)
             const char *v = argv[++i];
             if (!strcmp(a, "--store")) {
                 o->store = v;
+            } else if (!strcmp(a, "--checkpoint-every")) {
+                if (mg_parse_double(v, &o->checkpoint_every) != 0 || o->checkpoint_every < 0) {
+                    if (rank == 0)
+                        fprintf(stderr, "miagrid: --checkpoint-every: expected seconds >= 0, got \"%s\"\n", v);
+                    return 2;
+                }
             } else if (!strcmp(a, "--walltime")) {
                 o->walltime = parse_walltime(v);
                 if (o->walltime <= 0) {
@@ -446,7 +457,7 @@ int main(int argc, char **argv)
     sigaction(SIGUSR1, &sa, NULL);
 
     mg_run_opts ro = {.quiet = o.quiet, .verbose = o.verbose, .retry_failed = o.retry_failed,
-                      .walltime = o.walltime};
+                      .walltime = o.walltime, .checkpoint_seconds = o.checkpoint_every};
     mg_run_summary sum;
     st = mg_run(g, p, s, MPI_COMM_WORLD, &ro, &sum, &err);
     if (rank == 0) {

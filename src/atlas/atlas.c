@@ -99,9 +99,9 @@ static mg_status check_store(mg_atlas_ctx *c, mg_error *err)
                                  kind == 1 ? "cannot read the store from" : "sees a different results.h5 (size or "
                                                                             "modification time differ from rank 0's) on");
             if (n <= 8)
-                mg_strbuf_printf(&msg, " rank %d (%s)", r, all[r].host);
+                mg_strbuf_printf(&msg, "%s rank %d (%s)", n > 1 ? "," : "", r, all[r].host);
             else if (n == 9)
-                mg_strbuf_append(&msg, " ...");
+                mg_strbuf_append(&msg, ", ...");
         }
     }
     if (msg.len)
@@ -523,10 +523,10 @@ mg_status mg_atlas_run(const mg_atlas_opts *o, MPI_Comm comm, mg_atlas_summary *
     if (snprintf(c.store, sizeof c.store, "%s", o->store) >= (int)sizeof c.store)
         MG_FAIL(MG_ERR_ARG, "atlas: store path too long");
     snprintf(c.results, sizeof c.results, "%s/results.h5", c.store);
-    if (o->out && o->out[0])
-        snprintf(out, sizeof out, "%s", o->out);
-    else
-        snprintf(out, sizeof out, "%s/atlas.h5", c.store);
+    int len = o->out && o->out[0] ? snprintf(out, sizeof out, "%s", o->out)
+                                  : snprintf(out, sizeof out, "%.4000s/atlas.h5", c.store);
+    if (len < 0 || len >= (int)sizeof out - 64)
+        MG_FAIL(MG_ERR_ARG, "atlas: output path too long");
     snprintf(sum.out, sizeof sum.out, "%s", out);
     mg_h5_quiet();
 

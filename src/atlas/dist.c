@@ -342,7 +342,6 @@ cleanup:
 mg_status mg_atlas_svd(const mg_atlas_grid *g, mg_atlas_dmat *A, double *s, mg_atlas_dmat *U, mg_atlas_dmat *VT,
                        mg_error *err)
 {
-    (void)g;
     mg_status st = MG_OK;
     double *work = NULL, wq = 0.0, dummy = 0.0;
     int one = 1, info = 0, lwork = -1;

@@ -96,7 +96,28 @@ mg_status mg_atlas_spectrum(const mg_atlas_grid *g, hid_t weight, hid_t mask, in
     *rows = (int)dims[0];
     *cols = (int)ncols;
     MG_CHECK(mg_atlas_dmat_init(&A, g, *rows, *cols, nb, err));
-    MG_CHECK(read_matrix(g, weight, ndim, H5T_NATIVE_DOUBLE, &A, A.a, err));
+    /* Parallel HDF5 gives up collective I/O when it has to convert types, so
+     * single-precision weights are read as they are and widened here. */
+    {
+        hid_t ft = H5Dget_type(weight);
+        int is_float = ft >= 0 && H5Tget_class(ft) == H5T_FLOAT && H5Tget_size(ft) == sizeof(float) &&
+                       H5Tget_order(ft) == H5Tget_order(H5T_NATIVE_FLOAT);
+        if (ft >= 0)
+            H5Tclose(ft);
+        if (is_float) {
+            size_t n = (size_t)A.lld * (size_t)(A.nloc > 0 ? A.nloc : 1);
+            float *f = mg_malloc(n, sizeof *f, "single-precision weights", err);
+            if (!f)
+                MG_FAIL(MG_ERR_NOMEM, "atlas: out of memory for a weight tensor");
+            st = read_matrix(g, weight, ndim, H5T_NATIVE_FLOAT, &A, f, err);
+            for (size_t i = 0; st == MG_OK && i < n; i++)
+                A.a[i] = (double)f[i];
+            free(f);
+            MG_CHECK(st);
+        } else {
+            MG_CHECK(read_matrix(g, weight, ndim, H5T_NATIVE_DOUBLE, &A, A.a, err));
+        }
+    }
     if (mask >= 0) {
         keep = mg_calloc((size_t)A.lld * (size_t)(A.nloc > 0 ? A.nloc : 1), 1, "mask blocks", err);
         if (!keep)

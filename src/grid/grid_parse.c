@@ -18,6 +18,7 @@
 #include "grid/grid_internal.h"
 #include "miagrid/attack.h"
 #include "miagrid/data.h"
+#include "miagrid/nn.h"
 
 /* Room for a key path such as "exclude[12].arch.hidden[3]". */
 #define KEY_MAX 192
@@ -52,7 +53,12 @@ static const char *const explicit_keys[] = {"protocol", "target_train", "target_
 static const char *const mia_prune_keys[] = {"protocol", "shadows", "population", NULL};
 static const char *const wemem_keys[] = {"protocol", "shadows", "population", "holdout", "test_fraction", NULL};
 static const char *const train_keys[] = {"epochs", "batch", "optimizer", "lr", "momentum",
-                                         "weight_decay", "beta1", "beta2", "eps", NULL};
+                                         "weight_decay", "beta1", "beta2", "eps", "nesterov",
+                                         "schedule", "early_stopping", "augment", NULL};
+static const char *const constant_keys[] = {"name", NULL};
+static const char *const multistep_keys[] = {"name", "milestones", "gamma", NULL};
+static const char *const cosine_keys[] = {"name", "eta_min", NULL};
+static const char *const early_stopping_keys[] = {"patience", NULL};
 static const char *const axes_keys[] = {"dataset", "arch", "prune", "sparsity", "defense", NULL};
 static const char *const dataset_keys[] = {"name", "root", NULL};
 /* An axes.dataset entry; which options apply depends on the dataset. */
@@ -64,15 +70,18 @@ static const char *const csv_keys[] = {"name", "root", "label_column", "header",
                                        "classes", NULL};
 static const char *const cifar100_keys[] = {"name", "root", "labels", NULL};
 static const char *const cifar100_labels[] = {"fine", "coarse", NULL};
-static const char *const arch_keys[] = {"name", "hidden", "activation", NULL};
-static const char *const lenet5_keys[] = {"name", NULL};
+static const char *const arch_keys[] = {"name", "hidden", "activation", "preset", "init", NULL};
+static const char *const plain_arch_keys[] = {"name", "init", NULL};
 static const char *const prune_keys[] = {"method", "schedule", NULL};
 static const char *const name_keys[] = {"name", NULL};
 static const char *const exclude_keys[] = {"dataset", "arch", "prune", "sparsity", "defense",
                                            "seed", NULL};
 
-static const char *const optimizers[] = {"sgd", "adam", NULL};
-static const char *const arch_names[] = {"lenet5", "mlp", NULL};
+static const char *const optimizers[] = {"sgd", "adam", "adamw", NULL};
+static const char *const schedule_names[] = {"constant", "multistep", "cosine", NULL};
+static const char *const augment_names[] = {"crop", "flip", NULL};
+static const char *const init_names[] = {"default", "xavier-normal", NULL};
+static const char *const mlp_presets[] = {"location", "purchase", "texas", NULL};
 static const char *const activations[] = {"relu", "tanh", NULL};
 static const char *const prune_methods[] = {"l1-unstructured", NULL};
 static const char *const prune_schedules[] = {"one-shot", NULL};
@@ -238,6 +247,9 @@ static mg_status get_double(const pctx *c, yaml_node_t *n, const char *key, doub
     *out = v + 0.0; /* -0 becomes 0, so equal values have one canonical form */
     return MG_OK;
 }
+
+/* YAML's true/false (defined with the dataset options, below). */
+static mg_status get_bool(const pctx *c, yaml_node_t *n, const char *key, int *out);
 
 /* ---- mappings and lists ------------------------------------------------------------------ */
 
@@ -455,20 +467,50 @@ static void canon_name(mg_strbuf *b, const char *field, const char *name)
     mg_strbuf_append(b, "}");
 }
 
+static void canon_schedule(mg_strbuf *b, const mg_train_spec *t)
+{
+    if (!strcmp(t->schedule, "multistep")) {
+        mg_strbuf_append(b, "{\"gamma\":");
+        mg_strbuf_json_num(b, t->gamma);
+        mg_strbuf_append(b, ",\"milestones\":[");
+        for (int i = 0; i < t->n_milestones; i++)
+            mg_strbuf_printf(b, "%s%d", i ? "," : "", t->milestones[i]);
+        mg_strbuf_append(b, "],\"name\":\"multistep\"}");
+    } else if (!strcmp(t->schedule, "cosine")) {
+        mg_strbuf_append(b, "{\"eta_min\":");
+        mg_strbuf_json_num(b, t->eta_min);
+        mg_strbuf_append(b, ",\"name\":\"cosine\"}");
+    } else {
+        canon_name(b, "name", "constant");
+    }
+}
+
+/* Every key, defaults included, so a recipe says exactly how its model was trained. */
 static void canon_train(mg_strbuf *b, const mg_train_spec *t)
 {
-    mg_strbuf_printf(b, "{\"batch\":%d,\"beta1\":", t->batch);
+    mg_strbuf_append(b, "{\"augment\":[");
+    if (t->augment_crop)
+        mg_strbuf_append(b, "\"crop\"");
+    if (t->augment_flip)
+        mg_strbuf_append(b, t->augment_crop ? ",\"flip\"" : "\"flip\"");
+    mg_strbuf_printf(b, "],\"batch\":%d,\"beta1\":", t->batch);
     mg_strbuf_json_num(b, t->beta1);
     mg_strbuf_append(b, ",\"beta2\":");
     mg_strbuf_json_num(b, t->beta2);
+    if (t->patience > 0)
+        mg_strbuf_printf(b, ",\"early_stopping\":{\"patience\":%d}", t->patience);
+    else
+        mg_strbuf_append(b, ",\"early_stopping\":null");
     mg_strbuf_printf(b, ",\"epochs\":%d,\"eps\":", t->epochs);
     mg_strbuf_json_num(b, t->eps);
     mg_strbuf_append(b, ",\"lr\":");
     mg_strbuf_json_num(b, t->lr);
     mg_strbuf_append(b, ",\"momentum\":");
     mg_strbuf_json_num(b, t->momentum);
-    mg_strbuf_append(b, ",\"optimizer\":");
+    mg_strbuf_printf(b, ",\"nesterov\":%s,\"optimizer\":", t->nesterov ? "true" : "false");
     mg_strbuf_json_str(b, t->optimizer);
+    mg_strbuf_append(b, ",\"schedule\":");
+    canon_schedule(b, t);
     mg_strbuf_append(b, ",\"weight_decay\":");
     mg_strbuf_json_num(b, t->weight_decay);
     mg_strbuf_append(b, "}");
@@ -477,7 +519,11 @@ static void canon_train(mg_strbuf *b, const mg_train_spec *t)
 static void canon_arch(mg_strbuf *b, const mg_arch_spec *a)
 {
     if (strcmp(a->name, "mlp") != 0) {
-        canon_name(b, "name", a->name);
+        mg_strbuf_append(b, "{\"init\":");
+        mg_strbuf_json_str(b, a->init);
+        mg_strbuf_append(b, ",\"name\":");
+        mg_strbuf_json_str(b, a->name);
+        mg_strbuf_append(b, "}");
         return;
     }
     mg_strbuf_append(b, "{\"activation\":");
@@ -485,7 +531,9 @@ static void canon_arch(mg_strbuf *b, const mg_arch_spec *a)
     mg_strbuf_append(b, ",\"hidden\":[");
     for (int i = 0; i < a->n_hidden; i++)
         mg_strbuf_printf(b, "%s%d", i ? "," : "", a->hidden[i]);
-    mg_strbuf_append(b, "],\"name\":\"mlp\"}");
+    mg_strbuf_append(b, "],\"init\":");
+    mg_strbuf_json_str(b, a->init);
+    mg_strbuf_append(b, ",\"name\":\"mlp\"}");
 }
 
 /* ---- top-level sections ------------------------------------------------------------------ */
@@ -675,6 +723,124 @@ static mg_status parse_data(const pctx *c, yaml_node_t *n, mg_grid *g)
     return canon_store(c, &b, n, "data.split", s->canon);
 }
 
+/* train.schedule: a name, or {name, ...} with that schedule's keys. The node
+ * of the last milestone goes to *last_milestone, for the check against the
+ * epochs once the whole section is read. */
+static mg_status parse_schedule(const pctx *c, yaml_node_t *n, const char *key, mg_train_spec *t,
+                                yaml_node_t **last_milestone)
+{
+    static const char expected[] = "constant, {name: multistep, milestones: [<epoch>, ...], gamma: <factor>} or "
+                                   "{name: cosine, eta_min: <lr>}";
+    char k[KEY_MAX], k2[KEY_MAX];
+    yaml_node_t *name = n, *x;
+    list_view l;
+    long v = 0;
+    mg_status st = MG_OK;
+    int is_map = n && n->type == YAML_MAPPING_NODE;
+    if (is_map) {
+        name = map_get(c, n, "name");
+        MG_CHECK(require(c, n, name, key, "name", "name: constant, multistep or cosine"));
+        sub_key(k, key, "name");
+    } else {
+        snprintf(k, sizeof k, "%s", key);
+    }
+    MG_CHECK(get_choice(c, name, k, "schedule", schedule_names, t->schedule, sizeof t->schedule));
+    t->n_milestones = 0;
+    t->gamma = 0.1;
+    t->eta_min = 0.0;
+    *last_milestone = NULL;
+    if (!strcmp(t->schedule, "constant")) {
+        if (is_map)
+            MG_CHECK(check_map(c, n, key, "{name: constant}", constant_keys));
+    } else if (!strcmp(t->schedule, "cosine")) {
+        if (is_map) {
+            MG_CHECK(check_map(c, n, key, "{name: cosine, eta_min: <lr>}", cosine_keys));
+            if ((x = sub_value(c, n, key, "eta_min", k)))
+                MG_CHECK(get_double(c, x, k, 0.0, 0, INFINITY, 0, "a number >= 0", &t->eta_min));
+        }
+    } else {
+        if (!is_map) {
+            st = perr(c, n, key, "multistep needs milestones; expected %s", expected);
+            goto cleanup;
+        }
+        MG_CHECK(check_map(c, n, key, "{name: multistep, milestones: [<epoch>, ...], gamma: <factor>}",
+                           multistep_keys));
+        yaml_node_t *ms = map_get(c, n, "milestones");
+        MG_CHECK(require(c, n, ms, key, "milestones", "milestones: a list of increasing epochs"));
+        sub_key(k, key, "milestones");
+        MG_CHECK(get_list(c, ms, k, "a list of increasing positive integers (epochs)", 0, &l));
+        if (l.n > MG_MAX_MILESTONES) {
+            st = perr(c, ms, k, "%zu milestones; expected at most %d", l.n, MG_MAX_MILESTONES);
+            goto cleanup;
+        }
+        for (size_t i = 0; i < l.n; i++) {
+            yaml_node_t *item = list_at(c, &l, i);
+            item_key(k2, k, &l, i);
+            MG_CHECK(get_long(c, item, k2, 1, INT_MAX, "a positive integer (an epoch)", &v));
+            if (i > 0 && v <= t->milestones[i - 1]) {
+                st = perr(c, item, k2, "milestone %ld is not above the one before (%d); expected increasing epochs", v,
+                          t->milestones[i - 1]);
+                goto cleanup;
+            }
+            t->milestones[i] = (int)v;
+            *last_milestone = item;
+        }
+        t->n_milestones = (int)l.n;
+        if ((x = sub_value(c, n, key, "gamma", k)))
+            MG_CHECK(get_double(c, x, k, 0.0, 1, INFINITY, 0, "a number > 0", &t->gamma));
+    }
+cleanup:
+    return st;
+}
+
+/* train.early_stopping: none or {patience: N}. */
+static mg_status parse_early_stopping(const pctx *c, yaml_node_t *n, const char *key, int *patience)
+{
+    char k[KEY_MAX];
+    long v = 0;
+    mg_status st = MG_OK;
+    if (n && n->type == YAML_SCALAR_NODE && !is_null(n) && !strcmp(sval(n), "none")) {
+        *patience = 0;
+        return MG_OK;
+    }
+    MG_CHECK(check_map(c, n, key, "none or {patience: <epochs without improvement>}", early_stopping_keys));
+    yaml_node_t *x = sub_value(c, n, key, "patience", k);
+    MG_CHECK(require(c, n, x, key, "patience", "patience: a positive integer"));
+    MG_CHECK(get_long(c, x, k, 1, INT_MAX, "a positive integer (epochs without improvement)", &v));
+    *patience = (int)v;
+cleanup:
+    return st;
+}
+
+/* train.augment: none, or a list of transforms (applied as crop, then flip). */
+static mg_status parse_augment(const pctx *c, yaml_node_t *n, const char *key, mg_train_spec *t)
+{
+    char k[KEY_MAX], name[16];
+    list_view l;
+    size_t seen[2] = {0, 0};
+    mg_status st = MG_OK;
+    t->augment_crop = t->augment_flip = 0;
+    if (n && n->type == YAML_SCALAR_NODE && !is_null(n) && !strcmp(sval(n), "none"))
+        return MG_OK;
+    MG_CHECK(get_list(c, n, key, "none, or a list of: crop, flip", 0, &l));
+    for (size_t i = 0; i < l.n; i++) {
+        yaml_node_t *item = list_at(c, &l, i);
+        item_key(k, key, &l, i);
+        MG_CHECK(get_choice(c, item, k, "augmentation", augment_names, name, sizeof name));
+        size_t a = strcmp(name, "crop") == 0 ? 0 : 1;
+        if (seen[a]) {
+            st = perr(c, item, k, "duplicate augmentation \"%s\" (same as %s[%zu]); expected each once", name, key,
+                      seen[a] - 1);
+            goto cleanup;
+        }
+        seen[a] = i + 1;
+    }
+    t->augment_crop = seen[0] != 0;
+    t->augment_flip = seen[1] != 0;
+cleanup:
+    return st;
+}
+
 /* train, or finetune (base is then the parsed train section). */
 static mg_status parse_train(const pctx *c, yaml_node_t *n, const char *key, const mg_train_spec *base,
                              int finetune, mg_train_spec *t)
@@ -683,6 +849,7 @@ static mg_status parse_train(const pctx *c, yaml_node_t *n, const char *key, con
     long v = 0;
     mg_status st = MG_OK;
     mg_strbuf b;
+    yaml_node_t *last_milestone = NULL, *nesterov_at = NULL, *momentum_at = NULL;
     if (base) {
         *t = *base;
     } else {
@@ -696,10 +863,18 @@ static mg_status parse_train(const pctx *c, yaml_node_t *n, const char *key, con
         t->beta1 = 0.9;
         t->beta2 = 0.999;
         t->eps = 1e-8;
+        snprintf(t->schedule, sizeof t->schedule, "constant");
+        t->gamma = 0.1;
     }
     if (finetune) {
         t->epochs = 10;
         t->lr = 0.001;
+        /* A schedule is laid out over the epochs of the training it was
+         * written for, so fine-tuning does not inherit it. */
+        snprintf(t->schedule, sizeof t->schedule, "constant");
+        t->n_milestones = 0;
+        t->gamma = 0.1;
+        t->eta_min = 0.0;
     }
     if (n) {
         st = check_map(c, n, key, "a mapping of training settings", train_keys);
@@ -718,8 +893,10 @@ static mg_status parse_train(const pctx *c, yaml_node_t *n, const char *key, con
             MG_CHECK(get_choice(c, x, k, "optimizer", optimizers, t->optimizer, sizeof t->optimizer));
         if ((x = sub_value(c, n, key, "lr", k)))
             MG_CHECK(get_double(c, x, k, 0.0, 1, INFINITY, 0, "a number > 0", &t->lr));
-        if ((x = sub_value(c, n, key, "momentum", k)))
-            MG_CHECK(get_double(c, x, k, 0.0, 0, 1.0, 1, "a number in [0, 1)", &t->momentum));
+        if ((momentum_at = sub_value(c, n, key, "momentum", k)))
+            MG_CHECK(get_double(c, momentum_at, k, 0.0, 0, 1.0, 1, "a number in [0, 1)", &t->momentum));
+        if ((nesterov_at = sub_value(c, n, key, "nesterov", k)))
+            MG_CHECK(get_bool(c, nesterov_at, k, &t->nesterov));
         if ((x = sub_value(c, n, key, "weight_decay", k)))
             MG_CHECK(get_double(c, x, k, 0.0, 0, INFINITY, 0, "a number >= 0", &t->weight_decay));
         if ((x = sub_value(c, n, key, "beta1", k)))
@@ -728,12 +905,63 @@ static mg_status parse_train(const pctx *c, yaml_node_t *n, const char *key, con
             MG_CHECK(get_double(c, x, k, 0.0, 0, 1.0, 1, "a number in [0, 1)", &t->beta2));
         if ((x = sub_value(c, n, key, "eps", k)))
             MG_CHECK(get_double(c, x, k, 0.0, 1, INFINITY, 0, "a number > 0", &t->eps));
+        if ((x = sub_value(c, n, key, "schedule", k)))
+            MG_CHECK(parse_schedule(c, x, k, t, &last_milestone));
+        if ((x = sub_value(c, n, key, "early_stopping", k)))
+            MG_CHECK(parse_early_stopping(c, x, k, &t->patience));
+        if ((x = sub_value(c, n, key, "augment", k)))
+            MG_CHECK(parse_augment(c, x, k, t));
+    }
+    /* Checks across keys, reported at the key most likely to be the slip. */
+    if (!strcmp(t->optimizer, "sgd") && t->nesterov && t->momentum == 0.0) {
+        yaml_node_t *at = nesterov_at ? nesterov_at : momentum_at ? momentum_at : n;
+        sub_key(k, key, nesterov_at ? "nesterov" : momentum_at ? "momentum" : "");
+        st = perr(c, at, at == n ? key : k, "nesterov needs a momentum > 0 (momentum is 0); expected momentum > 0 "
+                  "or nesterov: false");
+        goto cleanup;
+    }
+    if (t->n_milestones > 0 && t->milestones[t->n_milestones - 1] >= t->epochs) {
+        sub_key(k, key, "schedule.milestones");
+        st = perr(c, last_milestone ? last_milestone : n, k, "milestone %d is not below epochs (%d), so it would "
+                  "never apply; expected milestones below %d", t->milestones[t->n_milestones - 1], t->epochs,
+                  t->epochs);
+        goto cleanup;
     }
     mg_strbuf_init(&b);
     canon_train(&b, t);
     st = canon_store(c, &b, n, key, t->canon);
 cleanup:
     return st;
+}
+
+/* Early stopping watches a dev part of every model it trains, target and
+ * shadow: four-way and explicit splits have them only when asked for
+ * (mia-prune and wemem always make them). */
+static mg_status check_dev_parts(const pctx *c, yaml_node_t *root, const mg_grid *g)
+{
+    static const char *const sections[2] = {"train", "finetune"};
+    const mg_train_spec *t[2] = {&g->train, &g->finetune};
+    const mg_split_cfg *s = &g->split.cfg;
+    char k[KEY_MAX];
+    if ((s->protocol != MG_PROTO_FOUR_WAY && s->protocol != MG_PROTO_EXPLICIT) ||
+        (s->target_dev > 0 && s->shadow_dev > 0))
+        return MG_OK;
+    for (int i = 0; i < 2; i++) {
+        if (t[i]->patience == 0)
+            continue;
+        /* finetune may have inherited the setting: blame where it was written. */
+        const char *where = sections[i];
+        yaml_node_t *es = map_get(c, map_get(c, root, where), "early_stopping");
+        if (!es) {
+            where = "train";
+            es = map_get(c, map_get(c, root, where), "early_stopping");
+        }
+        sub_key(k, where, "early_stopping");
+        return perr(c, es, k, "early stopping needs dev parts, but data.split has target_dev %zu and shadow_dev %zu; "
+                    "expected data.split.target_dev and shadow_dev > 0 (or protocol mia-prune or wemem)",
+                    s->target_dev, s->shadow_dev);
+    }
+    return MG_OK;
 }
 
 /* ---- axes ------------------------------------------------------------------------------ */
@@ -928,59 +1156,107 @@ static mg_status parse_hidden(const pctx *c, yaml_node_t *n, const char *key, in
     return MG_OK;
 }
 
+/* The activation names the grid accepts for an mg_act, or NULL. */
+static const char *act_name(mg_act a)
+{
+    return a == MG_ACT_RELU ? "relu" : a == MG_ACT_TANH ? "tanh" : NULL;
+}
+
+/* An mlp preset expanded into its hidden widths and activation. */
+static mg_status expand_preset(const pctx *c, yaml_node_t *n, const char *key, int *hidden, int *n_hidden,
+                               char *act, size_t act_cap)
+{
+    char preset[16];
+    mg_act a = MG_ACT_RELU;
+    int widths[MG_MAX_HIDDEN > 8 ? MG_MAX_HIDDEN : 8];
+    int nw = 0;
+    mg_status st = get_choice(c, n, key, "mlp preset", mlp_presets, preset, sizeof preset);
+    if (st != MG_OK)
+        return st;
+    if (mg_mlp_preset(preset, widths, &nw, &a, NULL) != MG_OK || nw < 1 || nw > MG_MAX_HIDDEN || !act_name(a))
+        return perr(c, n, key, "preset \"%s\" is not available in this build; expected one of the hidden/activation "
+                    "forms", preset);
+    memcpy(hidden, widths, (size_t)nw * sizeof *hidden);
+    *n_hidden = nw;
+    snprintf(act, act_cap, "%s", act_name(a));
+    return MG_OK;
+}
+
+/* A preset fixes the hidden layers and the activation: giving both is a contradiction. */
+static mg_status preset_alone(const pctx *c, yaml_node_t *preset, yaml_node_t *hidden, yaml_node_t *act,
+                              const char *key)
+{
+    char k[KEY_MAX];
+    if (!preset || (!hidden && !act))
+        return MG_OK;
+    sub_key(k, key, "preset");
+    return perr(c, preset, k, "cannot be combined with %s (a preset fixes the hidden layers and the activation); "
+                "expected either preset or hidden/activation", hidden ? "hidden" : "activation");
+}
+
 static mg_status parse_arch(const pctx *c, yaml_node_t *n, const char *key, mg_arch_spec *a)
 {
-    static const char expected[] = "an architecture: lenet5, mlp, or {name: mlp, hidden: [...], activation: ...}";
-    char k[KEY_MAX];
+    char k[KEY_MAX], expected[400];
     mg_strbuf b;
-    yaml_node_t *name = n, *hidden = NULL, *act = NULL;
+    yaml_node_t *name = n, *hidden = NULL, *act = NULL, *preset = NULL, *init = NULL;
     mg_status st = MG_OK;
-    if (n && n->type == YAML_MAPPING_NODE) {
-        st = check_map(c, n, key, expected, arch_keys);
-        if (st != MG_OK)
-            return st;
+    int is_map = n && n->type == YAML_MAPPING_NODE;
+    snprintf(expected, sizeof expected, "an architecture (one of: %s) or {name, init}; mlp also takes hidden and "
+             "activation, or preset", mg_model_arch_list());
+    if (is_map) {
+        MG_CHECK(check_map(c, n, key, expected, arch_keys));
         name = map_get(c, n, "name");
-        st = require(c, n, name, key, "name", "name: lenet5 or name: mlp");
-        if (st != MG_OK)
-            return st;
+        MG_CHECK(require(c, n, name, key, "name", "name: <architecture>"));
         sub_key(k, key, "name");
         hidden = map_get(c, n, "hidden");
         act = map_get(c, n, "activation");
+        preset = map_get(c, n, "preset");
+        init = map_get(c, n, "init");
     } else {
         snprintf(k, sizeof k, "%s", key);
     }
-    st = get_choice(c, name, k, "architecture", arch_names, a->name, sizeof a->name);
-    if (st != MG_OK)
-        return st;
+    MG_CHECK(get_str(c, name, k, expected, a->name, sizeof a->name));
+    if (!mg_model_arch_known(a->name)) {
+        st = perr(c, name, k, "unknown architecture \"%s\"; expected one of: %s", a->name, mg_model_arch_list());
+        goto cleanup;
+    }
     snprintf(a->act, sizeof a->act, "relu");
-    if (!strcmp(a->name, "lenet5")) {
-        /* lenet5 is fixed (ReLU, the classic layer sizes): nothing to choose. */
-        if (n->type == YAML_MAPPING_NODE) {
-            st = check_map(c, n, key, "{name: lenet5}", lenet5_keys);
-            if (st != MG_OK)
-                return st;
+    snprintf(a->init, sizeof a->init, "default");
+    if (init) {
+        sub_key(k, key, "init");
+        MG_CHECK(get_choice(c, init, k, "init", init_names, a->init, sizeof a->init));
+    }
+    if (strcmp(a->name, "mlp") != 0) {
+        /* The other architectures are fixed (their published layer sizes):
+         * only the initialisation is left to choose. */
+        if (is_map) {
+            char fixed[MG_NAME_MAX + 48];
+            snprintf(fixed, sizeof fixed, "{name: %s, init: default|xavier-normal}", a->name);
+            MG_CHECK(check_map(c, n, key, fixed, plain_arch_keys));
         }
         a->n_hidden = 0;
+    } else if (preset) {
+        MG_CHECK(preset_alone(c, preset, hidden, act, key));
+        sub_key(k, key, "preset");
+        MG_CHECK(expand_preset(c, preset, k, a->hidden, &a->n_hidden, a->act, sizeof a->act));
     } else {
         a->n_hidden = 2;
         a->hidden[0] = 512;
         a->hidden[1] = 256;
         if (hidden) {
             sub_key(k, key, "hidden");
-            st = parse_hidden(c, hidden, k, a->hidden, &a->n_hidden);
-            if (st != MG_OK)
-                return st;
+            MG_CHECK(parse_hidden(c, hidden, k, a->hidden, &a->n_hidden));
         }
         if (act) {
             sub_key(k, key, "activation");
-            st = get_choice(c, act, k, "activation", activations, a->act, sizeof a->act);
-            if (st != MG_OK)
-                return st;
+            MG_CHECK(get_choice(c, act, k, "activation", activations, a->act, sizeof a->act));
         }
     }
     mg_strbuf_init(&b);
     canon_arch(&b, a);
-    return canon_store(c, &b, n, key, a->canon);
+    st = canon_store(c, &b, n, key, a->canon);
+cleanup:
+    return st;
 }
 
 static mg_status parse_prune(const pctx *c, yaml_node_t *n, const char *key, mg_prune_spec *p)
@@ -1229,12 +1505,14 @@ int mg_grid_next_combination(const mg_grid *g, size_t idx[MG_AXIS_COUNT])
 void mg_grid_arch_str(const mg_arch_spec *a, char *buf, size_t cap)
 {
     size_t len = 0;
+    /* The initialisation shows only when it is not the default. */
+    const char *init = a->init[0] && strcmp(a->init, "default") != 0 ? a->init : NULL;
     if (strcmp(a->name, "mlp") != 0) {
-        snprintf(buf, cap, "%s", a->name);
+        snprintf(buf, cap, "%s%s%s", a->name, init ? "/" : "", init ? init : "");
         return;
     }
     for (int i = 0; i <= a->n_hidden && len < cap; i++) {
-        int w = i == a->n_hidden ? snprintf(buf + len, cap - len, "]/%s", a->act)
+        int w = i == a->n_hidden ? snprintf(buf + len, cap - len, "]/%s%s%s", a->act, init ? "/" : "", init ? init : "")
                                  : snprintf(buf + len, cap - len, "%s%d", i ? "," : "mlp[", a->hidden[i]);
         if (w < 0)
             break;
@@ -1302,14 +1580,17 @@ static mg_status exclude_axis(const pctx *c, const mg_grid *g, yaml_node_t *n, c
         break;
     }
     case MG_AXIS_ARCH: {
-        char act[16];
+        char act[16], init[16];
         int hidden[MG_MAX_HIDDEN], n_hidden = 0;
-        yaml_node_t *vn = is_map ? NULL : n, *vh = NULL, *va = NULL;
+        yaml_node_t *vn = is_map ? NULL : n, *vh = NULL, *va = NULL, *vp = NULL, *vi = NULL;
         if (is_map) {
-            MG_CHECK(check_map(c, n, key, "an architecture name or {name, hidden, activation}", arch_keys));
+            MG_CHECK(check_map(c, n, key, "an architecture name or {name, hidden, activation, preset, init}",
+                               arch_keys));
             vn = map_get(c, n, "name");
             vh = map_get(c, n, "hidden");
             va = map_get(c, n, "activation");
+            vp = map_get(c, n, "preset");
+            vi = map_get(c, n, "init");
         }
         if (vn) {
             sub_key(k, key, "name");
@@ -1323,15 +1604,28 @@ static mg_status exclude_axis(const pctx *c, const mg_grid *g, yaml_node_t *n, c
             sub_key(k, key, "activation");
             MG_CHECK(get_str(c, va, k, "an activation", act, sizeof act));
         }
+        if (vp) {
+            /* A preset matches the mlp it expands to. */
+            MG_CHECK(preset_alone(c, vp, vh, va, key));
+            sub_key(k, key, "preset");
+            MG_CHECK(expand_preset(c, vp, k, hidden, &n_hidden, act, sizeof act));
+        }
+        if (vi) {
+            sub_key(k, key, "init");
+            MG_CHECK(get_str(c, vi, k, "an initialisation", init, sizeof init));
+        }
+        int by_hidden = vh || vp, by_act = va || vp;
         for (size_t i = 0; i < count; i++) {
             const mg_arch_spec *a = &g->archs[i];
             int is_mlp = !strcmp(a->name, "mlp");
             int ok = !vn || !strcmp(a->name, name);
-            if (vh)
+            if (by_hidden)
                 ok = ok && is_mlp && a->n_hidden == n_hidden &&
                      !memcmp(a->hidden, hidden, (size_t)n_hidden * sizeof *hidden);
-            if (va)
+            if (by_act)
                 ok = ok && is_mlp && !strcmp(a->act, act);
+            if (vi)
+                ok = ok && !strcmp(a->init, init);
             m[i] = (unsigned char)ok;
         }
         break;
@@ -1521,6 +1815,7 @@ static mg_status parse_document(const pctx *c, mg_grid *g)
     MG_CHECK(parse_data(c, map_get(c, root, "data"), g));
     MG_CHECK(parse_train(c, map_get(c, root, "train"), "train", NULL, 0, &g->train));
     MG_CHECK(parse_train(c, map_get(c, root, "finetune"), "finetune", &g->train, 1, &g->finetune));
+    MG_CHECK(check_dev_parts(c, root, g));
     MG_CHECK(parse_axes(c, root, g));
     MG_CHECK(parse_attacks(c, map_get(c, root, "attacks"), g));
     MG_CHECK(parse_excludes(c, map_get(c, root, "exclude"), g));

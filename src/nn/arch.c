@@ -51,11 +51,14 @@ static int build_lenet5(mg_model *m, const mg_model_cfg *cfg)
 }
 
 /* The four-layer CNN of Rahman et al. (TDP 2018), which Wang et al. (IJCAI
- * 2021, "Against membership inference attack: pruning is all you need")
- * train on CIFAR-10. Rahman et al. attack the differentially private model of
- * Abadi et al. (CCS 2016, section 5.3), so the layers are Abadi's: two 5x5
+ * 2021, "Against membership inference attack: pruning is all you need",
+ * section 5.1) train on CIFAR-10. Wang et al. give no layers, only the
+ * citation; Rahman et al. attack the differentially private model of Abadi et
+ * al. (CCS 2016), whose CIFAR-10 network (section 5.3) is two convolutional
+ * and two fully connected layers before the softmax, so that network is the
+ * one used here (the cited paper's own text was not available): two 5x5
  * convolutions with 64 channels, stride 1, each followed by a ReLU and a 2x2
- * max pool, then two fully connected layers of 384 units with ReLU, then the
+ * max pool, two fully connected layers of 384 units with ReLU, and the
  * classifier. Abadi et al. crop CIFAR to 24x24; here the input keeps its size
  * (padding 2 keeps each convolution's map), so on 3x32x32 the first fully
  * connected layer sees 64x8x8: 1,832,266 parameters for 10 classes. */

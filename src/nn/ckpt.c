@@ -221,9 +221,11 @@ mg_status mg_train_state_load(hid_t loc, mg_model *m, mg_train_state *s, mg_erro
     tb = mg_malloc(CFG_DESC_MAX, 1, "checkpoint", err);
     if (!text || !ta || !tb)
         MG_CHECK(MG_ERR_NOMEM);
-    if (mg_h5_get_attr_str(loc, "format", text, CFG_DESC_MAX, NULL) != MG_OK || strcmp(text, CKPT_FORMAT) != 0)
-        MG_FAIL(MG_ERR_HDF5, "not a miagrid training checkpoint (format attribute \"%s\", expected \"%s\")", text,
-                CKPT_FORMAT);
+    if (mg_h5_get_attr_str(loc, "format", text, CFG_DESC_MAX, NULL) != MG_OK)
+        MG_FAIL(MG_ERR_HDF5, "not a miagrid training checkpoint (no format attribute)");
+    if (strcmp(text, CKPT_FORMAT) != 0)
+        MG_FAIL(MG_ERR_HDF5, "not a miagrid training checkpoint of this version (format \"%.100s\", expected \"%s\")",
+                text, CKPT_FORMAT);
     describe_cfg(&s->cfg, &desc);
     if (desc.oom)
         MG_FAIL(MG_ERR_NOMEM, "checkpoint: out of memory");

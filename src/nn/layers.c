@@ -2,14 +2,19 @@
  * layers.c: the layer kernels of the training engine. Each layer is a pure
  * forward/backward pair over caller-owned buffers; backward accumulates (+=)
  * into every gradient it is given, so the caller decides when to zero.
- * This file holds the GEMM-backed layers, linear and conv2d (im2col, one
- * sample and group at a time so the column buffer stays in cache and the
- * scratch does not grow with the batch; depthwise convolutions run direct),
- * and the max pool, activations and loss of the first engine. Pooling,
- * normalisation, attention and the other element-wise layers live in the
- * other layers_*.c files.
+ * This file holds the GEMM-backed layers, linear and conv2d, and the max
+ * pool, activations and losses of the first engine; pooling, normalisation,
+ * attention and the other element-wise layers live in the other layers_*.c.
+ *
+ * conv2d runs im2col + sgemm over chunks of about 256 output positions, so
+ * the column buffer and OpenBLAS's packed copy of it stay in cache and the
+ * scratch does not grow with the batch; with the model's channel-major layout
+ * a chunk runs across samples. The input gradient of a stride-1 convolution
+ * is the convolution of the output gradient with the flipped filters, whose
+ * im2col also yields the weight gradient; depthwise convolutions run direct.
  */
 #include "miagrid/nn.h"
+#include "nn/nn_internal.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -82,11 +87,43 @@ static int conv_is_depthwise(const mg_conv2d_shape *s)
     return conv_groups(s) > 1 && s->C == conv_groups(s);
 }
 
+/* The input gradient of a stride-1 convolution is the convolution of the
+ * output gradient with the flipped, transposed filters (padding KH-1-pad),
+ * which runs as im2col + GEMM and spares the scatter of col2im. */
+static int conv_grad_as_conv(const mg_conv2d_shape *s)
+{
+    return s->stride == 1 && !conv_is_pointwise(s) && !conv_is_depthwise(s) && s->pad <= s->KH - 1 &&
+           s->pad <= s->KW - 1 && s->KH - 1 - s->pad == s->KW - 1 - s->pad;
+}
+
+/* Output columns per GEMM: enough for the kernel to run at speed, few enough
+ * that the column buffer and OpenBLAS's packed copy of it stay in cache.
+ * Chunks are whole output rows and may run across samples when the layout
+ * keeps a channel's samples contiguous. */
+enum { CHUNK_COLS = 256 };
+
+static size_t col_cols(const mg_conv2d_shape *s)
+{
+    size_t c = CHUNK_COLS;
+    if ((size_t)s->OW > c)
+        c = (size_t)s->OW;
+    if ((size_t)s->W > c)
+        c = (size_t)s->W;
+    return c;
+}
+
 size_t mg_conv2d_scratch(const mg_conv2d_shape *s)
 {
-    if (conv_is_pointwise(s) || conv_is_depthwise(s))
+    if (conv_is_depthwise(s))
         return 0;
-    return (size_t)(s->C / conv_groups(s)) * s->KH * s->KW * (size_t)s->OH * s->OW;
+    const int G = conv_groups(s), Cg = s->C / G, OCg = s->OC / G, KK = s->KH * s->KW;
+    size_t rows = conv_is_pointwise(s) ? 0 : (size_t)Cg * KK;
+    if (conv_grad_as_conv(s) && (size_t)OCg * KK > rows)
+        rows = (size_t)OCg * KK;
+    size_t n = rows * col_cols(s) + (size_t)Cg * KK * OCg;   /* columns, and dw transposed */
+    if (conv_grad_as_conv(s))
+        n += (size_t)Cg * OCg * KK;                           /* the flipped filters */
+    return n;
 }
 
 /* The output columns [*lo, *hi) whose input column ow*stride - pad + k lies
@@ -105,35 +142,91 @@ static void valid_range(int k, int stride, int pad, int W, int OW, int *lo, int 
     *hi = h;
 }
 
-/* col (Cg*KH*KW, OH*OW) from the Cg channels of one image img (Cg,H,W). */
-static void im2col(float *col, const float *img, int Cg, const mg_conv2d_shape *s)
+/* Geometry of one im2col: planes of H x W read through a KH x KW window
+ * into OH x OW output positions. */
+typedef struct {
+    int H, W, OH, OW, KH, KW, stride, pad;
+} col_geom;
+
+static col_geom geom_of(const mg_conv2d_shape *s)
 {
-    const int H = s->H, W = s->W, OH = s->OH, OW = s->OW, st = s->stride, pad = s->pad;
+    col_geom g = {s->H, s->W, s->OH, s->OW, s->KH, s->KW, s->stride, s->pad};
+    return g;
+}
+
+/* One column-buffer row of a stride-1 convolution that keeps the width
+ * (OW == W): the valid output rows of a sample are one shifted copy of the
+ * plane, after which the columns the window pushes past the left or right
+ * edge are zeroed. dst has nr rows of OW from output row oh0 of this sample. */
+static void im2col_same_rows(float *dst, const float *plane, int oh0, int nr, int kh, int kw, const col_geom *g)
+{
+    const int H = g->H, W = g->W, pad = g->pad;
+    int lo, hi;
+    valid_range(kw, 1, pad, W, W, &lo, &hi);
+    int a = pad - kh - oh0, b = H + pad - kh - oh0;   /* valid rows [a, b) of this block */
+    if (a < 0)
+        a = 0;
+    if (b > nr)
+        b = nr;
+    if (b <= a || hi <= lo) {
+        memset(dst, 0, (size_t)nr * W * sizeof(float));
+        return;
+    }
+    if (a > 0)
+        memset(dst, 0, (size_t)a * W * sizeof(float));
+    if (b < nr)
+        memset(dst + (size_t)b * W, 0, (size_t)(nr - b) * W * sizeof(float));
+    const long shift = (long)(kh - pad) * W + (kw - pad);
+    const size_t first = (size_t)(oh0 + a) * W;     /* output index of the first valid row */
+    const size_t from = (size_t)a * W + lo, to = (size_t)(b - 1) * W + hi;
+    memcpy(dst + from, plane + (long)(first - (size_t)a * W) + (long)from + shift, (to - from) * sizeof(float));
+    for (int r = a; r < b; r++) {
+        float *row = dst + (size_t)r * W;
+        for (int ow = 0; ow < lo; ow++)
+            row[ow] = 0.0f;
+        for (int ow = hi; ow < W; ow++)
+            row[ow] = 0.0f;
+    }
+}
+
+/* col (Cg*KH*KW, nr*OW): row (c,kh,kw), columns the output rows r0 .. r0+nr-1
+ * of the flattened (n, oh) index, read from the planes in + n*l.sn + c*l.sc. */
+static void im2col(float *col, const float *in, mg_layout l, int Cg, int r0, int nr, const col_geom *g)
+{
+    const int H = g->H, W = g->W, OH = g->OH, OW = g->OW, st = g->stride, pad = g->pad;
+    const size_t ld = (size_t)nr * OW;
+    const int same = st == 1 && OW == W && OH == H;
     for (int c = 0; c < Cg; c++) {
-        const float *plane = img + (size_t)c * H * W;
-        for (int kh = 0; kh < s->KH; kh++) {
-            for (int kw = 0; kw < s->KW; kw++) {
-                float *row = col + ((size_t)(c * s->KH + kh) * s->KW + kw) * OH * OW;
+        for (int kh = 0; kh < g->KH; kh++) {
+            for (int kw = 0; kw < g->KW; kw++) {
+                float *row = col + ((size_t)(c * g->KH + kh) * g->KW + kw) * ld;
+                if (same) {
+                    /* One block per sample the chunk touches. */
+                    for (int rr = 0; rr < nr;) {
+                        const int r = r0 + rr, n = r / OH, oh = r % OH;
+                        const int len = OH - oh < nr - rr ? OH - oh : nr - rr;
+                        im2col_same_rows(row + (size_t)rr * OW, in + (size_t)n * l.sn + (size_t)c * l.sc, oh, len, kh,
+                                         kw, g);
+                        rr += len;
+                    }
+                    continue;
+                }
                 int lo, hi;
                 valid_range(kw, st, pad, W, OW, &lo, &hi);
-                for (int oh = 0; oh < OH; oh++) {
-                    float *dst = row + (size_t)oh * OW;
-                    int ih = oh * st - pad + kh;
+                const int shift = kw - pad;
+                for (int rr = 0; rr < nr; rr++) {
+                    const int r = r0 + rr, n = r / OH, oh = r % OH;
+                    float *dst = row + (size_t)rr * OW;
+                    const int ih = oh * st - pad + kh;
                     if (ih < 0 || ih >= H) {
                         memset(dst, 0, (size_t)OW * sizeof(float));
                         continue;
                     }
-                    const float *src = plane + (size_t)ih * W;
-                    const int shift = kw - pad;
+                    const float *src = in + (size_t)n * l.sn + (size_t)c * l.sc + (size_t)ih * W;
                     for (int ow = 0; ow < lo; ow++)
                         dst[ow] = 0.0f;
-                    if (st == 1) {
-                        if (hi > lo)
-                            memcpy(dst + lo, src + lo + shift, (size_t)(hi - lo) * sizeof(float));
-                    } else {
-                        for (int ow = lo; ow < hi; ow++)
-                            dst[ow] = src[ow * st + shift];
-                    }
+                    for (int ow = lo; ow < hi; ow++)
+                        dst[ow] = src[ow * st + shift];
                     for (int ow = hi; ow < OW; ow++)
                         dst[ow] = 0.0f;
                 }
@@ -142,24 +235,25 @@ static void im2col(float *col, const float *img, int Cg, const mg_conv2d_shape *
     }
 }
 
-/* img (Cg,H,W) += the columns of col (Cg*KH*KW, OH*OW) scattered back; padding drops. */
-static void col2im_add(float *img, const float *col, int Cg, const mg_conv2d_shape *s)
+/* The planes of im2col += the columns of col scattered back; padding drops. */
+static void col2im_add(float *in, mg_layout l, const float *col, int Cg, int r0, int nr, const col_geom *g)
 {
-    const int H = s->H, W = s->W, OH = s->OH, OW = s->OW, st = s->stride, pad = s->pad;
+    const int H = g->H, W = g->W, OH = g->OH, OW = g->OW, st = g->stride, pad = g->pad;
+    const size_t ld = (size_t)nr * OW;
     for (int c = 0; c < Cg; c++) {
-        float *plane = img + (size_t)c * H * W;
-        for (int kh = 0; kh < s->KH; kh++) {
-            for (int kw = 0; kw < s->KW; kw++) {
-                const float *row = col + ((size_t)(c * s->KH + kh) * s->KW + kw) * OH * OW;
+        for (int kh = 0; kh < g->KH; kh++) {
+            for (int kw = 0; kw < g->KW; kw++) {
+                const float *row = col + ((size_t)(c * g->KH + kh) * g->KW + kw) * ld;
                 int lo, hi;
                 valid_range(kw, st, pad, W, OW, &lo, &hi);
-                for (int oh = 0; oh < OH; oh++) {
-                    int ih = oh * st - pad + kh;
+                const int shift = kw - pad;
+                for (int rr = 0; rr < nr; rr++) {
+                    const int r = r0 + rr, n = r / OH, oh = r % OH;
+                    const int ih = oh * st - pad + kh;
                     if (ih < 0 || ih >= H)
                         continue;
-                    const float *srcrow = row + (size_t)oh * OW;
-                    float *dst = plane + (size_t)ih * W;
-                    const int shift = kw - pad;
+                    const float *srcrow = row + (size_t)rr * OW;
+                    float *dst = in + (size_t)n * l.sn + (size_t)c * l.sc + (size_t)ih * W;
                     for (int ow = lo; ow < hi; ow++)
                         dst[ow * st + shift] += srcrow[ow];
                 }
@@ -168,78 +262,275 @@ static void col2im_add(float *img, const float *col, int Cg, const mg_conv2d_sha
     }
 }
 
-/* Depthwise forward over one sample: input channel c feeds the OC/C output
+/* Chunks of output rows of the flattened (n, oh) index for planes of `rows`
+ * rows of `cols` columns: at most max(1, CHUNK_COLS/cols) rows, and within one
+ * sample unless `cross` (the layouts keep a channel's samples contiguous). */
+typedef struct {
+    int rows, cols, total, per, cross;
+} row_chunks;
+
+static row_chunks chunks_of(int N, int rows, int cols, int cross)
+{
+    row_chunks c = {rows, cols, N * rows, CHUNK_COLS / cols > 1 ? CHUNK_COLS / cols : 1, cross};
+    return c;
+}
+
+static int chunk_len(const row_chunks *c, int r0)
+{
+    int n = c->total - r0 < c->per ? c->total - r0 : c->per;
+    if (!c->cross && n > c->rows - r0 % c->rows)
+        n = c->rows - r0 % c->rows;
+    return n;
+}
+
+/* 1 if a channel's samples follow one another in l (planes of `plane` floats),
+ * so that one GEMM row can run across samples. */
+static int samples_contiguous(mg_layout l, int N, int plane)
+{
+    return l.sn == (size_t)plane && l.sc >= (size_t)N * plane;
+}
+
+/* Offset of output row r (of the flattened (n, row) index) in a tensor of layout l. */
+static size_t row_off(mg_layout l, const row_chunks *c, int r)
+{
+    return (size_t)(r / c->rows) * l.sn + (size_t)(r % c->rows) * c->cols;
+}
+
+/* Depthwise forward over one input plane: input channel c feeds the output
  * channels c*mult .. c*mult+mult-1. The window offsets are the outer loops so
  * that the inner loop runs along an output row. */
-static void depthwise_forward(float *o, const float *img, const float *w, const float *b, const mg_conv2d_shape *s)
+static void depthwise_plane_forward(float *op, const float *plane, const float *wk, float bv,
+                                    const mg_conv2d_shape *s)
 {
     const int H = s->H, W = s->W, OH = s->OH, OW = s->OW, st = s->stride, pad = s->pad;
-    const int mult = s->OC / s->C, KK = s->KH * s->KW;
-    for (int oc = 0; oc < s->OC; oc++) {
-        const float *plane = img + (size_t)(oc / mult) * H * W;
-        float *op = o + (size_t)oc * OH * OW;
-        const float bv = b ? b[oc] : 0.0f;
-        for (size_t p = 0; p < (size_t)OH * OW; p++)
-            op[p] = bv;
-        for (int kh = 0; kh < s->KH; kh++) {
-            for (int kw = 0; kw < s->KW; kw++) {
-                const float wv = w[(size_t)oc * KK + kh * s->KW + kw];
-                const int shift = kw - pad;
-                int lo, hi;
-                valid_range(kw, st, pad, W, OW, &lo, &hi);
-                for (int oh = 0; oh < OH; oh++) {
-                    int ih = oh * st - pad + kh;
-                    if (ih < 0 || ih >= H)
-                        continue;
-                    const float *src = plane + (size_t)ih * W;
-                    float *dst = op + (size_t)oh * OW;
-                    if (st == 1) {
-                        for (int ow = lo; ow < hi; ow++)
-                            dst[ow] += wv * src[ow + shift];
-                    } else {
-                        for (int ow = lo; ow < hi; ow++)
-                            dst[ow] += wv * src[ow * st + shift];
-                    }
+    for (size_t p = 0; p < (size_t)OH * OW; p++)
+        op[p] = bv;
+    for (int kh = 0; kh < s->KH; kh++) {
+        for (int kw = 0; kw < s->KW; kw++) {
+            const float wv = wk[kh * s->KW + kw];
+            const int shift = kw - pad;
+            int lo, hi;
+            valid_range(kw, st, pad, W, OW, &lo, &hi);
+            for (int oh = 0; oh < OH; oh++) {
+                int ih = oh * st - pad + kh;
+                if (ih < 0 || ih >= H)
+                    continue;
+                const float *src = plane + (size_t)ih * W;
+                float *dst = op + (size_t)oh * OW;
+                if (st == 1) {
+                    for (int ow = lo; ow < hi; ow++)
+                        dst[ow] += wv * src[ow + shift];
+                } else {
+                    for (int ow = lo; ow < hi; ow++)
+                        dst[ow] += wv * src[ow * st + shift];
                 }
             }
         }
     }
 }
 
-static void depthwise_backward(float *di, float *dw, const float *d, const float *img, const float *w,
-                               const mg_conv2d_shape *s)
+static void depthwise_plane_backward(float *di, float *dwk, const float *dp, const float *plane, const float *wk,
+                                     const mg_conv2d_shape *s)
 {
     const int H = s->H, W = s->W, OH = s->OH, OW = s->OW, st = s->stride, pad = s->pad;
-    const int mult = s->OC / s->C, KK = s->KH * s->KW;
-    for (int oc = 0; oc < s->OC; oc++) {
-        const size_t in_off = (size_t)(oc / mult) * H * W;
-        const float *plane = img + in_off;
-        const float *dp = d + (size_t)oc * OH * OW;
-        for (int kh = 0; kh < s->KH; kh++) {
-            for (int kw = 0; kw < s->KW; kw++) {
-                const size_t wi = (size_t)oc * KK + kh * s->KW + kw;
-                const float wv = w[wi];
-                const int shift = kw - pad;
-                int lo, hi;
-                valid_range(kw, st, pad, W, OW, &lo, &hi);
-                float acc = 0.0f;
-                for (int oh = 0; oh < OH; oh++) {
-                    int ih = oh * st - pad + kh;
-                    if (ih < 0 || ih >= H)
-                        continue;
-                    const float *src = plane + (size_t)ih * W;
-                    const float *drow = dp + (size_t)oh * OW;
+    for (int kh = 0; kh < s->KH; kh++) {
+        for (int kw = 0; kw < s->KW; kw++) {
+            const float wv = wk[kh * s->KW + kw];
+            const int shift = kw - pad;
+            int lo, hi;
+            valid_range(kw, st, pad, W, OW, &lo, &hi);
+            float acc = 0.0f;
+            for (int oh = 0; oh < OH; oh++) {
+                int ih = oh * st - pad + kh;
+                if (ih < 0 || ih >= H)
+                    continue;
+                const float *src = plane + (size_t)ih * W;
+                const float *drow = dp + (size_t)oh * OW;
+                for (int ow = lo; ow < hi; ow++)
+                    acc += drow[ow] * src[ow * st + shift];
+                if (di) {
+                    float *dst = di + (size_t)ih * W;
                     for (int ow = lo; ow < hi; ow++)
-                        acc += drow[ow] * src[ow * st + shift];
-                    if (di) {
-                        float *dst = di + in_off + (size_t)ih * W;
-                        for (int ow = lo; ow < hi; ow++)
-                            dst[ow * st + shift] += wv * drow[ow];
-                    }
+                        dst[ow * st + shift] += wv * drow[ow];
                 }
-                dw[wi] += acc;
             }
+            dwk[kh * s->KW + kw] += acc;
         }
+    }
+}
+
+/* out (N,OC,OH,OW) = conv(inp (N,C,H,W), w (OC,C/g,KH,KW)) + b (OC), with the
+ * sample and channel strides of inp and out given by li and lo. */
+void mg_conv2d_forward_lay(float *out, mg_layout lo, const float *inp, mg_layout li, const float *w,
+                           const float *b, const mg_conv2d_shape *s, float *scratch)
+{
+    const int G = conv_groups(s), Cg = s->C / G, OCg = s->OC / G, N = s->N;
+    const int K = Cg * s->KH * s->KW, OW = s->OW;
+    const col_geom geom = geom_of(s);
+    if (conv_is_depthwise(s)) {
+        const int mult = s->OC / s->C, KK = s->KH * s->KW;
+        for (int n = 0; n < N; n++)
+            for (int oc = 0; oc < s->OC; oc++)
+                depthwise_plane_forward(out + (size_t)n * lo.sn + (size_t)oc * lo.sc,
+                                        inp + (size_t)n * li.sn + (size_t)(oc / mult) * li.sc, w + (size_t)oc * KK,
+                                        b ? b[oc] : 0.0f, s);
+        return;
+    }
+    const int pw = conv_is_pointwise(s);
+    const row_chunks rc = chunks_of(N, s->OH, OW,
+                                    samples_contiguous(lo, N, s->OH * OW) &&
+                                        (!pw || samples_contiguous(li, N, s->H * s->W)));
+    for (int r0 = 0; r0 < rc.total;) {
+        const int nr = chunk_len(&rc, r0), ncols = nr * OW;
+        const size_t ooff = row_off(lo, &rc, r0), ioff = row_off(li, &rc, r0);
+        float beta = 0.0f;
+        if (b) {
+            for (int oc = 0; oc < s->OC; oc++) {
+                float *orow = out + (size_t)oc * lo.sc + ooff;
+                const float bv = b[oc];
+                for (int p = 0; p < ncols; p++)
+                    orow[p] = bv;
+            }
+            beta = 1.0f;
+        }
+        for (int g = 0; g < G; g++) {
+            const float *col;
+            int ldb;
+            if (pw) {
+                col = inp + (size_t)g * Cg * li.sc + ioff;
+                ldb = (int)li.sc;
+            } else {
+                im2col(scratch, inp + (size_t)g * Cg * li.sc, li, Cg, r0, nr, &geom);
+                col = scratch;
+                ldb = ncols;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OCg, ncols, K, 1.0f, w + (size_t)g * OCg * K, K,
+                        col, ldb, beta, out + (size_t)g * OCg * lo.sc + ooff, (int)lo.sc);
+        }
+        r0 += nr;
+    }
+}
+
+/* Per group: dw_g += dout_g col_g^T (accumulated transposed, as col dout^T,
+ * which runs faster); dinp_g (+)= col2im(w_g^T dout_g), or for stride 1 the
+ * convolution of dout_g with the flipped, transposed filters. overwrite:
+ * dinp is written instead of added to. */
+void mg_conv2d_backward_lay(float *dinp, mg_layout li, int overwrite, float *dw, float *db, const float *dout,
+                            mg_layout lo, const float *inp, const float *w, const mg_conv2d_shape *s,
+                            float *scratch)
+{
+    const int G = conv_groups(s), Cg = s->C / G, OCg = s->OC / G, N = s->N;
+    const int P = s->OH * s->OW, HW = s->H * s->W, KK = s->KH * s->KW, K = Cg * KK, OW = s->OW;
+    const col_geom geom = geom_of(s);
+    if (db) {
+        for (int oc = 0; oc < s->OC; oc++) {
+            float acc = 0.0f;
+            for (int n = 0; n < N; n++) {
+                const float *drow = dout + (size_t)n * lo.sn + (size_t)oc * lo.sc;
+                for (int p = 0; p < P; p++)
+                    acc += drow[p];
+            }
+            db[oc] += acc;
+        }
+    }
+    /* The flipped-filter path needs the input gradient to pay off, and its
+     * im2col of dout has OC/C times the rows of an im2col of the input: a
+     * first layer, or one that widens much, takes the plain path. */
+    const int pw = conv_is_pointwise(s), as_conv = conv_grad_as_conv(s) && dinp && OCg <= 2 * Cg;
+    if (dinp && overwrite && !(as_conv || pw)) {
+        for (int n = 0; n < N; n++)
+            for (int c = 0; c < s->C; c++)
+                memset(dinp + (size_t)n * li.sn + (size_t)c * li.sc, 0, (size_t)HW * sizeof(float));
+        overwrite = 0;
+    }
+    if (conv_is_depthwise(s)) {
+        const int mult = s->OC / s->C;
+        for (int n = 0; n < N; n++)
+            for (int oc = 0; oc < s->OC; oc++) {
+                const size_t ii = (size_t)n * li.sn + (size_t)(oc / mult) * li.sc;
+                depthwise_plane_backward(dinp ? dinp + ii : NULL, dw + (size_t)oc * KK,
+                                         dout + (size_t)n * lo.sn + (size_t)oc * lo.sc, inp + ii, w + (size_t)oc * KK,
+                                         s);
+            }
+        return;
+    }
+    size_t rows = pw ? 0 : (size_t)K;
+    if (as_conv && (size_t)OCg * KK > rows)
+        rows = (size_t)OCg * KK;
+    float *col = scratch, *dwt = col + rows * col_cols(s), *wflip = dwt + (size_t)K * OCg;
+    const float beta = overwrite ? 0.0f : 1.0f;
+    if (as_conv) {
+        /* One im2col of dout over the input positions (the flipped geometry,
+         * padding KH-1-pad) serves both gradients: dinp = wflip col and
+         * dw[oc][c][flip k] = (col in^T)[oc,k][c], with the input read in place. */
+        const col_geom tg = {s->OH, s->OW, s->H, s->W, s->KH, s->KW, 1, s->KH - 1 - s->pad};
+        const row_chunks ic = chunks_of(N, s->H, s->W, samples_contiguous(li, N, HW));
+        for (int g = 0; g < G; g++) {
+            const float *wg = w + (size_t)g * OCg * K, *dg = dout + (size_t)g * OCg * lo.sc;
+            const float *ing = inp + (size_t)g * Cg * li.sc;
+            float *dig = dinp ? dinp + (size_t)g * Cg * li.sc : NULL;
+            /* wflip (Cg, OCg*KH*KW): wflip[c][oc][kh][kw] = w[oc][c][KH-1-kh][KW-1-kw]. */
+            for (int oc = 0; oc < OCg && dig; oc++)
+                for (int c = 0; c < Cg; c++)
+                    for (int k = 0; k < KK; k++)
+                        wflip[((size_t)c * OCg + oc) * KK + k] = wg[((size_t)oc * Cg + c) * KK + (KK - 1 - k)];
+            memset(dwt, 0, (size_t)K * OCg * sizeof(float));
+            for (int r0 = 0; r0 < ic.total;) {
+                const int nr = chunk_len(&ic, r0), ncols = nr * s->W;
+                const size_t ioff = row_off(li, &ic, r0);
+                im2col(col, dg, lo, OCg, r0, nr, &tg);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OCg * KK, Cg, ncols, 1.0f, col, ncols, ing + ioff,
+                            (int)li.sc, 1.0f, dwt, Cg);
+                if (dig)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cg, ncols, OCg * KK, 1.0f, wflip, OCg * KK,
+                                col, ncols, beta, dig + ioff, (int)li.sc);
+                r0 += nr;
+            }
+            float *dwg = dw + (size_t)g * OCg * K;
+            for (int oc = 0; oc < OCg; oc++)
+                for (int c = 0; c < Cg; c++)
+                    for (int k = 0; k < KK; k++)
+                        dwg[((size_t)oc * Cg + c) * KK + (KK - 1 - k)] += dwt[((size_t)oc * KK + k) * Cg + c];
+        }
+        return;
+    }
+    const row_chunks rc =
+        chunks_of(N, s->OH, OW, samples_contiguous(lo, N, P) && (!pw || samples_contiguous(li, N, HW)));
+    for (int g = 0; g < G; g++) {
+        const float *wg = w + (size_t)g * OCg * K, *dg = dout + (size_t)g * OCg * lo.sc;
+        const float *ing = inp + (size_t)g * Cg * li.sc;
+        float *dig = dinp ? dinp + (size_t)g * Cg * li.sc : NULL;
+        memset(dwt, 0, (size_t)K * OCg * sizeof(float));
+        for (int r0 = 0; r0 < rc.total;) {
+            const int nr = chunk_len(&rc, r0), ncols = nr * OW;
+            const size_t ooff = row_off(lo, &rc, r0), ioff = row_off(li, &rc, r0);
+            const float *a;
+            int lda;
+            if (pw) {
+                a = ing + ioff;
+                lda = (int)li.sc;
+            } else {
+                im2col(col, ing, li, Cg, r0, nr, &geom);
+                a = col;
+                lda = ncols;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, K, OCg, ncols, 1.0f, a, lda, dg + ooff, (int)lo.sc,
+                        1.0f, dwt, OCg);
+            if (dig && pw) {
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Cg, ncols, OCg, 1.0f, wg, K, dg + ooff,
+                            (int)lo.sc, beta, dig + ioff, (int)li.sc);
+            } else if (dig) {
+                /* The column buffer is free again once dw has consumed it. */
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, ncols, OCg, 1.0f, wg, K, dg + ooff,
+                            (int)lo.sc, 0.0f, col, ncols);
+                col2im_add(dig, li, col, Cg, r0, nr, &geom);
+            }
+            r0 += nr;
+        }
+        float *dwg = dw + (size_t)g * OCg * K;
+        for (int oc = 0; oc < OCg; oc++)
+            for (int k = 0; k < K; k++)
+                dwg[(size_t)oc * K + k] += dwt[(size_t)k * OCg + oc];
     }
 }
 
@@ -247,88 +538,17 @@ static void depthwise_backward(float *di, float *dw, const float *d, const float
 void mg_conv2d_forward(float *out, const float *inp, const float *w, const float *b,
                        const mg_conv2d_shape *s, float *scratch)
 {
-    const int G = conv_groups(s), Cg = s->C / G, OCg = s->OC / G;
-    const int P = s->OH * s->OW, K = Cg * s->KH * s->KW;
-    const size_t in_sz = (size_t)s->C * s->H * s->W, out_sz = (size_t)s->OC * P;
-    const int pointwise = conv_is_pointwise(s);
-    for (int n = 0; n < s->N; n++) {
-        const float *img = inp + (size_t)n * in_sz;
-        float *o = out + (size_t)n * out_sz;
-        if (conv_is_depthwise(s)) {
-            depthwise_forward(o, img, w, b, s);
-            continue;
-        }
-        float beta = 0.0f;
-        if (b) {
-            for (int oc = 0; oc < s->OC; oc++) {
-                float *orow = o + (size_t)oc * P;
-                float bv = b[oc];
-                for (int p = 0; p < P; p++)
-                    orow[p] = bv;
-            }
-            beta = 1.0f;
-        }
-        for (int g = 0; g < G; g++) {
-            const float *gimg = img + (size_t)g * Cg * s->H * s->W;
-            const float *col = gimg;
-            if (!pointwise) {
-                im2col(scratch, gimg, Cg, s);
-                col = scratch;
-            }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OCg, P, K, 1.0f, w + (size_t)g * OCg * K, K,
-                        col, P, beta, o + (size_t)g * OCg * P, P);
-        }
-    }
+    mg_layout li = {(size_t)s->C * s->H * s->W, (size_t)s->H * s->W};
+    mg_layout lo = {(size_t)s->OC * s->OH * s->OW, (size_t)s->OH * s->OW};
+    mg_conv2d_forward_lay(out, lo, inp, li, w, b, s, scratch);
 }
 
-/* dout (N,OC,OH,OW); per group dw_g += dout_g @ col_g^T; dinp_g += col2im(w_g^T @ dout_g) */
 void mg_conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                         const float *w, const mg_conv2d_shape *s, float *scratch)
 {
-    const int G = conv_groups(s), Cg = s->C / G, OCg = s->OC / G;
-    const int P = s->OH * s->OW, K = Cg * s->KH * s->KW;
-    const size_t in_sz = (size_t)s->C * s->H * s->W, out_sz = (size_t)s->OC * P;
-    const int pointwise = conv_is_pointwise(s);
-    for (int n = 0; n < s->N; n++) {
-        const float *img = inp + (size_t)n * in_sz;
-        const float *d = dout + (size_t)n * out_sz;
-        float *di = dinp ? dinp + (size_t)n * in_sz : NULL;
-        if (db) {
-            for (int oc = 0; oc < s->OC; oc++) {
-                const float *drow = d + (size_t)oc * P;
-                float acc = 0.0f;
-                for (int p = 0; p < P; p++)
-                    acc += drow[p];
-                db[oc] += acc;
-            }
-        }
-        if (conv_is_depthwise(s)) {
-            depthwise_backward(di, dw, d, img, w, s);
-            continue;
-        }
-        for (int g = 0; g < G; g++) {
-            const size_t goff = (size_t)g * Cg * s->H * s->W;
-            const float *dg = d + (size_t)g * OCg * P, *wg = w + (size_t)g * OCg * K;
-            const float *col = img + goff;
-            if (!pointwise) {
-                im2col(scratch, img + goff, Cg, s);
-                col = scratch;
-            }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OCg, K, P, 1.0f, dg, P, col, P, 1.0f,
-                        dw + (size_t)g * OCg * K, K);
-            if (!di)
-                continue;
-            if (pointwise) {
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, P, OCg, 1.0f, wg, K, dg, P, 1.0f,
-                            di + goff, P);
-            } else {
-                /* The column buffer is free again once dw has consumed it. */
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, P, OCg, 1.0f, wg, K, dg, P, 0.0f,
-                            scratch, P);
-                col2im_add(di + goff, scratch, Cg, s);
-            }
-        }
-    }
+    mg_layout li = {(size_t)s->C * s->H * s->W, (size_t)s->H * s->W};
+    mg_layout lo = {(size_t)s->OC * s->OH * s->OW, (size_t)s->OH * s->OW};
+    mg_conv2d_backward_lay(dinp, li, 0, dw, db, dout, lo, inp, w, s, scratch);
 }
 
 /* ---- branch-free selection ----------------------------------------------------------- */
@@ -441,19 +661,18 @@ void mg_maxpool_backward(float *dinp, const float *dout, const int32_t *argmax, 
 /* Written as "negative -> 0" so that a NaN passes through to the loss, as in torch.relu. */
 void mg_relu_forward(float *out, const float *inp, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        uint32_t keep = 0u - (uint32_t)!(inp[i] < 0.0f);
-        out[i] = u2f(f2u(inp[i]) & keep);
-    }
+    size_t i = 0;
+    for (; i + MG_BLOCK <= n; i += MG_BLOCK)
+        for (int j = 0; j < MG_BLOCK; j++)
+            out[i + j] = mg_relu1(inp[i + j]);
+    for (; i < n; i++)
+        out[i] = mg_relu1(inp[i]);
 }
 
 /* The derivative is taken from the output: 1 where out > 0. */
 void mg_relu_backward(float *dinp, const float *dout, const float *out, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        uint32_t keep = 0u - (uint32_t)(out[i] > 0.0f);
-        dinp[i] += u2f(f2u(dout[i]) & keep);
-    }
+    mg_vec_grad(dinp, dout, out, n, 1);
 }
 
 void mg_tanh_forward(float *out, const float *inp, size_t n)

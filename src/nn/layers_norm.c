@@ -56,7 +56,7 @@ static void grad_sums8(const float *restrict d, const float *restrict x, const f
     if (out) {
         for (; i + 8 <= n; i += 8)
             for (int j = 0; j < 8; j++) {
-                float g = out[i + j] > 0.0f ? d[i + j] : 0.0f;
+                float g = mg_mask_pos(out[i + j], d[i + j]);
                 a[j] += g;
                 b[j] += g * (x[i + j] - m);
             }
@@ -70,9 +70,7 @@ static void grad_sums8(const float *restrict d, const float *restrict x, const f
     float ta = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
     float tb = ((b[0] + b[1]) + (b[2] + b[3])) + ((b[4] + b[5]) + (b[6] + b[7]));
     for (; i < n; i++) {
-        float g = d[i];
-        if (out && !(out[i] > 0.0f))
-            g = 0.0f;
+        float g = out ? mg_mask_pos(out[i], d[i]) : d[i];
         ta += g;
         tb += g * (x[i] - m);
     }
@@ -80,24 +78,109 @@ static void grad_sums8(const float *restrict d, const float *restrict x, const f
     *sgx = tb;
 }
 
-/* inp, out (N,C,S); mean, rstd (C) */
-void mg_bn_forward_fused(float *out, float *mean, float *rstd, const float *inp, const float *gamma,
+/* The sums above in blocks of BLOCK floats added in double, so that a long
+ * row (a whole channel of a batch) keeps float sums short. */
+enum { BLOCK = 2048 };
+
+static double sum_d(const float *x, int n)
+{
+    double t = 0.0;
+    for (int i = 0; i < n; i += BLOCK)
+        t += (double)sum8(x + i, n - i < BLOCK ? n - i : BLOCK);
+    return t;
+}
+
+static double sqdev_d(const float *x, float m, int n)
+{
+    double t = 0.0;
+    for (int i = 0; i < n; i += BLOCK)
+        t += (double)sqdev8(x + i, m, n - i < BLOCK ? n - i : BLOCK);
+    return t;
+}
+
+static void grad_sums_d(const float *d, const float *x, const float *out, float m, int n, double *sg, double *sgx)
+{
+    for (int i = 0; i < n; i += BLOCK) {
+        float a, b;
+        grad_sums8(d + i, x + i, out ? out + i : NULL, m, n - i < BLOCK ? n - i : BLOCK, &a, &b);
+        *sg += a;
+        *sgx += b;
+    }
+}
+
+/* The rows of channel c: nrows rows of len floats at base + r*step. When the
+ * samples of a channel are contiguous it is one row of N*S. */
+typedef struct {
+    size_t base, step;
+    int nrows, len;
+} chan_rows;
+
+static chan_rows rows_of(mg_layout l, int c, int N, int S)
+{
+    chan_rows r = {(size_t)c * l.sc, l.sn, N, S};
+    if (l.sn == (size_t)S) {
+        r.nrows = 1;
+        r.len = N * S;
+    }
+    return r;
+}
+
+/* o = x*scale + shift, then a ReLU when relu is set. */
+static void affine(float *restrict o, const float *restrict x, int n, float scale, float shift, int relu)
+{
+    int i = 0;
+    if (relu) {
+        for (; i + MG_BLOCK <= n; i += MG_BLOCK)
+            for (int j = 0; j < MG_BLOCK; j++)
+                o[i + j] = mg_relu1(x[i + j] * scale + shift);
+        for (; i < n; i++)
+            o[i] = mg_relu1(x[i] * scale + shift);
+    } else {
+        for (; i + MG_BLOCK <= n; i += MG_BLOCK)
+            for (int j = 0; j < MG_BLOCK; j++)
+                o[i + j] = x[i + j] * scale + shift;
+        for (; i < n; i++)
+            o[i] = x[i] * scale + shift;
+    }
+}
+
+/* di (+)= fa*g - fb*(x - fm) - fc, g = d (masked by o > 0 when masked). The
+ * flags are constants at every call, so each call inlines to one plain loop. */
+static inline void bn_dx(float *restrict di, const float *restrict d, const float *restrict x,
+                         const float *restrict o, int n, float fa, float fb, float fc, float fm, const int masked,
+                         const int acc)
+{
+    int i = 0;
+    for (; i + MG_BLOCK <= n; i += MG_BLOCK)
+        for (int j = 0; j < MG_BLOCK; j++) {
+            float g = masked ? mg_mask_pos(o[i + j], d[i + j]) : d[i + j];
+            float v = fa * g - fb * (x[i + j] - fm) - fc;
+            di[i + j] = acc ? di[i + j] + v : v;
+        }
+    for (; i < n; i++) {
+        float g = masked ? mg_mask_pos(o[i], d[i]) : d[i];
+        float v = fa * g - fb * (x[i] - fm) - fc;
+        di[i] = acc ? di[i] + v : v;
+    }
+}
+
+/* inp, out (N,C,S) with layout l; mean, rstd (C) */
+void mg_bn_forward_fused(float *out, float *mean, float *rstd, const float *inp, mg_layout l, const float *gamma,
                          const float *beta, float *run_mean, float *run_var, int N, int C, int S, int train,
                          float momentum, float eps, int relu)
 {
-    const size_t cs = (size_t)C * S;
     const double M = (double)N * S;
     for (int c = 0; c < C; c++) {
-        const float *xc = inp + (size_t)c * S;
+        const chan_rows cr = rows_of(l, c, N, S);
         float m, r;
         if (train) {
             double sum = 0.0;
-            for (int n = 0; n < N; n++)
-                sum += (double)sum8(xc + n * cs, S);
+            for (int k = 0; k < cr.nrows; k++)
+                sum += sum_d(inp + cr.base + k * cr.step, cr.len);
             m = (float)(sum / M);
             double ss = 0.0;
-            for (int n = 0; n < N; n++)
-                ss += (double)sqdev8(xc + n * cs, m, S);
+            for (int k = 0; k < cr.nrows; k++)
+                ss += sqdev_d(inp + cr.base + k * cr.step, m, cr.len);
             double var = ss / M;
             r = (float)(1.0 / sqrt(var + (double)eps));
             if (run_mean && run_var) {
@@ -112,39 +195,25 @@ void mg_bn_forward_fused(float *out, float *mean, float *rstd, const float *inp,
         mean[c] = m;
         rstd[c] = r;
         const float scale = r * gamma[c], shift = beta[c] - m * scale;
-        for (int n = 0; n < N; n++) {
-            const float *restrict x = xc + n * cs;
-            float *restrict o = out + (size_t)c * S + n * cs;
-            if (relu) {
-                for (int i = 0; i < S; i++) {
-                    float v = x[i] * scale + shift;
-                    o[i] = v > 0.0f ? v : 0.0f;
-                }
-            } else {
-                for (int i = 0; i < S; i++)
-                    o[i] = x[i] * scale + shift;
-            }
-        }
+        for (int k = 0; k < cr.nrows; k++)
+            affine(out + cr.base + k * cr.step, inp + cr.base + k * cr.step, cr.len, scale, shift, relu);
     }
 }
 
 /* dx = gamma*rstd * (g - mean(g) - xhat*mean(g*xhat)) in train mode, gamma*rstd*g in eval;
  * written as a*g - b*(x - mean) - c per channel. */
 void mg_bn_backward_fused(float *dinp, int overwrite, float *dgamma, float *dbeta, const float *dout,
-                          const float *inp, const float *out, const float *mean, const float *rstd,
+                          const float *inp, const float *out, mg_layout l, const float *mean, const float *rstd,
                           const float *gamma, int N, int C, int S, int train)
 {
-    const size_t cs = (size_t)C * S;
     const double M = (double)N * S;
     for (int c = 0; c < C; c++) {
-        const size_t off = (size_t)c * S;
+        const chan_rows cr = rows_of(l, c, N, S);
         const float fm = mean[c];
         double sg = 0.0, sgx = 0.0;
-        for (int n = 0; n < N; n++) {
-            float a, b;
-            grad_sums8(dout + off + n * cs, inp + off + n * cs, out ? out + off + n * cs : NULL, fm, S, &a, &b);
-            sg += a;
-            sgx += b;
+        for (int k = 0; k < cr.nrows; k++) {
+            const size_t o = cr.base + k * cr.step;
+            grad_sums_d(dout + o, inp + o, out ? out + o : NULL, fm, cr.len, &sg, &sgx);
         }
         const double r = rstd[c];
         const double sgxhat = sgx * r;   /* sum of g * xhat */
@@ -159,25 +228,17 @@ void mg_bn_backward_fused(float *dinp, int overwrite, float *dgamma, float *dbet
             c0 = a * (sg / M);
         }
         const float fa = (float)a, fb = (float)bx, fc = (float)c0;
-        for (int n = 0; n < N; n++) {
-            const float *restrict d = dout + off + n * cs, *restrict x = inp + off + n * cs;
-            const float *restrict o = out ? out + off + n * cs : NULL;
-            float *restrict di = dinp + off + n * cs;
-            if (o) {
-                if (overwrite)
-                    for (int i = 0; i < S; i++)
-                        di[i] = fa * (o[i] > 0.0f ? d[i] : 0.0f) - fb * (x[i] - fm) - fc;
-                else
-                    for (int i = 0; i < S; i++)
-                        di[i] += fa * (o[i] > 0.0f ? d[i] : 0.0f) - fb * (x[i] - fm) - fc;
-            } else {
-                if (overwrite)
-                    for (int i = 0; i < S; i++)
-                        di[i] = fa * d[i] - fb * (x[i] - fm) - fc;
-                else
-                    for (int i = 0; i < S; i++)
-                        di[i] += fa * d[i] - fb * (x[i] - fm) - fc;
-            }
+        for (int k = 0; k < cr.nrows; k++) {
+            const size_t off = cr.base + k * cr.step;
+            const float *o = out ? out + off : NULL;
+            if (o && overwrite)
+                bn_dx(dinp + off, dout + off, inp + off, o, cr.len, fa, fb, fc, fm, 1, 0);
+            else if (o)
+                bn_dx(dinp + off, dout + off, inp + off, o, cr.len, fa, fb, fc, fm, 1, 1);
+            else if (overwrite)
+                bn_dx(dinp + off, dout + off, inp + off, NULL, cr.len, fa, fb, fc, fm, 0, 0);
+            else
+                bn_dx(dinp + off, dout + off, inp + off, NULL, cr.len, fa, fb, fc, fm, 0, 1);
         }
     }
 }
@@ -186,14 +247,16 @@ void mg_batchnorm_forward(float *out, float *mean, float *rstd, const float *inp
                           const float *beta, float *run_mean, float *run_var, int N, int C, int S, int train,
                           float momentum, float eps)
 {
-    mg_bn_forward_fused(out, mean, rstd, inp, gamma, beta, run_mean, run_var, N, C, S, train, momentum, eps, 0);
+    mg_layout l = {(size_t)C * S, (size_t)S};
+    mg_bn_forward_fused(out, mean, rstd, inp, l, gamma, beta, run_mean, run_var, N, C, S, train, momentum, eps, 0);
 }
 
 void mg_batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
                            const float *mean, const float *rstd, const float *gamma, int N, int C, int S,
                            int train)
 {
-    mg_bn_backward_fused(dinp, 0, dgamma, dbeta, dout, inp, NULL, mean, rstd, gamma, N, C, S, train);
+    mg_layout l = {(size_t)C * S, (size_t)S};
+    mg_bn_backward_fused(dinp, 0, dgamma, dbeta, dout, inp, NULL, l, mean, rstd, gamma, N, C, S, train);
 }
 
 /* ---- layer norm ------------------------------------------------------------------ */
@@ -205,8 +268,8 @@ void mg_layernorm_forward(float *out, float *mean, float *rstd, const float *inp
     for (int r = 0; r < R; r++) {
         const float *x = inp + (size_t)r * E;
         float *o = out + (size_t)r * E;
-        float m = (float)((double)sum8(x, E) / E);
-        float rs = (float)(1.0 / sqrt((double)sqdev8(x, m, E) / E + (double)eps));
+        float m = (float)(sum_d(x, E) / E);
+        float rs = (float)(1.0 / sqrt(sqdev_d(x, m, E) / E + (double)eps));
         mean[r] = m;
         rstd[r] = rs;
         for (int e = 0; e < E; e++)

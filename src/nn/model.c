@@ -34,20 +34,19 @@ static int graph_fail(mg_model *m, mg_status st, const char *fmt, ...)
     return -1;
 }
 
-/* Grow *p (an array of *cap elements of size sz) to hold at least n. */
-static int grow(void **p, size_t *cap, size_t n, size_t sz)
+/* The array p of *cap elements of size sz, grown (doubling) to hold at least
+ * n, with *cap updated; NULL when out of memory, p then unchanged and valid. */
+static void *grow(void *p, size_t *cap, size_t n, size_t sz)
 {
     if (n <= *cap)
-        return 0;
+        return p;
     size_t c = *cap ? *cap : 16;
     while (c < n)
         c *= 2;
-    void *q = realloc(*p, c * sz);
-    if (!q)
-        return -1;
-    *p = q;
-    *cap = c;
-    return 0;
+    void *q = realloc(p, c * sz);
+    if (q)
+        *cap = c;
+    return q;
 }
 
 static int valid_value(mg_model *m, int v)
@@ -64,8 +63,10 @@ static size_t shape_size(mg_shape3 s)
 static int new_value(mg_model *m, mg_shape3 s, int root)
 {
     size_t cap = (size_t)m->cap_values;
-    if (grow((void **)&m->values, &cap, (size_t)m->n_values + 1, sizeof *m->values) != 0)
+    mg_value *vals = grow(m->values, &cap, (size_t)m->n_values + 1, sizeof *m->values);
+    if (!vals)
         return graph_fail(m, MG_ERR_NOMEM, "out of memory building the graph");
+    m->values = vals;
     m->cap_values = (int)cap;
     if (s.c < 1 || s.h < 1 || s.w < 1 || shape_size(s) > (size_t)INT_MAX / 4)
         return graph_fail(m, MG_ERR_CONFIG, "a layer's output %dx%dx%d is empty or too large", s.c, s.h, s.w);
@@ -81,10 +82,12 @@ static int new_value(mg_model *m, mg_shape3 s, int root)
 static mg_op *new_op(mg_model *m, mg_op_kind kind, int n_in, const int *in, mg_shape3 s, int alias)
 {
     size_t cap = (size_t)m->cap_ops;
-    if (grow((void **)&m->ops, &cap, (size_t)m->n_ops + 1, sizeof *m->ops) != 0) {
+    mg_op *ops = grow(m->ops, &cap, (size_t)m->n_ops + 1, sizeof *m->ops);
+    if (!ops) {
         graph_fail(m, MG_ERR_NOMEM, "out of memory building the graph");
         return NULL;
     }
+    m->ops = ops;
     m->cap_ops = (int)cap;
     int out = new_value(m, s, alias);
     if (out < 0)
@@ -105,10 +108,17 @@ static mg_op *new_op(mg_model *m, mg_op_kind kind, int n_in, const int *in, mg_s
 static size_t add_tensor(mg_model *m, const char *prefix, const char *leaf, int ndim, const int *shape,
                          int prunable, int buffer, mg_init_info init)
 {
-    size_t cap_init = m->cap_tensors;
-    if (grow((void **)&m->tensors, &m->cap_tensors, m->n_tensors + 1, sizeof *m->tensors) != 0 ||
-        grow((void **)&m->init, &cap_init, m->n_tensors + 1, sizeof *m->init) != 0 || cap_init != m->cap_tensors)
+    /* The tensor table and the init table grow in step. */
+    size_t cap = m->cap_tensors, cap_init = m->cap_tensors;
+    mg_tensor_info *tab = grow(m->tensors, &cap, m->n_tensors + 1, sizeof *m->tensors);
+    if (tab)
+        m->tensors = tab;
+    mg_init_info *ini = tab ? grow(m->init, &cap_init, m->n_tensors + 1, sizeof *m->init) : NULL;
+    if (ini)
+        m->init = ini;
+    if (!tab || !ini)
         return graph_fail(m, MG_ERR_NOMEM, "out of memory building the tensor table"), MG_NO_PARAM;
+    m->cap_tensors = cap;
     mg_tensor_info *t = &m->tensors[m->n_tensors];
     memset(t, 0, sizeof *t);
     int len = snprintf(t->name, sizeof t->name, "%s%s%s", prefix ? prefix : "", prefix ? "." : "", leaf);
@@ -393,9 +403,14 @@ int mg_g_flatten(mg_model *m, int x)
 {
     if (!valid_value(m, x))
         return -1;
-    mg_shape3 os = {1, 1, (int)m->values[x].size};
-    mg_op *op = new_op(m, MG_OP_FLATTEN, 1, &x, os, x);
-    return op ? op->out : -1;
+    mg_shape3 s = m->values[x].shape, os = {1, 1, (int)m->values[x].size};
+    /* With one channel the channel-major layout already is (N, size): no copy. */
+    mg_op *op = new_op(m, MG_OP_FLATTEN, 1, &x, os, s.c == 1 ? x : -1);
+    if (!op)
+        return -1;
+    op->C = s.c;
+    op->S = s.h * s.w;
+    return op->out;
 }
 
 int mg_g_mha(mg_model *m, const char *name, int x, int heads)
@@ -468,6 +483,81 @@ static void reset_buffers(mg_model *m)
     }
 }
 
+/* Gradient buffers are shared between values whose gradients are never alive
+ * together. Backward runs the operations last to first; the gradient of a
+ * value is first written by its last consumer and last read by its producer,
+ * so it lives over that interval of steps. Walking the steps, each value takes
+ * the smallest free slot that fits (or a new one) when it comes alive and
+ * frees it once its producer has run. The input's gradient keeps a slot of its own. */
+static mg_status plan_grad_slots(mg_model *m, mg_error *err)
+{
+    mg_status st = MG_OK;
+    const int nv = m->n_values, no = m->n_ops;
+    int *first = NULL, *producer = NULL, *is_free = NULL;
+    first = mg_malloc((size_t)nv, sizeof(int), "gradient plan", err);
+    producer = mg_malloc((size_t)nv, sizeof(int), "gradient plan", err);
+    m->gslot = mg_malloc((size_t)nv, sizeof(int), "gradient plan", err);
+    m->slot_size = mg_calloc((size_t)nv, sizeof(size_t), "gradient plan", err);
+    is_free = mg_calloc((size_t)nv, sizeof(int), "gradient plan", err);
+    m->slots = mg_calloc((size_t)nv, sizeof(float *), "gradient plan", err);
+    if (!first || !producer || !m->gslot || !m->slot_size || !is_free || !m->slots)
+        MG_FAIL(MG_ERR_NOMEM, "model %s: out of memory planning the gradient buffers", m->arch);
+    for (int v = 0; v < nv; v++) {
+        first[v] = -1;
+        producer[v] = -1;
+        m->gslot[v] = -1;
+    }
+    for (int i = 0; i < no; i++) {
+        const mg_op *op = &m->ops[i];
+        const int ro = m->values[op->out].root;
+        if (ro == op->out)
+            producer[ro] = i;
+        if (op->kind == MG_OP_FLATTEN && ro != op->out)
+            continue;   /* shares its input's buffers and writes nothing */
+        for (int j = 0; j < op->n_in; j++)
+            first[m->values[op->in[j]].root] = i;   /* ops run in order: the last write wins */
+    }
+    first[m->values[m->logits].root] = no;
+    m->n_slots = 1;
+    m->gslot[0] = 0;
+    m->slot_size[0] = m->values[0].size;
+    for (int i = no; i >= 0; i--) {
+        /* Values that come alive at step i (written by operation i, or the logits before any). */
+        for (int v = 1; v < nv; v++) {
+            if (m->values[v].root != v || m->gslot[v] >= 0)
+                continue;
+            int starts = first[v] == i || (first[v] < 0 && producer[v] == i);
+            if (!starts)
+                continue;
+            int best = -1;
+            for (int k = 1; k < m->n_slots; k++)
+                if (is_free[k] && m->slot_size[k] >= m->values[v].size &&
+                    (best < 0 || m->slot_size[k] < m->slot_size[best]))
+                    best = k;
+            if (best < 0) {
+                best = m->n_slots++;
+                m->slot_size[best] = m->values[v].size;
+            }
+            is_free[best] = 0;
+            m->gslot[v] = best;
+        }
+        /* The output of operation i is dead once it has run. */
+        if (i < no) {
+            const int ro = m->values[m->ops[i].out].root;
+            if (producer[ro] == i && m->gslot[ro] > 0)
+                is_free[m->gslot[ro]] = 1;
+        }
+    }
+    for (int v = 0; v < nv; v++)
+        if (m->values[v].root == v && m->gslot[v] < 0)
+            MG_FAIL(MG_ERR_INTERNAL, "model %s: value %d has no gradient buffer", m->arch, v);
+cleanup:
+    free(first);
+    free(producer);
+    free(is_free);
+    return st;
+}
+
 mg_status mg_graph_finish(mg_model **pm, int logits, mg_error *err)
 {
     mg_status st = MG_OK;
@@ -497,6 +587,7 @@ mg_status mg_graph_finish(mg_model **pm, int logits, mg_error *err)
     for (size_t i = 0; i < m->n_params; i++)
         m->masks[i] = 1.0f;
     reset_buffers(m);
+    MG_CHECK(plan_grad_slots(m, err));
 cleanup:
     if (st != MG_OK)
         mg_model_destroy(pm);
@@ -526,6 +617,19 @@ mg_status mg_model_create(const mg_model_cfg *cfg, mg_model **out, mg_error *err
     return mg_arch_build(cfg, out, err);
 }
 
+static void free_grad_buffers(mg_model *m)
+{
+    for (int v = 0; m->grad && v < m->n_values; v++)
+        m->grad[v] = NULL;
+    for (int k = 0; m->slots && k < m->n_slots; k++) {
+        free(m->slots[k]);
+        m->slots[k] = NULL;
+    }
+    free(m->dx);
+    m->dx = NULL;
+    m->cap_grad = 0;
+}
+
 static void free_batch_buffers(mg_model *m)
 {
     for (int v = 0; m->act && v < m->n_values; v++) {
@@ -534,12 +638,7 @@ static void free_batch_buffers(mg_model *m)
         free(m->act[v]);
         m->act[v] = NULL;
     }
-    for (int v = 0; m->grad && v < m->n_values; v++) {
-        if (m->values[v].root != v)
-            continue;
-        free(m->grad[v]);
-        m->grad[v] = NULL;
-    }
+    free_grad_buffers(m);
     for (int i = 0; m->cache && i < m->n_ops; i++) {
         free(m->cache[i]);
         m->cache[i] = NULL;
@@ -561,6 +660,9 @@ void mg_model_destroy(mg_model **pm)
     free_batch_buffers(m);
     free(m->act);
     free(m->grad);
+    free(m->gslot);
+    free(m->slot_size);
+    free(m->slots);
     free(m->ready);
     free(m->cache);
     free(m->argmax);
@@ -613,8 +715,7 @@ static mg_status ensure_batch(mg_model *m, int batch, mg_error *err)
         if (m->values[v].root != v)
             continue;
         m->act[v] = malloc(nb * m->values[v].size * sizeof(float));
-        m->grad[v] = malloc(nb * m->values[v].size * sizeof(float));
-        ok = m->act[v] && m->grad[v];
+        ok = m->act[v] != NULL;
     }
     for (int i = 0; i < m->n_ops && ok; i++) {
         const mg_op *op = &m->ops[i];
@@ -644,6 +745,47 @@ static mg_status ensure_batch(mg_model *m, int batch, mg_error *err)
     }
     m->cap_batch = batch;
     return MG_OK;
+}
+
+/* The gradient buffers for `batch` samples, allocated at the first backward
+ * so that a model only evaluated never holds them. */
+static mg_status ensure_grads(mg_model *m, int batch, mg_error *err)
+{
+    if (batch <= m->cap_grad)
+        return MG_OK;
+    free_grad_buffers(m);
+    const size_t nb = (size_t)batch;
+    int ok = 1;
+    for (int k = 0; k < m->n_slots && ok; k++) {
+        m->slots[k] = malloc(nb * m->slot_size[k] * sizeof(float));
+        ok = m->slots[k] != NULL;
+    }
+    if (ok) {
+        m->dx = malloc(nb * (size_t)m->in_dim * sizeof(float));
+        ok = m->dx != NULL;
+    }
+    if (!ok) {
+        free_grad_buffers(m);
+        return mg_error_set(err, MG_ERR_NOMEM, "model %s: out of memory for the gradients of a batch of %d",
+                            m->arch, batch);
+    }
+    for (int v = 0; v < m->n_values; v++)
+        if (m->values[v].root == v)
+            m->grad[v] = m->slots[m->gslot[v]];
+    m->cap_grad = batch;
+    return MG_OK;
+}
+
+/* Floats of activations and caches one sample adds to a forward. */
+static size_t forward_floats(const mg_model *m)
+{
+    size_t n = 0;
+    for (int v = 0; v < m->n_values; v++)
+        if (m->values[v].root == v)
+            n += m->values[v].size;
+    for (int i = 0; i < m->n_ops; i++)
+        n += m->ops[i].cache_ps + (m->ops[i].argmax ? m->values[m->ops[i].out].size : 0);
+    return n;
 }
 
 /* ---- parameters and accessors ------------------------------------------------------------- */
@@ -719,7 +861,7 @@ void mg_model_set_rng(mg_model *m, mg_rng *rng)
 
 const float *mg_model_input_grad(const mg_model *m)
 {
-    return m->input_grad && m->last_batch > 0 ? m->grad[0] : NULL;
+    return m->input_grad && m->last_batch > 0 ? m->dx : NULL;
 }
 
 /* ---- forward ------------------------------------------------------------------------------- */
@@ -737,6 +879,38 @@ static float *gparam(const mg_model *m, size_t off)
 static float *vact(const mg_model *m, int v)
 {
     return m->act[m->values[v].root];
+}
+
+/* The layout of an image value (C, N, S) and of BatchNorm1d's (N, F). */
+static mg_layout chan_major(int batch, size_t S)
+{
+    mg_layout l = {S, (size_t)batch * S};
+    return l;
+}
+
+static mg_layout bn_layout(const mg_op *op, int batch)
+{
+    if (op->S == 1) {
+        mg_layout l = {(size_t)op->C, 1};
+        return l;
+    }
+    return chan_major(batch, (size_t)op->S);
+}
+
+/* (C, N, S) <-> (N, C, S); add accumulates into dst. */
+static void transpose_cn(float *dst, const float *src, int C, int N, size_t S, int to_nc, int add)
+{
+    for (int c = 0; c < C; c++)
+        for (int n = 0; n < N; n++) {
+            const size_t cn = ((size_t)c * N + n) * S, nc = ((size_t)n * C + c) * S;
+            float *d = dst + (to_nc ? nc : cn);
+            const float *x = src + (to_nc ? cn : nc);
+            if (add)
+                for (size_t i = 0; i < S; i++)
+                    d[i] += x[i];
+            else
+                memcpy(d, x, S * sizeof(float));
+        }
 }
 
 static void act_forward(int act, float *out, const float *in, size_t n)
@@ -773,11 +947,13 @@ static void op_forward(mg_model *m, int i, int batch, int train)
     case MG_OP_CONV: {
         mg_conv2d_shape s = op->conv;
         s.N = batch;
-        mg_conv2d_forward(out, in, pparam(m, op->w), pparam(m, op->b), &s, m->scratch);
+        mg_conv2d_forward_lay(out, chan_major(batch, (size_t)s.OH * s.OW), in, chan_major(batch, (size_t)s.H * s.W),
+                              pparam(m, op->w), pparam(m, op->b), &s, m->scratch);
         break;
     }
     case MG_OP_BN:
-        mg_bn_forward_fused(out, cache, cache + op->C, in, pparam(m, op->w), pparam(m, op->b), m->buffers + op->rm,
+        mg_bn_forward_fused(out, cache, cache + op->C, in, bn_layout(op, batch), pparam(m, op->w), pparam(m, op->b),
+                            m->buffers + op->rm,
                             m->buffers + op->rv, batch, op->C, op->S, train, MG_BN_MOMENTUM, MG_BN_EPS,
                             op->act == MG_ACT_RELU);
         break;
@@ -799,38 +975,41 @@ static void op_forward(mg_model *m, int i, int batch, int train)
         mg_avgpool2d_forward(out, in, &s);
         break;
     }
-    case MG_OP_GAP:
-        mg_global_avgpool_forward(out, in, batch, op->C, op->S);
+    case MG_OP_GAP: {
+        /* (C, N, S) -> (N, C) */
+        const float inv = 1.0f / (float)op->S;
+        for (int c = 0; c < op->C; c++)
+            for (int n = 0; n < batch; n++) {
+                const float *row = in + ((size_t)c * batch + n) * op->S;
+                float acc = 0.0f;
+                for (int k = 0; k < op->S; k++)
+                    acc += row[k];
+                out[(size_t)n * op->C + c] = acc * inv;
+            }
         break;
+    }
     case MG_OP_ACT:
         act_forward(op->act, out, in, n_out);
         break;
     case MG_OP_DROPOUT:
         mg_dropout_forward(out, cache, in, n_out, op->p, train, m->rng);
         break;
-    case MG_OP_ADD: {
-        const float *b = vact(m, op->in[1]);
-        if (op->act == MG_ACT_RELU) {
-            for (size_t j = 0; j < n_out; j++) {
-                float v = in[j] + b[j];
-                out[j] = v > 0.0f ? v : 0.0f;
-            }
-        } else {
-            mg_add_forward(out, in, b, n_out);
-        }
+    case MG_OP_ADD:
+        mg_vec_add(out, in, vact(m, op->in[1]), n_out, op->act == MG_ACT_RELU);
         break;
-    }
     case MG_OP_CONCAT: {
-        const float *ins[MG_OP_MAX_IN];
-        int C[MG_OP_MAX_IN];
+        /* Channel-major: each input is one block of the output. */
+        float *o = out;
         for (int j = 0; j < op->n_in; j++) {
-            ins[j] = vact(m, op->in[j]);
-            C[j] = m->values[op->in[j]].shape.c;
+            size_t sz = (size_t)batch * m->values[op->in[j]].size;
+            memcpy(o, vact(m, op->in[j]), sz * sizeof(float));
+            o += sz;
         }
-        mg_concat_forward(out, ins, C, op->n_in, batch, op->S);
         break;
     }
     case MG_OP_FLATTEN:
+        if (op->C > 1)
+            transpose_cn(out, in, op->C, batch, (size_t)op->S, 1, 0);
         break;
     case MG_OP_MHA: {
         const int L = op->L, E = op->E, H = op->H;
@@ -861,8 +1040,13 @@ mg_status mg_model_forward(mg_model *m, const float *x, int batch, int train, co
         return mg_error_set(err, MG_ERR_ARG,
                             "model %s: a training forward through dropout needs a generator (mg_model_set_rng)",
                             m->arch);
+    for (int i = 0; train && i < m->n_ops; i++)
+        if (m->ops[i].kind == MG_OP_BN && (size_t)batch * (size_t)m->ops[i].S < 2)
+            return mg_error_set(err, MG_ERR_ARG,
+                                "model %s: batch norm in training needs more than one value per channel (batch of %d)",
+                                m->arch, batch);
     MG_CHECK(ensure_batch(m, batch, err));
-    memcpy(m->act[0], x, (size_t)batch * m->in_dim * sizeof(float));
+    transpose_cn(m->act[0], x, m->in_c, batch, (size_t)m->in_h * m->in_w, 0, 0);
     for (int i = 0; i < m->n_ops; i++)
         op_forward(m, i, batch, train);
     m->last_batch = batch;
@@ -919,7 +1103,7 @@ static void act_backward(int act, float *din, const float *dout, const float *in
 static void op_backward(mg_model *m, int i, int batch)
 {
     const mg_op *op = &m->ops[i];
-    if (op->kind == MG_OP_FLATTEN)
+    if (op->kind == MG_OP_FLATTEN && op->C == 1)
         return;
     const int ro = m->values[op->out].root;
     if (!m->ready[ro]) {
@@ -941,15 +1125,18 @@ static void op_backward(mg_model *m, int i, int batch)
     case MG_OP_CONV: {
         mg_conv2d_shape s = op->conv;
         s.N = batch;
-        mg_conv2d_backward(grad_in(m, op->in[0], batch, NULL), gparam(m, op->w), gparam(m, op->b), dout, in,
-                           pparam(m, op->w), &s, m->scratch);
+        int fresh;
+        float *din = grad_in(m, op->in[0], batch, &fresh);
+        mg_conv2d_backward_lay(din, chan_major(batch, (size_t)s.H * s.W), fresh, gparam(m, op->w), gparam(m, op->b),
+                               dout, chan_major(batch, (size_t)s.OH * s.OW), in, pparam(m, op->w), &s, m->scratch);
         break;
     }
     case MG_OP_BN: {
         int fresh;
         float *din = grad_in(m, op->in[0], batch, &fresh);
         mg_bn_backward_fused(din, fresh, gparam(m, op->w), gparam(m, op->b), dout, in,
-                             op->act == MG_ACT_RELU ? out : NULL, cache, cache + op->C, pparam(m, op->w), batch,
+                             op->act == MG_ACT_RELU ? out : NULL, bn_layout(op, batch), cache, cache + op->C,
+                             pparam(m, op->w), batch,
                              op->C, op->S, m->last_train);
         break;
     }
@@ -977,8 +1164,16 @@ static void op_backward(mg_model *m, int i, int batch)
     }
     case MG_OP_GAP: {
         float *din = grad_in(m, op->in[0], batch, NULL);
-        if (din)
-            mg_global_avgpool_backward(din, dout, batch, op->C, op->S);
+        if (!din)
+            break;
+        const float inv = 1.0f / (float)op->S;
+        for (int c = 0; c < op->C; c++)
+            for (int n = 0; n < batch; n++) {
+                float *row = din + ((size_t)c * batch + n) * op->S;
+                const float g = dout[(size_t)n * op->C + c] * inv;
+                for (int k = 0; k < op->S; k++)
+                    row[k] += g;
+            }
         break;
     }
     case MG_OP_ACT: {
@@ -995,28 +1190,30 @@ static void op_backward(mg_model *m, int i, int batch)
     }
     case MG_OP_ADD:
         for (int j = 0; j < 2; j++) {
-            float *din = grad_in(m, op->in[j], batch, NULL);
-            if (!din)
-                continue;
-            if (op->act == MG_ACT_RELU)
-                mg_relu_backward(din, dout, out, n_out);
-            else
-                for (size_t k = 0; k < n_out; k++)
-                    din[k] += dout[k];
+            int fresh;
+            float *din = grad_in(m, op->in[j], batch, &fresh);
+            if (din)
+                mg_vec_grad(din, dout, op->act == MG_ACT_RELU ? out : NULL, n_out, !fresh);
         }
         break;
     case MG_OP_CONCAT: {
-        float *dins[MG_OP_MAX_IN];
-        int C[MG_OP_MAX_IN];
+        const float *d = dout;
         for (int j = 0; j < op->n_in; j++) {
-            dins[j] = grad_in(m, op->in[j], batch, NULL);
-            C[j] = m->values[op->in[j]].shape.c;
+            const size_t sz = (size_t)batch * m->values[op->in[j]].size;
+            int fresh;
+            float *din = grad_in(m, op->in[j], batch, &fresh);
+            if (din)
+                mg_vec_grad(din, d, NULL, sz, !fresh);
+            d += sz;
         }
-        mg_concat_backward(dins, dout, C, op->n_in, batch, op->S);
         break;
     }
-    case MG_OP_FLATTEN:
+    case MG_OP_FLATTEN: {
+        float *din = grad_in(m, op->in[0], batch, NULL);
+        if (din)
+            transpose_cn(din, dout, op->C, batch, (size_t)op->S, 0, 1);
         break;
+    }
     case MG_OP_MHA: {
         const int L = op->L, E = op->E, H = op->H;
         const float *qkv = cache, *att = qkv + (size_t)batch * L * 3 * E, *ctx = att + (size_t)batch * H * L * L;
@@ -1033,6 +1230,12 @@ static void backprop(mg_model *m, int batch)
 {
     for (int i = m->n_ops - 1; i >= 0; i--)
         op_backward(m, i, batch);
+    if (m->input_grad) {
+        if (m->ready[0])
+            transpose_cn(m->dx, m->grad[0], m->in_c, batch, (size_t)m->in_h * m->in_w, 1, 0);
+        else
+            memset(m->dx, 0, (size_t)batch * m->in_dim * sizeof(float));
+    }
 }
 
 /* Start a backward: clear the gradient-written marks and hand out the logits' gradient, zeroed. */
@@ -1065,6 +1268,9 @@ mg_status mg_model_backward(mg_model *m, const int32_t *y, int batch, double *lo
         if (y[n] < 0 || y[n] >= K)
             return mg_error_set(err, MG_ERR_ARG, "model %s: label %d of sample %d is outside [0, %d)", m->arch,
                                 (int)y[n], n, K);
+    mg_status st = ensure_grads(m, batch, err);
+    if (st != MG_OK)
+        return st;
     const float *logits = vact(m, m->logits);
     double l = m->smoothing > 0.0f ? mg_softmax_xent_smooth_forward(m->probs, logits, y, batch, K, m->smoothing)
                                    : mg_softmax_xent_forward(m->probs, logits, y, batch, K);
@@ -1095,6 +1301,9 @@ mg_status mg_model_backward_soft(mg_model *m, const float *targets, int batch, d
         if (!(targets[i] >= 0.0f))
             return mg_error_set(err, MG_ERR_ARG, "model %s: soft target %zu of sample %zu is %g (must be >= 0)",
                                 m->arch, i % (size_t)K, i / (size_t)K, (double)targets[i]);
+    mg_status st = ensure_grads(m, batch, err);
+    if (st != MG_OK)
+        return st;
     const float *logits = vact(m, m->logits);
     double l = mg_softmax_xent_soft_forward(m->probs, logits, targets, batch, K);
     if (loss)
@@ -1105,13 +1314,23 @@ mg_status mg_model_backward_soft(mg_model *m, const float *targets, int batch, d
     return MG_OK;
 }
 
+/* Batches of up to 256, fewer when a fresh allocation for 256 would pass
+ * PREDICT_BYTES of activations (the deep networks hold tens of MB per sample),
+ * but never fewer than the buffers already hold. */
 mg_status mg_model_predict(mg_model *m, const float *x, size_t n, float *logits, mg_error *err)
 {
     enum { PREDICT_BATCH = 256 };
+    const size_t PREDICT_BYTES = (size_t)256 << 20;
     mg_status st = MG_OK;
     const int K = m->n_classes;
-    for (size_t start = 0; start < n; start += PREDICT_BATCH) {
-        int b = (int)(n - start < PREDICT_BATCH ? n - start : PREDICT_BATCH);
+    const size_t per = forward_floats(m) * sizeof(float);
+    size_t pb = PREDICT_BATCH;
+    if (per * pb > PREDICT_BYTES)
+        pb = PREDICT_BYTES / per > 0 ? PREDICT_BYTES / per : 1;
+    if ((size_t)m->cap_batch > pb)
+        pb = (size_t)m->cap_batch < PREDICT_BATCH ? (size_t)m->cap_batch : PREDICT_BATCH;
+    for (size_t start = 0; start < n; start += pb) {
+        int b = (int)(n - start < pb ? n - start : pb);
         const float *z = NULL;
         MG_CHECK(mg_model_forward(m, x + start * (size_t)m->in_dim, b, 0, &z, err));
         memcpy(logits + start * (size_t)K, z, (size_t)b * K * sizeof(float));

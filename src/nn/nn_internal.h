@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "miagrid/nn.h"
 
@@ -38,7 +39,7 @@ typedef enum {
     MG_OP_DROPOUT,
     MG_OP_ADD,      /* a + b, optional fused ReLU */
     MG_OP_CONCAT,   /* along channels */
-    MG_OP_FLATTEN,  /* (C,H,W) -> (1,1,C*H*W); shares its input's buffers */
+    MG_OP_FLATTEN,  /* (C,H,W) -> (1,1,C*H*W); with C == 1 it shares its input's buffers */
     MG_OP_MHA       /* self-attention over (1,L,E) */
 } mg_op_kind;
 
@@ -108,19 +109,99 @@ struct mg_model {
     size_t n_params, n_buffers;
     float *params, *grads, *masks, *buffers;
 
-    /* per-batch state, sized for cap_batch samples */
-    int cap_batch;
-    float **act, **grad;    /* per value (NULL for non-root values) */
+    /* per-batch state: activations and caches for cap_batch samples, gradients for cap_grad */
+    int cap_batch, cap_grad;
+    float **act, **grad;    /* per value (NULL for non-root values); grad points into a slot */
+    int *gslot;             /* per root value: its gradient's slot */
+    size_t *slot_size;      /* per slot: floats per sample */
+    float **slots;
+    int n_slots;
     float **cache;          /* per op */
     int32_t **argmax;       /* per op */
     unsigned char *ready;   /* per value: gradient written during this backward */
     float *probs;
+    float *dx;              /* input gradient, (N, C, H, W) */
     float *scratch;
     size_t scratch_size;
 
     int last_batch, last_train;
     int input_grad;
 };
+
+/* d where keep > 0, else 0, without a branch: the ReLU masks of the hot loops
+ * are data-dependent coin flips that a branch mispredicts half the time, and
+ * a select through bits also lets the loops vectorise. */
+static inline float mg_mask_pos(float keep, float d)
+{
+    uint32_t u, m = 0u - (uint32_t)(keep > 0.0f);
+    memcpy(&u, &d, sizeof u);
+    u &= m;
+    memcpy(&d, &u, sizeof d);
+    return d;
+}
+
+/* max(v, 0) with a NaN passing through (torch.relu), without a branch. */
+static inline float mg_relu1(float v)
+{
+    uint32_t u, m = 0u - (uint32_t)!(v < 0.0f);
+    memcpy(&u, &v, sizeof u);
+    u &= m;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
+/* The element-wise loops of the hot layers run in blocks of eight with a
+ * fixed inner trip count: GCC's -O2 vectoriser only takes loops whose count
+ * it knows, and these blocks it turns into SIMD code. */
+#define MG_BLOCK 8
+
+/* o = a + b, or relu(a + b). */
+static inline void mg_vec_add(float *restrict o, const float *restrict a, const float *restrict b, size_t n,
+                              int relu)
+{
+    size_t i = 0;
+    if (relu) {
+        for (; i + MG_BLOCK <= n; i += MG_BLOCK)
+            for (int j = 0; j < MG_BLOCK; j++)
+                o[i + j] = mg_relu1(a[i + j] + b[i + j]);
+        for (; i < n; i++)
+            o[i] = mg_relu1(a[i] + b[i]);
+    } else {
+        for (; i + MG_BLOCK <= n; i += MG_BLOCK)
+            for (int j = 0; j < MG_BLOCK; j++)
+                o[i + j] = a[i + j] + b[i + j];
+        for (; i < n; i++)
+            o[i] = a[i] + b[i];
+    }
+}
+
+/* d (+)= g where g is dout, or dout masked by out > 0 (the gradient through a fused ReLU). */
+static inline void mg_vec_grad(float *restrict d, const float *restrict dout, const float *restrict out, size_t n,
+                               int accumulate)
+{
+    size_t i = 0;
+    if (out && accumulate) {
+        for (; i + MG_BLOCK <= n; i += MG_BLOCK)
+            for (int j = 0; j < MG_BLOCK; j++)
+                d[i + j] += mg_mask_pos(out[i + j], dout[i + j]);
+        for (; i < n; i++)
+            d[i] += mg_mask_pos(out[i], dout[i]);
+    } else if (out) {
+        for (; i + MG_BLOCK <= n; i += MG_BLOCK)
+            for (int j = 0; j < MG_BLOCK; j++)
+                d[i + j] = mg_mask_pos(out[i + j], dout[i + j]);
+        for (; i < n; i++)
+            d[i] = mg_mask_pos(out[i], dout[i]);
+    } else if (accumulate) {
+        for (; i + MG_BLOCK <= n; i += MG_BLOCK)
+            for (int j = 0; j < MG_BLOCK; j++)
+                d[i + j] += dout[i + j];
+        for (; i < n; i++)
+            d[i] += dout[i];
+    } else {
+        memcpy(d, dout, n * sizeof(float));
+    }
+}
 
 /* ---- graph building (arch.c, tests) ------------------------------------------------
  * Each builder returns the new value id, or -1 after recording the first error
@@ -155,16 +236,36 @@ mg_shape3 mg_graph_shape(const mg_model *m, int v);
 /* Build the graph of cfg->arch into a fresh model (arch.c). */
 mg_status mg_arch_build(const mg_model_cfg *cfg, mg_model **out, mg_error *err);
 
+/* ---- layout-general kernels ----------------------------------------------------------
+ * The model keeps every value channel-major, (C, N, H, W): the samples of a
+ * channel are contiguous, so one GEMM covers several samples and writes
+ * straight into the output, and batch norm reads each channel as one block.
+ * (For C == 1 this is the same memory as (N, H, W).) The kernels below take
+ * the sample and channel strides of their tensors; the public NCHW kernels
+ * are these with NCHW strides. */
+typedef struct {
+    size_t sn, sc;   /* floats between samples and between channels */
+} mg_layout;
+
+/* The conv kernels over any layout; scratch of mg_conv2d_scratch floats. */
+void mg_conv2d_forward_lay(float *out, mg_layout lo, const float *inp, mg_layout li, const float *w,
+                           const float *b, const mg_conv2d_shape *s, float *scratch);
+/* overwrite: dinp is written rather than added to. */
+void mg_conv2d_backward_lay(float *dinp, mg_layout li, int overwrite, float *dw, float *db, const float *dout,
+                            mg_layout lo, const float *inp, const float *w, const mg_conv2d_shape *s,
+                            float *scratch);
+
 /* ---- fused kernels (layers_norm.c) --------------------------------------------------- */
 
-/* mg_batchnorm_forward followed, when relu is set, by a ReLU in the same pass. */
-void mg_bn_forward_fused(float *out, float *mean, float *rstd, const float *inp, const float *gamma,
+/* mg_batchnorm_forward over (N,C,S) with layout l (rows of S contiguous),
+ * followed, when relu is set, by a ReLU in the same pass. */
+void mg_bn_forward_fused(float *out, float *mean, float *rstd, const float *inp, mg_layout l, const float *gamma,
                          const float *beta, float *run_mean, float *run_var, int N, int C, int S, int train,
                          float momentum, float eps, int relu);
 /* mg_batchnorm_backward through a fused ReLU (out given: its output) and, when
  * overwrite is set, writing dinp instead of adding to it. */
 void mg_bn_backward_fused(float *dinp, int overwrite, float *dgamma, float *dbeta, const float *dout,
-                          const float *inp, const float *out, const float *mean, const float *rstd,
+                          const float *inp, const float *out, mg_layout l, const float *mean, const float *rstd,
                           const float *gamma, int N, int C, int S, int train);
 
 #endif

@@ -142,6 +142,9 @@ mg_status mg_train_run(mg_model *m, const mg_train_data *d, mg_train_state *s, m
     if (cfg->augment && (d->c < 1 || d->h < 1 || d->w < 1 || (size_t)d->c * (size_t)d->h * (size_t)d->w != dim))
         MG_FAIL(MG_ERR_ARG, "training: augmentation needs the image shape of a sample (given %dx%dx%d for %zu "
                 "inputs)", d->c, d->h, d->w, dim);
+    if (cfg->augment && (d->h < 2 || d->w < 2))
+        MG_FAIL(MG_ERR_ARG, "training: augmentation needs images, but the samples are %dx%dx%d (tabular data?)", d->c,
+                d->h, d->w);
     const int bmax = (size_t)cfg->batch < n ? cfg->batch : (int)n;
     perm = mg_malloc(n, sizeof *perm, "training permutation", err);
     xb = mg_malloc((size_t)bmax * dim, sizeof *xb, "training batch", err);

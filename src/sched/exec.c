@@ -53,15 +53,15 @@ static mg_status ensure_data(mg_exec_ctx *ctx, size_t di, mg_error *err)
 
 /* The member and non-member samples of a role, drawn from the seed's four-way split. */
 typedef struct {
-    float *x[2];
-    int32_t *y[2];
-    uint32_t *idx[2];
-    size_t n[2];
+    float *x[3];       /* members, non-members, dev */
+    int32_t *y[3];
+    uint32_t *idx[3];
+    size_t n[3];
 } role_data;
 
 static void role_data_free(role_data *r)
 {
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         free(r->x[i]);
         free(r->y[i]);
         free(r->idx[i]);
@@ -81,16 +81,18 @@ static mg_status load_role_data(mg_exec_ctx *ctx, const mg_node *node, role_data
      * generator the original four-way split used: old stores stay valid. */
     MG_CHECK(mg_split_roles_make(&g->split.cfg, ctx->data.n, ctx->data.n_train, g->seeds[node->seed], "four-way",
                                  &roles, err));
-    const mg_index_list *parts[2];
+    const mg_index_list *parts[3];
     if (node->role == MG_ROLE_TARGET) {
         parts[0] = &roles.target_train;
         parts[1] = &roles.target_test;
+        parts[2] = &roles.target_dev;
     } else {
         parts[0] = &roles.shadow_train[0];
         parts[1] = &roles.shadow_test[0];
+        parts[2] = &roles.shadow_dev[0];
     }
     size_t dim = mg_dataset_dim(&ctx->data);
-    for (int part = 0; part < 2; part++) {
+    for (int part = 0; part < 3; part++) {
         size_t n = parts[part]->n;
         out->n[part] = n;
         out->x[part] = mg_malloc(n * dim, sizeof(float), "samples", err);
@@ -113,9 +115,13 @@ static mg_status make_model(mg_exec_ctx *ctx, const mg_node *node, mg_model **m,
     const mg_arch_spec *a = &ctx->grid->archs[node->arch];
     mg_model_cfg cfg = {
         .arch = a->name,
+        .init = a->init,
         .hidden = a->hidden,
         .n_hidden = a->n_hidden,
-        .act = strcmp(a->act, "tanh") == 0 ? MG_ACT_TANH : MG_ACT_RELU,
+        .act = strcmp(a->act, "tanh") == 0 ? MG_ACT_TANH
+               : strcmp(a->act, "relu6") == 0 ? MG_ACT_RELU6
+               : strcmp(a->act, "gelu") == 0 ? MG_ACT_GELU
+                                               : MG_ACT_RELU,
         .in_c = ctx->data.c,
         .in_h = ctx->data.h,
         .in_w = ctx->data.w,
@@ -129,13 +135,26 @@ static void train_cfg_from(const mg_train_spec *t, mg_train_cfg *c)
     memset(c, 0, sizeof *c);
     c->epochs = t->epochs;
     c->batch = t->batch;
-    c->optim.kind = strcmp(t->optimizer, "adam") == 0 ? MG_OPT_ADAM : MG_OPT_SGD;
+    if (mg_opt_kind_parse(t->optimizer, &c->optim.kind) != 0)
+        c->optim.kind = MG_OPT_SGD; /* the grid accepts only names mg_opt_kind_parse knows */
     c->optim.lr = t->lr;
     c->optim.momentum = t->momentum;
     c->optim.weight_decay = t->weight_decay;
     c->optim.beta1 = t->beta1;
     c->optim.beta2 = t->beta2;
     c->optim.eps = t->eps;
+    c->optim.nesterov = t->nesterov;
+    if (strcmp(t->schedule, "multistep") == 0) {
+        c->schedule.kind = MG_LR_MULTISTEP;
+        c->schedule.n_milestones = t->n_milestones;
+        memcpy(c->schedule.milestones, t->milestones, (size_t)t->n_milestones * sizeof(int));
+        c->schedule.gamma = t->gamma;
+    } else if (strcmp(t->schedule, "cosine") == 0) {
+        c->schedule.kind = MG_LR_COSINE;
+        c->schedule.eta_min = t->eta_min;
+    }
+    c->patience = t->patience;
+    c->augment = (t->augment_crop ? MG_AUGMENT_CROP : 0u) | (t->augment_flip ? MG_AUGMENT_FLIP : 0u);
 }
 
 /* "conv1.weight" -> "model/conv1/weight" */
@@ -164,8 +183,9 @@ static mg_status write_model(hid_t f, mg_model *m, mg_error *err)
         for (int d = 0; d < t->ndim; d++)
             dims[d] = (hsize_t)t->shape[d];
         char path[160];
+        const float *base = t->buffer ? mg_model_buffers(m) : params; /* running stats live apart */
         tensor_path(t->name, NULL, path, sizeof path);
-        MG_CHECK(mg_h5_write(f, path, H5T_NATIVE_FLOAT, t->ndim, dims, params + t->offset, err));
+        MG_CHECK(mg_h5_write(f, path, H5T_NATIVE_FLOAT, t->ndim, dims, base + t->offset, err));
         if (t->prunable) {
             mask8 = mg_malloc(t->count, 1, "mask", err);
             if (!mask8)
@@ -202,7 +222,8 @@ static mg_status read_model(hid_t f, mg_model *m, const char *key, mg_error *err
         if (count != t->count)
             MG_FAIL(MG_ERR_STATE, "node %s: %s has %llu values, the model expects %zu", key, path,
                     (unsigned long long)count, t->count);
-        memcpy(params + t->offset, buf, t->count * sizeof(float));
+        float *base = t->buffer ? mg_model_buffers(m) : params;
+        memcpy(base + t->offset, buf, t->count * sizeof(float));
         free(buf);
         buf = NULL;
         if (t->prunable) {
@@ -227,6 +248,8 @@ static mg_status write_history(hid_t f, const mg_history *h, mg_error *err)
     MG_CHECK(mg_h5_write(f, "history/loss", H5T_NATIVE_DOUBLE, 1, &n, h->loss, err));
     MG_CHECK(mg_h5_write(f, "history/train_acc", H5T_NATIVE_DOUBLE, 1, &n, h->train_acc, err));
     MG_CHECK(mg_h5_write(f, "history/seconds", H5T_NATIVE_DOUBLE, 1, &n, h->seconds, err));
+    MG_CHECK(mg_h5_write(f, "history/lr", H5T_NATIVE_DOUBLE, 1, &n, h->lr, err));
+    MG_CHECK(mg_h5_write(f, "history/dev_acc", H5T_NATIVE_DOUBLE, 1, &n, h->dev_acc, err));
 cleanup:
     return st;
 }
@@ -285,6 +308,81 @@ cleanup:
     return st;
 }
 
+/* Where a node's training state lives between runs. Not a ".tmp." name: the
+ * store removes those at start-up, and this file must survive a stop. */
+static void checkpoint_path(const mg_exec_ctx *ctx, const mg_node *node, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s/nodes/%s.ckpt.h5", mg_store_dir(ctx->store), node->key);
+}
+
+typedef struct {
+    mg_exec_ctx *ctx;
+    const char *path;
+    double last_save;
+} hook_state;
+
+/* After every epoch: save the state when a stop was asked for (then stop) or
+ * when the last save is older than the checkpoint interval, so a killed run
+ * loses at most that much of a long node. */
+static mg_status epoch_hook(void *user, mg_model *m, const mg_train_state *s, int *stop, mg_error *err)
+{
+    hook_state *h = user;
+    if (h->ctx->poll_stop)
+        h->ctx->poll_stop(h->ctx->poll_user);
+    int stopping = mg_sched_stop_requested();
+    int due = h->ctx->checkpoint_seconds > 0 && mg_now() - h->last_save >= h->ctx->checkpoint_seconds;
+    if ((stopping || due) && !s->finished) {
+        mg_status st = mg_train_checkpoint_save(h->path, m, s, err);
+        if (st != MG_OK)
+            return st;
+        h->last_save = mg_now();
+    }
+    if (stopping)
+        *stop = 1;
+    return MG_OK;
+}
+
+/* Train from the node's checkpoint if a stopped run left one, else from the
+ * start; the result is bit-identical either way. */
+static mg_status train_resumable(mg_exec_ctx *ctx, const mg_node *node, mg_model *m, const mg_train_cfg *tc,
+                                 const role_data *rd, mg_history *hist, mg_error *err)
+{
+    mg_status st = MG_OK;
+    mg_train_state ts;
+    mg_rng rng;
+    char path[4200];
+    uint64_t seed = ctx->grid->seeds[node->seed];
+    int state_ready = 0;
+    memset(&ts, 0, sizeof ts);
+    checkpoint_path(ctx, node, path, sizeof path);
+    mg_rng_seed(&rng, seed, node->key, "shuffle");
+    MG_CHECK(mg_train_state_init(&ts, m, tc, &rng, err));
+    state_ready = 1;
+    mg_rng_seed(&ts.augment, seed, node->key, "augment");
+    mg_rng_seed(&ts.dropout, seed, node->key, "dropout");
+    if (access(path, R_OK) == 0) {
+        mg_error e;
+        if (mg_train_checkpoint_load(path, m, &ts, &e) != MG_OK) {
+            /* A checkpoint that does not fit is not worth failing the node:
+             * start over (and say so). */
+            fprintf(stderr, "miagrid: %s: ignoring checkpoint: %s\n", path, e.msg);
+            unlink(path);
+        }
+    }
+    mg_train_data d = {
+        .x = rd->x[0], .y = rd->y[0], .n = rd->n[0],
+        .c = ctx->data.c, .h = ctx->data.h, .w = ctx->data.w,
+        .dev_x = rd->x[2], .dev_y = rd->y[2], .dev_n = rd->n[2],
+    };
+    hook_state hs = {ctx, path, mg_now()};
+    MG_CHECK(mg_train_run(m, &d, &ts, epoch_hook, &hs, err));
+    mg_train_state_take_history(&ts, hist);
+cleanup:
+    if (state_ready)
+        mg_train_state_free(&ts);
+    return st;
+}
+
 static mg_status exec_model(mg_exec_ctx *ctx, const mg_node *node, mg_node_writer *w, mg_error *err)
 {
     mg_status st = MG_OK;
@@ -314,8 +412,7 @@ static mg_status exec_model(mg_exec_ctx *ctx, const mg_node *node, mg_node_write
         MG_CHECK(mg_prune_l1_unstructured(m, node->sparsity, err));
         train_cfg_from(&g->finetune, &tc);
     }
-    mg_rng_seed(&rng, seed, node->key, "shuffle");
-    MG_CHECK(mg_train(m, rd.x[0], rd.y[0], rd.n[0], &tc, &rng, &hist, err));
+    MG_CHECK(train_resumable(ctx, node, m, &tc, &rd, &hist, err));
 
     hid_t f = mg_node_writer_file(w);
     MG_CHECK(mg_h5_attr_str(f, "role", mg_role_str(node->role), err));
@@ -323,6 +420,8 @@ static mg_status exec_model(mg_exec_ctx *ctx, const mg_node *node, mg_node_write
         MG_CHECK(mg_h5_attr_f64(f, "requested_sparsity", node->sparsity, err));
     MG_CHECK(write_model(f, m, err));
     MG_CHECK(write_history(f, &hist, err));
+    if (hist.best_epoch > 0)
+        MG_CHECK(mg_h5_attr_i64(f, "best_epoch", hist.best_epoch, err));
     MG_CHECK(write_outputs(f, m, &rd, err));
 cleanup:
     if (in >= 0)
@@ -498,6 +597,11 @@ mg_status mg_exec_node(mg_exec_ctx *ctx, size_t idx, mg_error *err)
     MG_CHECK(mg_h5_attr_str(f, "ended", ended, err));
     MG_CHECK(mg_h5_attr_f64(f, "seconds", mg_now() - t0, err));
     MG_CHECK(mg_node_writer_commit(&w, err));
+    if (node->kind != MG_NODE_ATTACK) {
+        char ckpt[4200];
+        checkpoint_path(ctx, node, ckpt, sizeof ckpt);
+        unlink(ckpt);
+    }
 cleanup:
     if (w)
         mg_node_writer_abort(&w);

@@ -14,12 +14,28 @@
 #include <string.h>
 #include <time.h>
 
-enum { TAG_REPORT = 101, TAG_WORK = 102 };
+enum { TAG_REPORT = 101, TAG_WORK = 102, TAG_STOP = 103 };
 
 static volatile sig_atomic_t stop_flag = 0;
+static double stop_deadline = 0.0; /* mg_now() after which a stop is due; 0: none */
 
 void mg_sched_request_stop(void) { stop_flag = 1; }
-int mg_sched_stop_requested(void) { return stop_flag != 0; }
+int mg_sched_stop_requested(void)
+{
+    return stop_flag != 0 || (stop_deadline > 0.0 && mg_now() >= stop_deadline);
+}
+
+/* A worker's view of a stop sent by rank 0 (wall time): checked at epoch ends. */
+static void worker_poll_stop(void *user)
+{
+    MPI_Comm comm = *(MPI_Comm *)user;
+    int flag = 0;
+    if (MPI_Iprobe(0, TAG_STOP, comm, &flag, MPI_STATUS_IGNORE) == MPI_SUCCESS && flag) {
+        int dummy;
+        MPI_Recv(&dummy, 1, MPI_INT, 0, TAG_STOP, comm, MPI_STATUS_IGNORE);
+        mg_sched_request_stop();
+    }
+}
 
 /* What a worker tells the coordinator: the node it finished (-1 on its first
  * message) and how it went. */
@@ -339,7 +355,9 @@ static mg_status execute(executor *x, int rank, size_t node, mg_error *err)
 
 static int should_stop(const mg_run_opts *o, double t0)
 {
-    return mg_sched_stop_requested() || (o->walltime > 0 && mg_now() - t0 >= o->walltime);
+    (void)o;
+    (void)t0;
+    return mg_sched_stop_requested();
 }
 
 static void run_serial(const mg_grid *g, const mg_plan *p, mg_store *s, tracker *t, executor *x, double t0,
@@ -374,11 +392,12 @@ static mg_status run_coordinator(const mg_grid *g, const mg_plan *p, mg_store *s
                                  int size, const mg_run_opts *o, double t0, mg_run_summary *sum, mg_error *err)
 {
     mg_status st = MG_OK;
-    int *idle = NULL, n_idle = 0, stopped = 0, stopping = 0;
+    int *idle = NULL, *busy = NULL, n_idle = 0, stopped = 0, stopping = 0;
     size_t running = 0;
     double last_root = mg_now();
     idle = mg_calloc((size_t)size, sizeof *idle, "workers", err);
-    if (!idle)
+    busy = mg_calloc((size_t)size, sizeof *busy, "workers", err);
+    if (!idle || !busy)
         MG_FAIL(MG_ERR_NOMEM, "out of memory for %d workers", size);
 
     while (stopped < size - 1) {
@@ -387,9 +406,15 @@ static mg_status run_coordinator(const mg_grid *g, const mg_plan *p, mg_store *s
         if (!stopping && should_stop(o, t0)) {
             stopping = 1;
             if (!o->quiet) {
-                printf("stop requested: handing out no more nodes; waiting for %zu running node(s)\n", running);
+                printf("stop requested: handing out no more nodes; running nodes save their state and stop\n");
                 fflush(stdout);
             }
+            /* Workers that got the signal themselves stop anyway; this
+             * reaches those that did not (wall time, a signal to rank 0). */
+            int one = 1;
+            for (int w = 1; w < size; w++)
+                if (busy[w] && MPI_Send(&one, 1, MPI_INT, w, TAG_STOP, comm) != MPI_SUCCESS)
+                    MG_FAIL(MG_ERR_MPI, "MPI_Send of a stop to rank %d failed", w);
         }
         if (MPI_Iprobe(MPI_ANY_SOURCE, TAG_REPORT, comm, &flag, &ms) != MPI_SUCCESS)
             MG_FAIL(MG_ERR_MPI, "MPI_Iprobe failed on the coordinator");
@@ -404,6 +429,7 @@ static mg_status run_coordinator(const mg_grid *g, const mg_plan *p, mg_store *s
             if (rep.node >= 0 && (size_t)rep.node < p->n_nodes) {
                 size_t i = (size_t)rep.node;
                 running--;
+                busy[w] = 0;
                 rep.msg[sizeof rep.msg - 1] = '\0';
                 tracker_finish(t, i, (mg_status)rep.status, rep.msg, rep.seconds);
                 char label[200];
@@ -428,6 +454,7 @@ static mg_status run_coordinator(const mg_grid *g, const mg_plan *p, mg_store *s
             if (!stopping && heap_pop(t, &i)) {
                 msg = (int64_t)i;
                 running++;
+                busy[w] = 1;
                 if (o->verbose) {
                     char label[200];
                     node_label(g, &p->nodes[i], label, sizeof label);
@@ -456,6 +483,7 @@ static mg_status run_coordinator(const mg_grid *g, const mg_plan *p, mg_store *s
     sum->interrupted = stopping || t->interrupted > 0;
 cleanup:
     free(idle);
+    free(busy);
     return st;
 }
 
@@ -486,6 +514,7 @@ static mg_status run_worker(MPI_Comm comm, int rank, executor *x, mg_error *err)
         mg_error_clear(&e);
         double ts = mg_now();
         mg_status ns = execute(x, rank, (size_t)node, &e);
+        worker_poll_stop(&comm); /* a stop that arrived after the last epoch */
         memset(&rep, 0, sizeof rep);
         rep.node = node;
         rep.status = (int32_t)ns;
@@ -514,8 +543,16 @@ mg_status mg_run(const mg_grid *g, const mg_plan *p, mg_store *s, MPI_Comm comm,
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
     double t0 = mg_now();
-    if (!o.exec)
+    if (rank == 0 && o.walltime > 0)
+        stop_deadline = t0 + o.walltime;
+    if (!o.exec) {
         mg_exec_init(&x.ctx, g, p, s, rank);
+        x.ctx.checkpoint_seconds = o.checkpoint_seconds;
+        if (size > 1) {
+            x.ctx.poll_stop = worker_poll_stop;
+            x.ctx.poll_user = &comm;
+        }
+    }
 
     if (rank != 0) {
         st = run_worker(comm, rank, &x, err);

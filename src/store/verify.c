@@ -175,6 +175,8 @@ mg_status mg_store_verify(const char *dir, int remove_bad, FILE *out, size_t *n_
         if (strstr(name, ".tmp.")) {
             fprintf(out, "note: %s: temporary file of an interrupted run (removed by the next run)\n", path);
             n_tmp++;
+        } else if (len > 8 && strcmp(name + len - 8, ".ckpt.h5") == 0) {
+            fprintf(out, "note: %s: training state of an interrupted node (the next run resumes from it)\n", path);
         } else if (len > 7 && strcmp(name + len - 7, ".failed") == 0) {
             n_failed++;
         } else if (len == 35 && strcmp(name + 32, ".h5") == 0) {

@@ -77,7 +77,7 @@ def node_files(store):
     d = os.path.join(store, "nodes")
     if not os.path.isdir(d):
         return []
-    return sorted(f for f in os.listdir(d) if f.endswith(".h5"))
+    return sorted(f for f in os.listdir(d) if re.fullmatch(r"[0-9a-f]{32}\.h5", f))
 
 
 def check_store(store, n_cells):
@@ -289,6 +289,8 @@ def case_stop_resume(r):
     c = summary_counts(out)
     check(c["left"] > 0 and c["computed"] >= 1, f"it stopped early with work left ({c})")
     done = len(node_files(s))
+    ckpts = [f for f in os.listdir(os.path.join(s, "nodes")) if f.endswith(".ckpt.h5")]
+    check(len(ckpts) == 1, "the interrupted node saved its training state")
     check(not [f for f in os.listdir(os.path.join(s, "nodes")) if ".tmp." in f], "no half-written node file")
     # --walltime: hands out nothing after the limit and exits 3; the next run finishes.
     p = r.run(g, s, ranks=3, extra=["--walltime", "1"], expect=3)
@@ -298,6 +300,14 @@ def case_stop_resume(r):
     c = summary_counts(p.stdout)
     check(c["left"] == 0 and c["computed"] + c["reused"] == 16, "the rerun completes the grid")
     check_store(s, 4)
+    check(not [f for f in os.listdir(os.path.join(s, "nodes")) if f.endswith(".ckpt.h5")],
+          "checkpoints are removed once their nodes complete")
+    # Resuming from checkpoints changes no bit: the same grid run straight through agrees.
+    s2 = r.fresh("straight")
+    r.run(g, s2, ranks=3)
+    a, b = metrics(s), metrics(s2)
+    check(np.array_equal(a["value"].to_numpy(), b["value"].to_numpy()) and a["node"].equals(b["node"]),
+          "a grid stopped and resumed mid-training gives the same metrics as one run straight through")
 
 
 def case_store_guard(r):
@@ -342,7 +352,59 @@ def case_store_guard(r):
     check("format 99" in p.stderr and "reads format 1" in p.stderr, "another format version is a clear error")
 
 
+def write_cifar10(d, per_file=100, seed=0):
+    """Six CIFAR-10 binary files (the release's names and record format):
+    one label byte then 3072 pixel bytes (R, G, B planes of 32x32). The class
+    sets the mean colour so that there is something to learn."""
+    rng = np.random.default_rng(seed)
+    names = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
+    for name in names:
+        labels = rng.integers(0, 10, per_file, dtype=np.uint8)
+        base = (labels.astype(np.float64)[:, None] * 20.0 + 30.0)
+        pix = np.clip(base + rng.normal(0, 40, (per_file, 3072)), 0, 255).astype(np.uint8)
+        rec = np.concatenate([labels[:, None], pix], axis=1)
+        rec.tofile(os.path.join(d, name))
+
+
+def case_cifar_archs(r):
+    s = r.fresh("cifar")
+    data = os.path.join(s, "cifar-10-batches-bin")
+    os.makedirs(data)
+    write_cifar10(data)
+    g = write_grid(os.path.join(s, "cifar.yaml"), f"""
+name: e2e-cifar
+seeds: [0]
+data:
+  split: {{target_train: 60, target_test: 60, target_dev: 20, shadow_train: 60, shadow_test: 60, shadow_dev: 20}}
+train: {{epochs: 2, batch: 20, optimizer: sgd, lr: 0.05, momentum: 0.9, nesterov: true,
+        schedule: {{name: cosine}}, augment: [crop, flip], early_stopping: {{patience: 5}}}}
+finetune: {{epochs: 1, lr: 0.01, optimizer: adamw, weight_decay: 0.01}}
+axes:
+  dataset: [{{name: cifar10, root: {data}}}]
+  arch: [resnet20, vgg16_bn]
+  sparsity: [0.0, 0.5]
+attacks: [loss, conf]
+""")
+    r.run(g, s, ranks=3)
+    check_store(s, 4)
+    with h5py.File(os.path.join(s, "results.h5"), "r") as f:
+        cells = pd.DataFrame(f["cells"][()])
+        key = cells[cells.arch == b"resnet20"].target_model.iloc[0].decode()
+        node = f["nodes/" + key]
+        bns = [l for l in node["model"] if "running_mean" in node["model"][l]]
+        check(len(bns) == 21 and all("running_var" in node["model"][l] for l in bns),
+              "the running statistics of resnet20's 21 batch norms (stem, blocks, shortcuts) are stored with the model")
+        rm = node["model"][bns[0]]["running_mean"][()]
+        check(np.any(rm != 0.0), "and they moved away from their initial values in training")
+        h = node["history"]
+        check(len(h["lr"][()]) == 2 and h["lr"][1] < h["lr"][0], "the cosine schedule lowered the learning rate")
+        check(np.all(np.isfinite(h["dev_acc"][()])), "the dev set was evaluated every epoch")
+        pruned = cells[(cells.arch == b"vgg16_bn") & (cells.sparsity == 0.5)].target_model.iloc[0].decode()
+        check(abs(f["nodes/" + pruned]["metrics"].attrs["sparsity"] - 0.5) < 0.01, "vgg16_bn was pruned to 50 %")
+
+
 CASES = {
+    "cifar_archs": case_cifar_archs,
     "node_failure": case_node_failure,
     "stop_resume": case_stop_resume,
     "store_guard": case_store_guard,

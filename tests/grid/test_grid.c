@@ -12,8 +12,9 @@
 #include "mg_test.h"
 
 #define TRAIN_CANON                                                                                          \
-    "{\"batch\":128,\"beta1\":0.9,\"beta2\":0.999,\"epochs\":30,\"eps\":1e-08,\"lr\":0.01,\"momentum\":0.9,"   \
-    "\"optimizer\":\"sgd\",\"weight_decay\":0.0005}"
+    "{\"augment\":[],\"batch\":128,\"beta1\":0.9,\"beta2\":0.999,\"early_stopping\":null,\"epochs\":30,"       \
+    "\"eps\":1e-08,\"lr\":0.01,\"momentum\":0.9,\"nesterov\":false,\"optimizer\":\"sgd\","                   \
+    "\"schedule\":{\"name\":\"constant\"},\"weight_decay\":0.0005}"
 #define SPLIT_CANON "{\"shadow_test\":2500,\"shadow_train\":2500,\"target_test\":2500,\"target_train\":2500}"
 
 static mg_status parse(const char *text, mg_grid **g, mg_error *err)
@@ -115,8 +116,8 @@ static void test_quickstart(void)
     CHECK_NEAR(g->finetune.lr, 0.005, 0);
     CHECK_NEAR(g->finetune.momentum, 0.9, 0);
     CHECK_NEAR(g->finetune.weight_decay, 0.0, 0);
-    CHECK_STR_EQ(g->archs[0].canon, "{\"name\":\"lenet5\"}");
-    CHECK_STR_EQ(g->archs[1].canon, "{\"activation\":\"relu\",\"hidden\":[512,256],\"name\":\"mlp\"}");
+    CHECK_STR_EQ(g->archs[0].canon, "{\"init\":\"default\",\"name\":\"lenet5\"}");
+    CHECK_STR_EQ(g->archs[1].canon, "{\"activation\":\"relu\",\"hidden\":[512,256],\"init\":\"default\",\"name\":\"mlp\"}");
     CHECK_INT_EQ(g->yaml_len, strlen(g->yaml));
     CHECK(strstr(g->yaml, "name: quickstart") != NULL);
 
@@ -160,7 +161,7 @@ static void test_quickstart(void)
         CHECK(strstr(att->recipe, "\"attack\":{\"name\":\"conf\"}") != NULL);
 
         char *axes = mg_cell_axes_json(g, half);
-        CHECK_STR_EQ(axes, "{\"arch\":{\"name\":\"lenet5\"},\"dataset\":{\"name\":\"fashion-mnist\"},"
+        CHECK_STR_EQ(axes, "{\"arch\":{\"init\":\"default\",\"name\":\"lenet5\"},\"dataset\":{\"name\":\"fashion-mnist\"},"
                            "\"defense\":{\"name\":\"none\"},\"prune\":{\"method\":\"l1-unstructured\","
                            "\"schedule\":\"one-shot\"},\"seed\":0,\"sparsity\":0.5}");
         free(axes);
@@ -187,7 +188,7 @@ static void test_example_grid(void)
     if (!g)
         return;
     CHECK_STR_EQ(g->store, "runs/sparsity-sweep");
-    CHECK_STR_EQ(g->archs[2].canon, "{\"activation\":\"tanh\",\"hidden\":[1024],\"name\":\"mlp\"}");
+    CHECK_STR_EQ(g->archs[2].canon, "{\"activation\":\"tanh\",\"hidden\":[1024],\"init\":\"default\",\"name\":\"mlp\"}");
     CHECK_OK(mg_plan_build(g, &p, &err), &err);
     /* 3 archs x 4 sparsities x 3 seeds = 36, less 3 (wide mlp at 0.9) and 4 (lenet5 seed 2). */
     if (p) {
@@ -239,7 +240,8 @@ static void test_defaults(void)
         CHECK_INT_EQ(p->n_cells, 1);
         CHECK_INT_EQ(p->n_nodes, 4);
         CHECK_STR_EQ(p->nodes[0].recipe,
-                     "{\"arch\":{\"name\":\"lenet5\"},\"dataset\":{\"name\":\"fashion-mnist\"},\"kind\":\"train\","
+                     "{\"arch\":{\"init\":\"default\",\"name\":\"lenet5\"},\"dataset\":{\"name\":\"fashion-mnist\"},"
+                     "\"kind\":\"train\","
                      "\"role\":\"target\",\"seed\":0,\"split\":" SPLIT_CANON ",\"train\":" TRAIN_CANON ",\"v\":1}");
         char want[256];
         snprintf(want, sizeof want,
@@ -267,7 +269,7 @@ static void test_defaults(void)
         CHECK_STR_EQ(g->datasets[0].root, "/data");
         CHECK_STR_EQ(g->datasets[1].root, "/loc");
         CHECK_STR_EQ(g->datasets[1].canon, "{\"name\":\"location\"}");
-        CHECK_STR_EQ(g->archs[0].canon, "{\"activation\":\"relu\",\"hidden\":[512,256],\"name\":\"mlp\"}");
+        CHECK_STR_EQ(g->archs[0].canon, "{\"activation\":\"relu\",\"hidden\":[512,256],\"init\":\"default\",\"name\":\"mlp\"}");
     }
     mg_grid_destroy(&g);
 
@@ -308,7 +310,7 @@ static void test_errors(void)
                  "t.yaml:4:19: axes.sparsity[1]: expected a number in [0, 1), got \"1.0\"");
     EXPECT_ERROR("name: t\naxes:\n  arch: lenet5\n  sparsity: -0.1\n", "t.yaml:4:13: axes.sparsity: expected a number");
     EXPECT_ERROR("name: t\naxes:\n  arch: [lenet5, resnet]\n",
-                 "t.yaml:3:18: axes.arch[1]: unknown architecture \"resnet\"; expected one of: lenet5, mlp");
+                 "t.yaml:3:18: axes.arch[1]: unknown architecture \"resnet\"; expected one of: mlp, lenet5, cnn4");
     EXPECT_ERROR("name: t\naxes:\n  arch: lenet5\n  prune: [{method: l2-structured}]\n",
                  "t.yaml:4:20: axes.prune[0].method: unknown pruning method \"l2-structured\"; expected one of: "
                  "l1-unstructured");
@@ -318,8 +320,8 @@ static void test_errors(void)
                  "t.yaml:2:17: attacks[1]: unknown attack \"lira\"; expected one of: loss");
     EXPECT_ERROR("name: t\naxes:\n  arch: lenet5\n  defense: [ppb]\n",
                  "axes.defense[0]: unknown defense \"ppb\"; expected one of: none");
-    EXPECT_ERROR("name: t\naxes:\n  arch: lenet5\n  dataset: cifar10\n",
-                 "t.yaml:4:12: axes.dataset: unknown dataset \"cifar10\"; expected one of: fashion-mnist");
+    EXPECT_ERROR("name: t\naxes:\n  arch: lenet5\n  dataset: cifar11\n",
+                 "t.yaml:4:12: axes.dataset: unknown dataset \"cifar11\"; expected one of: fashion-mnist");
     EXPECT_ERROR("name: t\naxes:\n  arch: {name: lenet5, hidden: [3]}\n", "axes.arch: unknown key \"hidden\"");
     EXPECT_ERROR("name: t\naxes:\n  arch: {name: mlp, hidden: [1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17]}\n",
                  "axes.arch.hidden: 17 hidden layers; expected at most 16");

@@ -138,6 +138,9 @@ static void test_in_training(void)
     printf("  expected error: %s\n", err.msg);
     CHECK_INT_EQ(mg_train(m[0], x, y, N, &tc, &seed, NULL, &err), MG_ERR_ARG);
     CHECK(strstr(err.msg, "augmentation needs the image shape") != NULL);
+    d.c = 1, d.h = 1, d.w = DIM;
+    CHECK_INT_EQ(mg_train_run(m[0], &d, &s[0], NULL, NULL, &err), MG_ERR_ARG);
+    CHECK(strstr(err.msg, "augmentation needs images, but the samples are 1x1x64") != NULL);
     tc.augment = 8;
     CHECK_INT_EQ(mg_train(m[0], x, y, N, &tc, &seed, NULL, &err), MG_ERR_ARG);
     for (int k = 0; k < 3; k++) {

@@ -1,6 +1,8 @@
-/* test_layers.c: every layer kernel's forward against a double-precision
- * reference and its backward against central finite differences of
- * L = sum(out * R); backward must accumulate (twice gives double). */
+/* test_layers.c: the first engine's layer kernels (linear, conv2d with groups
+ * and depthwise, max pool, ReLU, Tanh, softmax cross-entropy): forward
+ * against a double-precision reference and backward against central finite
+ * differences of L = sum(out * R); backward must accumulate (twice gives
+ * double). test_layers_ext.c covers the other kernels. */
 #include "mg_test.h"
 #include "miagrid/nn.h"
 
@@ -167,27 +169,31 @@ static void conv_reference(float *out, const conv_ctx *c)
             for (int oh = 0; oh < s->OH; oh++)
                 for (int ow = 0; ow < s->OW; ow++) {
                     double acc = c->b[oc];
-                    for (int ch = 0; ch < s->C; ch++)
+                    const int G = s->groups > 1 ? s->groups : 1, Cg = s->C / G, g = oc / (s->OC / G);
+                    for (int cg = 0; cg < Cg; cg++)
                         for (int kh = 0; kh < s->KH; kh++)
                             for (int kw = 0; kw < s->KW; kw++) {
                                 int ih = oh * s->stride - s->pad + kh, iw = ow * s->stride - s->pad + kw;
                                 if (ih < 0 || ih >= s->H || iw < 0 || iw >= s->W)
                                     continue;
-                                acc += (double)c->inp[((n * s->C + ch) * s->H + ih) * s->W + iw] *
-                                       c->w[((oc * s->C + ch) * s->KH + kh) * s->KW + kw];
+                                acc += (double)c->inp[((n * s->C + g * Cg + cg) * s->H + ih) * s->W + iw] *
+                                       c->w[((oc * Cg + cg) * s->KH + kh) * s->KW + kw];
                             }
                     out[((n * s->OC + oc) * s->OH + oh) * s->OW + ow] = (float)acc;
                 }
 }
 
-static void test_conv_case(mg_rng *rng, int N, int C, int H, int W, int OC, int KH, int KW, int stride, int pad)
+static void test_conv_case(mg_rng *rng, int N, int C, int H, int W, int OC, int KH, int KW, int stride, int pad,
+                           int groups)
 {
-    conv_ctx c = {.s = {.N = N, .C = C, .H = H, .W = W, .OC = OC, .KH = KH, .KW = KW, .stride = stride, .pad = pad}};
+    conv_ctx c = {.s = {.N = N, .C = C, .H = H, .W = W, .OC = OC, .KH = KH, .KW = KW, .stride = stride, .pad = pad,
+                        .groups = groups}};
     char what[96];
     CHECK_INT_EQ(mg_conv2d_shape_init(&c.s), 0);
     CHECK_INT_EQ(c.s.OH, (H + 2 * pad - KH) / stride + 1);
     CHECK_INT_EQ(c.s.OW, (W + 2 * pad - KW) / stride + 1);
-    size_t ni = (size_t)N * C * H * W, nw = (size_t)OC * C * KH * KW, no = (size_t)N * OC * c.s.OH * c.s.OW;
+    size_t ni = (size_t)N * C * H * W, nw = (size_t)OC * (C / (groups > 1 ? groups : 1)) * KH * KW,
+           no = (size_t)N * OC * c.s.OH * c.s.OW;
     c.inp = malloc(ni * sizeof(float));
     c.w = malloc(nw * sizeof(float));
     c.b = malloc((size_t)OC * sizeof(float));
@@ -203,7 +209,7 @@ static void test_conv_case(mg_rng *rng, int N, int C, int H, int W, int OC, int 
     fill_uniform(c.b, (size_t)OC, -1, 1, rng);
     fill_uniform(c.r, no, -1, 1, rng);
 
-    snprintf(what, sizeof what, "conv k%dx%d s%d p%d", KH, KW, stride, pad);
+    snprintf(what, sizeof what, "conv k%dx%d s%d p%d g%d", KH, KW, stride, pad, groups);
     printf(" %s on %dx%dx%dx%d -> %d x %dx%d\n", what, N, C, H, W, OC, c.s.OH, c.s.OW);
     conv_loss(&c);
     conv_reference(ref, &c);
@@ -235,13 +241,25 @@ static void test_conv_case(mg_rng *rng, int N, int C, int H, int W, int OC, int 
 
 static void test_conv(mg_rng *rng)
 {
-    test_conv_case(rng, 2, 3, 7, 6, 4, 3, 3, 1, 1);
-    test_conv_case(rng, 2, 2, 8, 7, 3, 3, 3, 2, 1);
-    test_conv_case(rng, 2, 2, 9, 8, 3, 3, 2, 2, 0);
-    test_conv_case(rng, 1, 2, 7, 7, 2, 5, 5, 3, 2);
-    test_conv_case(rng, 2, 1, 12, 12, 6, 5, 5, 1, 2);
-    test_conv_case(rng, 2, 3, 5, 4, 4, 1, 1, 1, 0);
-    test_conv_case(rng, 1, 2, 4, 4, 2, 5, 5, 1, 2);
+    test_conv_case(rng, 2, 3, 7, 6, 4, 3, 3, 1, 1, 1);
+    test_conv_case(rng, 2, 2, 8, 7, 3, 3, 3, 2, 1, 1);
+    test_conv_case(rng, 2, 2, 9, 8, 3, 3, 2, 2, 0, 1);
+    test_conv_case(rng, 1, 2, 7, 7, 2, 5, 5, 3, 2, 1);
+    test_conv_case(rng, 2, 1, 12, 12, 6, 5, 5, 1, 2, 1);
+    test_conv_case(rng, 2, 3, 5, 4, 4, 1, 1, 1, 0, 1);
+    test_conv_case(rng, 1, 2, 4, 4, 2, 5, 5, 1, 2, 1);
+    /* A 1x1 conv at stride 2 (the residual shortcuts) and 3x3 without padding. */
+    test_conv_case(rng, 2, 3, 6, 5, 4, 1, 1, 2, 0, 1);
+    test_conv_case(rng, 2, 2, 6, 6, 3, 3, 3, 1, 0, 1);
+    /* Groups: two groups, depthwise, depthwise with a channel multiplier, and at stride 2. */
+    test_conv_case(rng, 2, 4, 6, 5, 6, 3, 3, 1, 1, 2);
+    test_conv_case(rng, 2, 3, 6, 7, 3, 3, 3, 1, 1, 3);
+    test_conv_case(rng, 2, 2, 5, 5, 4, 3, 3, 1, 1, 2);
+    test_conv_case(rng, 2, 4, 7, 6, 4, 3, 3, 2, 1, 4);
+    test_conv_case(rng, 1, 4, 5, 5, 8, 1, 1, 1, 0, 2);
+    /* Wide enough rows that the columns run in more than one chunk. */
+    test_conv_case(rng, 1, 2, 20, 30, 3, 3, 3, 1, 1, 1);
+    test_conv_case(rng, 1, 2, 21, 30, 3, 3, 3, 2, 1, 1);
 
     mg_conv2d_shape bad = {.N = 1, .C = 1, .H = 3, .W = 3, .OC = 1, .KH = 5, .KW = 5, .stride = 1, .pad = 0};
     CHECK_INT_EQ(mg_conv2d_shape_init(&bad), -1);
@@ -250,6 +268,11 @@ static void test_conv(mg_rng *rng)
     CHECK_INT_EQ(bad.OH, 1);
     bad.stride = 0;
     CHECK_INT_EQ(mg_conv2d_shape_init(&bad), -1);
+    /* Channels must divide by the groups. */
+    mg_conv2d_shape grp = {.N = 1, .C = 4, .H = 3, .W = 3, .OC = 6, .KH = 1, .KW = 1, .stride = 1, .groups = 3};
+    CHECK_INT_EQ(mg_conv2d_shape_init(&grp), -1);
+    grp.C = 6;
+    CHECK_INT_EQ(mg_conv2d_shape_init(&grp), 0);
 }
 
 /* ---- max pool --------------------------------------------------------------------- */
