@@ -18,17 +18,23 @@
 extern "C" {
 #endif
 
-/* What a rank keeps between nodes: the dataset it loaded last, so consecutive
- * nodes on the same data do not reload it. */
+/* Datasets a rank keeps loaded between nodes, at most this many (the least
+ * recently used goes first), so a worker loads each dataset once. */
+#define MG_EXEC_MAX_DATASETS 4
+
+/* What a rank keeps between nodes. */
 typedef struct {
     const mg_grid *grid;
     const mg_plan *plan;
     mg_store *store;
     int rank;
     char host[64];
-    mg_dataset data;
-    int data_loaded;
-    size_t data_index;   /* grid dataset index of `data` */
+    mg_dataset *data;    /* the dataset of the node being computed: one of cache[] */
+    mg_dataset cache[MG_EXEC_MAX_DATASETS];
+    size_t cache_index[MG_EXEC_MAX_DATASETS]; /* grid dataset index of each entry */
+    uint64_t cache_used[MG_EXEC_MAX_DATASETS]; /* last use, for eviction */
+    int cache_n;
+    uint64_t uses;
     /* Training state is saved at the end of an epoch when a stop is
      * requested or this many seconds passed since the last save (0: only on
      * stop). A rerun resumes a node from its checkpoint. */

@@ -29,25 +29,48 @@ void mg_exec_init(mg_exec_ctx *ctx, const mg_grid *g, const mg_plan *p, mg_store
 
 void mg_exec_free(mg_exec_ctx *ctx)
 {
-    if (ctx->data_loaded)
-        mg_dataset_free(&ctx->data);
-    ctx->data_loaded = 0;
+    for (int i = 0; i < ctx->cache_n; i++)
+        mg_dataset_free(&ctx->cache[i]);
+    ctx->cache_n = 0;
+    ctx->data = NULL;
 }
 
 static mg_status ensure_data(mg_exec_ctx *ctx, size_t di, mg_error *err)
 {
-    if (ctx->data_loaded && ctx->data_index == di)
-        return MG_OK;
-    if (ctx->data_loaded)
-        mg_dataset_free(&ctx->data);
-    ctx->data_loaded = 0;
+    ctx->uses++;
+    for (int i = 0; i < ctx->cache_n; i++)
+        if (ctx->cache_index[i] == di) {
+            ctx->cache_used[i] = ctx->uses;
+            ctx->data = &ctx->cache[i];
+            return MG_OK;
+        }
+    int slot = ctx->cache_n;
+    if (slot == MG_EXEC_MAX_DATASETS) {
+        slot = 0;
+        for (int i = 1; i < ctx->cache_n; i++)
+            if (ctx->cache_used[i] < ctx->cache_used[slot])
+                slot = i;
+        mg_dataset_free(&ctx->cache[slot]);
+    } else {
+        ctx->cache_n++;
+    }
     const mg_dataset_spec *d = &ctx->grid->datasets[di];
     const char *root = d->root[0] ? d->root : ctx->grid->data_root;
-    mg_status st = mg_data_load_opts(d->name, root, &d->opts, &ctx->data, err);
-    if (st != MG_OK)
+    mg_status st = mg_data_load_opts(d->name, root, &d->opts, &ctx->cache[slot], err);
+    if (st != MG_OK) {
+        /* Keep the cache dense: move the last entry into the failed slot. */
+        ctx->cache_n--;
+        if (slot != ctx->cache_n) {
+            ctx->cache[slot] = ctx->cache[ctx->cache_n];
+            ctx->cache_index[slot] = ctx->cache_index[ctx->cache_n];
+            ctx->cache_used[slot] = ctx->cache_used[ctx->cache_n];
+        }
+        ctx->data = NULL;
         return st;
-    ctx->data_loaded = 1;
-    ctx->data_index = di;
+    }
+    ctx->cache_index[slot] = di;
+    ctx->cache_used[slot] = ctx->uses;
+    ctx->data = &ctx->cache[slot];
     return MG_OK;
 }
 
@@ -79,7 +102,7 @@ static mg_status load_role_data(mg_exec_ctx *ctx, const mg_node *node, role_data
     MG_CHECK(ensure_data(ctx, node->dataset, err));
     /* The stream name is fixed so that every protocol draws from the same
      * generator the original four-way split used: old stores stay valid. */
-    MG_CHECK(mg_split_roles_make(&g->split.cfg, ctx->data.n, ctx->data.n_train, g->seeds[node->seed], "four-way",
+    MG_CHECK(mg_split_roles_make(&g->split.cfg, ctx->data->n, ctx->data->n_train, g->seeds[node->seed], "four-way",
                                  &roles, err));
     const mg_index_list *parts[3];
     if (node->role == MG_ROLE_TARGET) {
@@ -91,7 +114,7 @@ static mg_status load_role_data(mg_exec_ctx *ctx, const mg_node *node, role_data
         parts[1] = &roles.shadow_test[0];
         parts[2] = &roles.shadow_dev[0];
     }
-    size_t dim = mg_dataset_dim(&ctx->data);
+    size_t dim = mg_dataset_dim(ctx->data);
     for (int part = 0; part < 3; part++) {
         size_t n = parts[part]->n;
         out->n[part] = n;
@@ -101,7 +124,7 @@ static mg_status load_role_data(mg_exec_ctx *ctx, const mg_node *node, role_data
         if (!out->x[part] || !out->y[part] || !out->idx[part])
             MG_FAIL(MG_ERR_NOMEM, "out of memory gathering %zu samples", n);
         memcpy(out->idx[part], parts[part]->idx, n * sizeof(uint32_t));
-        mg_dataset_gather(&ctx->data, parts[part]->idx, n, out->x[part], out->y[part]);
+        mg_dataset_gather(ctx->data, parts[part]->idx, n, out->x[part], out->y[part]);
     }
 cleanup:
     mg_split_roles_free(&roles);
@@ -122,10 +145,10 @@ static mg_status make_model(mg_exec_ctx *ctx, const mg_node *node, mg_model **m,
                : strcmp(a->act, "relu6") == 0 ? MG_ACT_RELU6
                : strcmp(a->act, "gelu") == 0 ? MG_ACT_GELU
                                                : MG_ACT_RELU,
-        .in_c = ctx->data.c,
-        .in_h = ctx->data.h,
-        .in_w = ctx->data.w,
-        .n_classes = ctx->data.n_classes,
+        .in_c = ctx->data->c,
+        .in_h = ctx->data->h,
+        .in_w = ctx->data->w,
+        .n_classes = ctx->data->n_classes,
     };
     return mg_model_create(&cfg, m, err);
 }
@@ -371,7 +394,7 @@ static mg_status train_resumable(mg_exec_ctx *ctx, const mg_node *node, mg_model
     }
     mg_train_data d = {
         .x = rd->x[0], .y = rd->y[0], .n = rd->n[0],
-        .c = ctx->data.c, .h = ctx->data.h, .w = ctx->data.w,
+        .c = ctx->data->c, .h = ctx->data->h, .w = ctx->data->w,
         .dev_x = rd->x[2], .dev_y = rd->y[2], .dev_n = rd->n[2],
     };
     hook_state hs = {ctx, path, mg_now()};
