@@ -223,11 +223,12 @@ def main():
 
     broken = os.path.join(args.tmp, "broken")
     shutil.copytree(store, broken)
-    # An attack node that rank 1 of 4 reads (node i goes to rank i % 4), so the
-    # --strict error travels from rank 1 to rank 0's message.
-    every = sorted(f[:-3] for f in os.listdir(os.path.join(store, "nodes")) if f.endswith(".h5"))
+    # An attack node that a rank other than 0 of 4 reads (node i goes to rank
+    # i % 4), so the --strict error travels from that rank to rank 0's message.
+    every = sorted(f[:-3] for f in os.listdir(os.path.join(store, "nodes"))
+                   if f.endswith(".h5") and not f.endswith(".ckpt.h5"))
     attack = [k.decode() for k in a["node_key"]]
-    victim = next(k for i, k in enumerate(every) if i % 4 == 1 and k in attack)
+    victim_rank, victim = next((i % 4, k) for i, k in enumerate(every) if i % 4 != 0 and k in attack)
     with open(os.path.join(broken, "nodes", victim + ".h5"), "wb") as f:
         f.write(b"not an HDF5 file")
     p = mpi(4, "--out", os.path.join(args.tmp, "broken.h5"), broken)
@@ -236,7 +237,7 @@ def main():
     check(len(c["node_key"]) == len(a["node_key"]) - 1 and c["attrs"]["skipped_nodes"] == victim,
           "the skipped node is left out and recorded")
     p = mpi(4, "--strict", "--out", os.path.join(args.tmp, "strict.h5"), broken, expect=1)
-    check(victim in p.stderr and "--strict" in p.stderr and "rank 1: " in p.stderr,
+    check(victim in p.stderr and "--strict" in p.stderr and f"rank {victim_rank}: " in p.stderr,
           "--strict makes it an error, reported from the rank that read the file")
     check(not os.path.exists(os.path.join(args.tmp, "strict.h5")) and
           not glob.glob(os.path.join(args.tmp, "strict.h5.tmp*")), "a failed run leaves no output")

@@ -161,7 +161,7 @@ def case_grow(r):
 def case_kill_resume(r):
     s = r.fresh("kill")
     slow = write_grid(os.path.join(s, "slow.yaml"),
-                      open(TINY).read().replace("epochs: 3", "epochs: 25").replace(": 200", ": 1500")
+                      open(TINY).read().replace("epochs: 5", "epochs: 25").replace(": 200", ": 1500")
                       .replace("e2e-tiny", "e2e-slow"))
     cmd = r.mpi_cmd(3) + ["--store", s, slow]
     print("$ " + " ".join(cmd), flush=True)
@@ -233,7 +233,7 @@ def case_analysis(r):
 
 def slow_grid(d, name, epochs=30, n=2000):
     return write_grid(os.path.join(d, name + ".yaml"),
-                      open(TINY).read().replace("epochs: 3", f"epochs: {epochs}").replace(": 200", f": {n}")
+                      open(TINY).read().replace("epochs: 5", f"epochs: {epochs}").replace(": 200", f": {n}")
                       .replace("e2e-tiny", name))
 
 
