@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Installs every Debian package miagrid needs to build, test and analyse.
+# Installs every Debian package miagrid needs to build, test and analyse
+# (clang with its runtime libraries for the fuzz targets, and valgrind, for
+# scripts/test.sh).
 # Idempotent: packages already present are left alone. Needs root (or sudo).
 # usage: install-deps.sh [--bench]
 set -euo pipefail
@@ -12,6 +14,7 @@ PKGS=(
   libyaml-dev zlib1g-dev libpng-dev libjpeg-dev
   dataset-fashion-mnist
   python3 python3-h5py python3-pandas python3-matplotlib python3-numpy
+  clang libclang-rt-14-dev valgrind
 )
 
 # --bench adds what bench/ compares against: PyTorch for the CPU, from Debian.

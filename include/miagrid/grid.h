@@ -22,6 +22,8 @@ extern "C" {
 #define MG_NAME_MAX 64
 #define MG_CANON_MAX 512
 #define MG_MAX_HIDDEN 16
+/* Most stages one pruning chain may have (iterative rounds, imp rounds). */
+#define MG_MAX_STAGES 256
 /* Bumped whenever a recipe's meaning changes, so old store entries are not reused. */
 #define MG_RECIPE_VERSION 1
 /* An axis index that does not apply to a node (e.g. the prune of a train node). */
@@ -46,8 +48,12 @@ typedef struct {
 } mg_arch_spec;
 
 typedef struct {
-    char method[MG_NAME_MAX];   /* "l1-unstructured" */
-    char schedule[MG_NAME_MAX]; /* "one-shot" */
+    char method[MG_NAME_MAX];   /* "l1-unstructured", "random-unstructured", "l2-structured", ... */
+    char schedule[MG_NAME_MAX]; /* "one-shot", "iterative" or "imp" */
+    int rounds;                 /* iterative: K rounds, round k keeps (1-s)^(k/K) (WeMem) */
+    double rate;                /* imp: fraction of the remaining weights pruned per round (0.2) */
+    int rewind_epoch;           /* imp: weights rewound to their values after this training epoch */
+    int factors;                /* butterfly: number of butterfly factors (0: all, a dense product) */
     char canon[MG_CANON_MAX];
 } mg_prune_spec;
 
@@ -142,14 +148,20 @@ typedef struct {
     mg_role role;            /* train, prune: whose data the model is trained on */
     char key[33];            /* first 32 hex digits of SHA-256(recipe) */
     char *recipe;            /* canonical JSON; includes the keys of the inputs */
-    size_t n_inputs;         /* train: 0; prune: 1 (the model pruned); attack: 2 (target model, shadow model) */
+    size_t n_inputs;         /* train: 0; prune: 1 (the model pruned), imp: 2 (the model pruned, the
+                              * rewind point); attack: 2 (target model, shadow model) */
     size_t inputs[2];        /* node indices */
     /* Indices into the grid's axes, for the fields that apply to this kind;
      * MG_NO_INDEX for the others. train: dataset, arch, seed. prune: those
      * and prune, defense. attack: those of its models (prune and defense
      * MG_NO_INDEX when the models are dense) and attack. */
     size_t dataset, arch, prune, defense, attack, seed;
-    double sparsity;         /* prune, and attack on pruned models; 0 otherwise */
+    double sparsity;         /* prune: the sparsity this node prunes to (a stage's, for chains);
+                              * attack on pruned models: the cell's; 0 otherwise */
+    int stage;               /* prune: 1-based stage of an iterative or imp chain (1 for one-shot) */
+    int stop_epoch;          /* train: >= 0 makes this the weights after that many epochs of the
+                              * dense training (imp's rewind point; 0: the initial weights);
+                              * -1 trains all epochs */
     size_t n_uses;           /* how many references from cells and nodes resolve to this node */
 } mg_node;
 

@@ -498,6 +498,87 @@ mg_status mg_train_state_load(hid_t loc, mg_model *m, mg_train_state *s, mg_erro
 mg_status mg_train_checkpoint_save(const char *path, mg_model *m, const mg_train_state *s, mg_error *err);
 mg_status mg_train_checkpoint_load(const char *path, mg_model *m, mg_train_state *s, mg_error *err);
 
+/* ---- per-example gradients and DP-SGD (perex.c) ---------------------------------------------
+ *
+ * DP-SGD (Abadi et al. 2016, as Opacus) needs each sample's gradient norm to
+ * clip it. These functions get the norms from each parameterised layer's
+ * input activations and output gradients, without forming one gradient per
+ * sample where the layer allows it, and weight the samples through a second
+ * backward from scaled logit gradients ("ghost clipping").
+ *
+ * Norms are taken over the unmasked entries only (masks != 0): the optimiser
+ * zeroes the masked entries' gradients, so they never reach an update and
+ * must not use up the clipping budget. Masks are the 0/1 values of
+ * mg_model_masks.
+ *
+ * Batch norm mixes the samples of a batch, so a sample's gradient is not
+ * defined on its own: every function below refuses a model with batch norm
+ * (MG_ERR_ARG), as Opacus does. Layer norm, dropout, pooling, residual adds,
+ * concatenation and self-attention are per-sample and supported. */
+
+/* Backward of the last forward given dlogits (batch, K), the gradient of some
+ * loss with respect to the logits, in the mode of that forward: parameter
+ * gradients accumulate (+=) as in mg_model_backward, whose backward is this
+ * one with dlogits = (softmax - onehot(y)) / batch (without label
+ * smoothing). The input gradient of
+ * mg_model_set_input_grad is overwritten. batch must be the last forward's
+ * (MG_ERR_ARG otherwise). */
+mg_status mg_model_backward_from_dlogits(mg_model *m, const float *dlogits, int batch, mg_error *err);
+
+/* Keep the output gradient of every parameterised layer (linear,
+ * convolution, layer norm, self-attention) after each backward, which
+ * mg_model_per_example_grad_norms reads: each gets a gradient buffer of its
+ * own instead of one shared with other values (about one more activation of
+ * those layers per sample). Stays on for the model's life; calling it again
+ * does nothing. A model with batch norm: MG_ERR_ARG (see above). */
+mg_status mg_model_enable_per_example(mg_model *m, mg_error *err);
+
+/* norms (batch of the last backward) receives, for each sample i, the L2
+ * norm over all unmasked parameters of sample i's contribution to the
+ * gradient that the last backward accumulated: with mg_model_backward's mean
+ * loss that is ||grad of loss_i|| / batch, with
+ * mg_model_backward_from_dlogits the gradient of row i's part of the loss.
+ * The last backward must have run after mg_model_enable_per_example and
+ * after the last forward (MG_ERR_ARG when per-example gradients are not
+ * enabled or no backward ran; the contract that it followed the last forward
+ * is the caller's). Linear layers seeing one row per sample cost O(I + O) a
+ * sample, or O(I O) with a pruned weight; layers over several positions (a
+ * convolution's output pixels, a linear layer over a sequence) use, per
+ * sample, whichever of the Gram form sum_{p,q} (a_p.a_q)(d_p.d_q) and the
+ * sample's gradient d^T a is cheaper, and always the latter with a pruned
+ * weight (the Gram form cannot apply a mask). Layer norm and self-attention
+ * form each sample's gradient of their (small) parameters. */
+mg_status mg_model_per_example_grad_norms(mg_model *m, double *norms, mg_error *err);
+
+/* The DP-SGD gradient of the last forward (run it in training mode, before
+ * this call) against labels y: with g_i the gradient of sample i's own
+ * cross-entropy (not divided by the batch; label smoothing applies if set)
+ * and c_i = min(1, clip / ||g_i||) (1 when g_i is 0), the parameter
+ * gradients receive sum_i c_i g_i, accumulated (+=) and NOT divided by the
+ * batch: the caller then adds N(0, sigma^2 clip^2) noise and divides by the
+ * batch size (mg_dp_add_noise), as Abadi et al. and Opacus. Two backwards
+ * run: the first finds the norms (its parameter gradients are discarded),
+ * the second starts from the logit gradients scaled row by row by c_i; the
+ * cost is about two plain backwards plus the norms. *loss receives the mean
+ * (unclipped) loss and norms_out (batch) the norms ||g_i|| over the unmasked
+ * parameters; either may be NULL. With mg_model_set_input_grad the input
+ * gradient is that of sum_i c_i loss_i. Enables per-example gradients on
+ * the model (mg_model_enable_per_example). clip must be positive and
+ * finite, labels in [0, K), batch the last forward's (MG_ERR_ARG); a
+ * non-finite norm gives MG_ERR_NUMERIC. On any failure the parameter
+ * gradients are as on entry. */
+mg_status mg_model_dp_backward(mg_model *m, const int32_t *y, int batch, double clip, double *loss,
+                               double *norms_out, mg_error *err);
+
+/* The noisy mean of DP-SGD over n gradient entries: grads[i] = (grads[i] +
+ * sigma_times_clip * z_i) / batch with z_i standard normal, and grads[i] = 0
+ * exactly where masks[i] == 0 (masks may be NULL: nothing masked). When
+ * sigma_times_clip > 0 it draws n normals from rng in index order, masked
+ * entries included, so the stream does not depend on the masks; with 0 it
+ * draws nothing. batch must be positive. */
+void mg_dp_add_noise(float *grads, const float *masks, size_t n, double sigma_times_clip, double batch,
+                     mg_rng *rng);
+
 #ifdef __cplusplus
 }
 #endif

@@ -9,6 +9,15 @@
  *                       so a crash leaves each node either complete or absent
  *   miagrid-store       a one-line text file naming the store format version
  *   lock                held (flock) by the run that owns the store
+ *
+ * Every node file and the root file have a checksum file beside them,
+ * <file>.sha256 in sha256sum's format, written before the file is renamed
+ * into place. A file is checked against it before HDF5 parses it (HDF5 1.10
+ * can crash on malformed files), so a damaged or foreign file is refused
+ * rather than read. miagrid creates the store directory itself and its
+ * nodes/ folder (mode 0775), never the directories above it (except runs/
+ * for the default store runs/<name>), and its files with mode 0664, both
+ * less the umask.
  */
 #ifndef MIAGRID_STORE_H
 #define MIAGRID_STORE_H
@@ -29,8 +38,10 @@ extern "C" {
 
 typedef struct mg_store mg_store;
 
-/* Open (creating if needed) the store directory. A store of another format
- * version is refused with MG_ERR_STATE naming the versions. */
+/* Open (creating if needed) the store directory. Only the directory itself
+ * and its nodes/ folder are created: a missing parent is an MG_ERR_IO naming
+ * it, except "runs" for a store at runs/<name> (the default). A store of
+ * another format version is refused with MG_ERR_STATE naming the versions. */
 mg_status mg_store_open(const char *dir, mg_store **out, mg_error *err);
 void mg_store_close(mg_store **s);
 const char *mg_store_dir(const mg_store *s);
@@ -41,7 +52,8 @@ mg_status mg_store_lock(mg_store *s, mg_error *err);
 
 /* Path of a node's file into buf. */
 void mg_store_node_path(const mg_store *s, const char *key, char *buf, size_t n);
-/* 1 if the node's file exists, opens, and records status "complete" with the same key. */
+/* 1 if the node's file exists, matches its checksum file, opens, and records
+ * status "complete" with the same key. */
 int mg_store_node_complete(const mg_store *s, const char *key);
 
 /* ---- writing a node ------------------------------------------------------------- */
@@ -70,8 +82,24 @@ int mg_store_node_failed(const mg_store *s, const char *key, char *buf, size_t n
 /* Remove a failure record (if any). */
 void mg_store_clear_failure(mg_store *s, const char *key);
 
-/* Open a complete node's file read-only. */
+/* Open a complete node's file read-only, after checking it against its
+ * checksum file (MG_ERR_STATE or MG_ERR_DATA, naming the file, when that fails). */
 mg_status mg_store_node_open(const mg_store *s, const char *key, hid_t *file, mg_error *err);
+
+/* ---- checksums ------------------------------------------------------------------ */
+
+/* Check a file against its checksum file path.sha256 ("<64 hex digits>  <file
+ * name>\n", as sha256sum writes), reading it whole, before anything parses it.
+ * MG_ERR_STATE if the checksum file is missing or is not a checksum line for
+ * this file name, MG_ERR_DATA if the bytes differ, MG_ERR_IO if the file
+ * cannot be read; the message names the file. */
+mg_status mg_store_check_file(const char *path, mg_error *err);
+
+/* Write final_path.sha256 for the file at path (a temporary about to be renamed
+ * to final_path): the SHA-256 of its bytes and final_path's file name, under a
+ * temporary name, flushed and renamed. Call it before renaming the file itself
+ * into place, so a file never appears without its checksum. */
+mg_status mg_store_seal_file(const char *path, const char *final_path, mg_error *err);
 
 /* ---- HDF5 helpers (intermediate groups are created as needed) -------------------- */
 

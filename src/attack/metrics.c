@@ -1,7 +1,8 @@
 /*
  * metrics.c: the threshold attack's fit and the metrics that judge any
  * membership score: balanced accuracy at a threshold, AUC, TPR at a fixed
- * low FPR, the membership advantage and the ROC curve.
+ * low FPR, the membership advantage and the ROC curve; and the
+ * Jensen-Shannon divergence between members' and non-members' values.
  *
  * All of them are "member if score >= t", so samples with equal scores
  * always fall on the same side. Each function sorts the scores once
@@ -204,18 +205,21 @@ void mg_attack_evaluate(const double *score, const uint8_t *member, size_t n, do
     out->tpr = n_pos ? (double)tp / (double)n_pos : NAN;
     out->fpr = n_neg ? (double)fp / (double)n_neg : NAN;
     out->balanced_acc = (out->tpr + 1.0 - out->fpr) / 2.0;
-    out->auc = out->tpr_at_1fpr = out->tpr_at_01fpr = out->advantage = NAN;
+    out->precision = out->tpr + out->fpr > 0.0 ? out->tpr / (out->tpr + out->fpr) : NAN;
+    out->defense = 200.0 - 200.0 * out->balanced_acc;
+    out->auc = out->tpr_at_1fpr = out->tpr_at_01fpr = out->tpr_at_0fpr = out->advantage = NAN;
 
     scored *v = sorted_copy(score, member, n, &n_pos, &n_neg);
     if (!v || n_pos == 0 || n_neg == 0) {
         free(v);
         return;
     }
-    const double max_fpr[2] = {0.01, 0.001};
-    double tpr_at[2] = {0.0, 0.0};
-    sweep(v, n, n_pos, n_neg, max_fpr, tpr_at, 2, NULL, NULL, NULL, &out->auc, &out->advantage);
+    const double max_fpr[3] = {0.01, 0.001, 0.0};
+    double tpr_at[3] = {0.0, 0.0, 0.0};
+    sweep(v, n, n_pos, n_neg, max_fpr, tpr_at, 3, NULL, NULL, NULL, &out->auc, &out->advantage);
     out->tpr_at_1fpr = tpr_at[0];
     out->tpr_at_01fpr = tpr_at[1];
+    out->tpr_at_0fpr = tpr_at[2];
     free(v);
 }
 
@@ -254,4 +258,48 @@ cleanup:
         *n_points = 0;
     }
     return st;
+}
+
+/* Equal-mass bins of the pooled values keep every bin populated whatever the
+ * scale of the statistic (a model's true-class log-odds pile up far in the
+ * tail for members), and make the estimate depend on ranks only. */
+double mg_metric_js_divergence(const double *stat, const uint8_t *member, size_t n, int n_bins)
+{
+    size_t n_pos = 0, n_neg = 0;
+    if (n_bins < 1)
+        return NAN;
+    scored *v = sorted_copy(stat, member, n, &n_pos, &n_neg);
+    double *count = mg_calloc(2 * (size_t)n_bins, sizeof(double), "JS divergence bins", NULL);
+    double js = NAN;
+    if (!v || !count || n_pos == 0 || n_neg == 0)
+        goto cleanup;
+    size_t i = 0;
+    while (i < n) {
+        size_t j = i;
+        /* The whole group of equal values goes to the bin of its first rank. */
+        size_t bin = (size_t)((double)i * (double)n_bins / (double)n);
+        if (bin >= (size_t)n_bins)
+            bin = (size_t)n_bins - 1;
+        while (j < n && same_score(v[j].s, v[i].s)) {
+            count[2 * bin + (v[j].m ? 0 : 1)] += 1.0;
+            j++;
+        }
+        i = j;
+    }
+    js = 0.0;
+    for (int b = 0; b < n_bins; b++) {
+        double p = count[2 * b] / (double)n_pos, q = count[2 * b + 1] / (double)n_neg;
+        double m = 0.5 * (p + q);
+        if (p > 0.0)
+            js += 0.5 * p * log(p / m);
+        if (q > 0.0)
+            js += 0.5 * q * log(q / m);
+    }
+    /* Rounding can leave a tiny negative sum for identical histograms. */
+    if (js < 0.0)
+        js = 0.0;
+cleanup:
+    free(v);
+    free(count);
+    return js;
 }

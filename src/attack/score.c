@@ -4,6 +4,7 @@
  * subtracted first so that exp never overflows.
  */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "miagrid/attack.h"
@@ -16,6 +17,28 @@ int mg_attack_known(const char *attack)
 const char *mg_attack_known_list(void)
 {
     return "loss, conf";
+}
+
+int mg_attack_grid_known(const char *attack)
+{
+    mg_attack_kind k;
+    if (!attack || mg_attack_kind_parse(attack, &k) != 0)
+        return 0;
+    return (mg_attack_needs(k) & ~(unsigned)MG_ATTACK_NEEDS_SHADOW) == 0;
+}
+
+const char *mg_attack_grid_list(void)
+{
+    static char list[512];
+    if (!list[0]) {
+        size_t len = 0;
+        for (int k = 0; k < MG_ATTACK_N_KINDS; k++) {
+            const char *name = mg_attack_kind_str((mg_attack_kind)k);
+            if (mg_attack_grid_known(name))
+                len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", len ? ", " : "", name);
+        }
+    }
+    return list;
 }
 
 mg_status mg_attack_score(const char *attack, const float *logits, const int32_t *y, size_t n,

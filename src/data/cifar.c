@@ -51,6 +51,8 @@ static mg_status cifar_append(const char *path, mg_cifar_kind kind, mg_dataset *
                     i, i * rec + 1, r[1]);
     }
 
+    MG_CHECK(mg_data_check_memory(path, (double)(d->n + n) * CIFAR_PIXELS * sizeof(float), "the images as floats",
+                                  err));
     float *x = realloc(d->x, (d->n + n) * CIFAR_PIXELS * sizeof(float));
     if (!x)
         MG_FAIL(MG_ERR_NOMEM, "%s: cannot allocate %zu images", path, d->n + n);

@@ -20,6 +20,8 @@
 enum { READ_CHUNK = 1 << 20 };
 /* Longer lines are refused rather than grown without bound. */
 #define MAX_LINE ((size_t)1 << 28)
+/* Classes inferred from the labels, at most (as the grid's `classes`). */
+#define MG_CSV_MAX_CLASSES 1000000
 
 typedef struct {
     gzFile f;
@@ -191,11 +193,18 @@ static void rows_free(csv_rows *r)
 
 static mg_status rows_grow(csv_rows *r, int with_labels, const char *path, mg_error *err)
 {
-    size_t cap = r->cap ? r->cap * 2 : 1024;
     size_t per = r->dim ? r->dim : 1;
+    /* The first block holds at most about a million values, so a file of one
+     * very wide row does not reserve a thousand of them. */
+    size_t first = ((size_t)1 << 20) / per;
+    size_t cap = r->cap ? r->cap * 2 : first < 1 ? 1 : first > 1024 ? 1024 : first;
     if (cap > UINT32_MAX || cap > SIZE_MAX / sizeof(float) / per)
         return mg_error_set(err, MG_ERR_NOMEM, "%s: more than %zu rows of %zu values is too large", path, r->cap,
                             r->dim);
+    mg_status st = mg_data_check_memory(path, (double)cap * ((double)r->dim * sizeof(float) + sizeof(int32_t)),
+                                        "the rows read so far", err);
+    if (st != MG_OK)
+        return st;
     if (r->dim) {
         float *x = realloc(r->x, cap * r->dim * sizeof(float));
         if (!x)
@@ -362,6 +371,13 @@ mg_status mg_data_load_csv(const char *path, const mg_csv_opts *opts, mg_dataset
     mg_status st = csv_read(path, &fmt, &rows, err);
     if (st != MG_OK)
         return st;
+    if (opts->n_classes == 0 && rows.max_label >= MG_CSV_MAX_CLASSES) {
+        long top = rows.max_label;
+        rows_free(&rows);
+        return mg_error_set(err, MG_ERR_DATA, "%s: the labels go up to %ld, which would make %ld classes; expected "
+                            "at most %d (set the dataset's classes, or label_base)", path, top + opts->label_base,
+                            top + 1, MG_CSV_MAX_CLASSES);
+    }
     int n_classes = opts->n_classes > 0 ? opts->n_classes : (int)(rows.max_label + 1);
     rows_to_dataset(&rows, n_classes, path, out);
     return MG_OK;

@@ -7,6 +7,7 @@
 #define MIAGRID_DATA_INTERNAL_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <zlib.h>
 
 #include "miagrid/data.h"
@@ -27,6 +28,19 @@ mg_status mg_data_read_all(const char *path, char **out, size_t *len, mg_error *
  * image shape and n_classes. On failure d keeps its earlier rows. */
 mg_status mg_data_idx_append(const char *images_path, const char *labels_path, int n_classes,
                              mg_dataset *d, mg_error *err);
+
+/* The most bytes the open file f (at path) can deliver: its size when it is
+ * plain, and for gzip its compressed size times deflate's largest expansion
+ * (about 1032), so a header's promise can be checked before anything is
+ * allocated for it. */
+mg_status mg_data_gz_capacity(gzFile f, const char *path, uint64_t *max_bytes, mg_error *err);
+
+/* Refuse (MG_ERR_NOMEM, naming path and what) a buffer of `bytes` that the
+ * memory there is could not hold, before it is allocated: the environment
+ * variable MIAGRID_MAX_MEMORY (bytes, or with a K, M, G or T suffix) when
+ * set, else the machine's physical memory. A malformed variable is an
+ * MG_ERR_CONFIG naming it. */
+mg_status mg_data_check_memory(const char *path, double bytes, const char *what, mg_error *err);
 
 /* The last path component, for dataset names. */
 const char *mg_data_basename(const char *path);

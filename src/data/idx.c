@@ -118,6 +118,16 @@ static mg_status idx_read_images(const char *path, mg_dataset *d, size_t *n_new,
     if (n > SIZE_MAX / dim || d->n > SIZE_MAX - n || d->n + n > SIZE_MAX / dim / sizeof(float))
         MG_FAIL(MG_ERR_NOMEM, "%s: %zu images of %zu pixels is too large", path, n, dim);
     size_t promised = n * dim;
+    /* A header can promise anything; the file and the memory must hold it
+     * before a byte is allocated. */
+    uint64_t capacity = 0;
+    MG_CHECK(mg_data_gz_capacity(f, path, &capacity, err));
+    if ((uint64_t)promised > capacity || capacity - promised < 16)
+        MG_FAIL(MG_ERR_DATA, "%s: truncated: the header promises %zu images of %ux%u (%zu bytes) but the file "
+                "holds at most %llu", path, n, (unsigned)dims[1], (unsigned)dims[2], promised,
+                (unsigned long long)(capacity > 16 ? capacity - 16 : 0));
+    MG_CHECK(mg_data_check_memory(path, (double)(d->n + n) * (double)dim * sizeof(float), "the images as floats",
+                                  err));
 
     float *x = realloc(d->x, (d->n + n) * dim * sizeof(float));
     if (!x)
@@ -168,6 +178,11 @@ static mg_status idx_read_labels(const char *path, int n_classes, size_t n_image
     if ((size_t)n_labels != n_images)
         MG_FAIL(MG_ERR_DATA, "%s: holds %u labels but %s holds %zu images", path,
                 (unsigned)n_labels, images_path, n_images);
+    uint64_t capacity = 0;
+    MG_CHECK(mg_data_gz_capacity(f, path, &capacity, err));
+    if ((uint64_t)n_labels + 8 > capacity)
+        MG_FAIL(MG_ERR_DATA, "%s: truncated: the header promises %u labels but the file holds at most %llu bytes",
+                path, (unsigned)n_labels, (unsigned long long)capacity);
     raw = mg_malloc(n_labels, 1, "IDX labels", err);
     if (!raw)
         MG_CHECK(MG_ERR_NOMEM);

@@ -208,6 +208,7 @@ mg_status mg_data_load_image_folder(const char *root, const mg_image_opts *opts,
     size_t dim = (size_t)opts->channels * (size_t)opts->image_size * (size_t)opts->image_size;
     if (total > UINT32_MAX || total > SIZE_MAX / sizeof(float) / dim)
         MG_FAIL(MG_ERR_NOMEM, "%s: %zu images of %zu values each is too large", root, total, dim);
+    MG_CHECK(mg_data_check_memory(root, (double)total * (double)dim * sizeof(float), "the images as floats", err));
     out->x = mg_malloc(total * dim, sizeof(float), "images", err);
     out->y = mg_malloc(total, sizeof(int32_t), "labels", err);
     if (!out->x || !out->y)

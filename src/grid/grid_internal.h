@@ -16,6 +16,17 @@
 /* Upper bound on distinct plan nodes (each holds a recipe of a few hundred
  * bytes). */
 #define MG_PLAN_MAX_NODES 4000000
+/* The limits in force: the environment variables MIAGRID_MAX_CELLS and
+ * MIAGRID_MAX_NODES (whole numbers from 1 to 10^12) when set, else the two
+ * defaults above; the operator sets them, not the grid, so a grid from
+ * elsewhere cannot raise them. An unusable value is an MG_ERR_CONFIG naming
+ * the variable. */
+mg_status mg_grid_limits(size_t *max_cells, size_t *max_nodes, mg_error *err);
+/* YAML nested deeper than this, or a value that contains itself through an
+ * alias, is refused before the schema is looked at (a grid needs 6 levels). */
+#define MG_GRID_MAX_DEPTH 32
+/* The largest grid file accepted. */
+#define MG_GRID_MAX_BYTES ((size_t)1 << 24)
 
 /* The axes in cell order: dataset varies slowest, seed fastest. */
 enum {

@@ -29,6 +29,7 @@ typedef struct {
     const char *path;
     yaml_document_t *doc;
     mg_error *err;
+    size_t max_cells;            /* mg_grid_limits */
 } pctx;
 
 typedef struct {
@@ -72,7 +73,7 @@ static const char *const cifar100_keys[] = {"name", "root", "labels", NULL};
 static const char *const cifar100_labels[] = {"fine", "coarse", NULL};
 static const char *const arch_keys[] = {"name", "hidden", "activation", "preset", "init", NULL};
 static const char *const plain_arch_keys[] = {"name", "init", NULL};
-static const char *const prune_keys[] = {"method", "schedule", NULL};
+static const char *const prune_keys[] = {"method", "schedule", "rounds", "rate", "rewind_epoch", "factors", NULL};
 static const char *const name_keys[] = {"name", NULL};
 static const char *const exclude_keys[] = {"dataset", "arch", "prune", "sparsity", "defense",
                                            "seed", NULL};
@@ -83,8 +84,9 @@ static const char *const augment_names[] = {"crop", "flip", NULL};
 static const char *const init_names[] = {"default", "xavier-normal", NULL};
 static const char *const mlp_presets[] = {"location", "purchase", "texas", NULL};
 static const char *const activations[] = {"relu", "tanh", NULL};
-static const char *const prune_methods[] = {"l1-unstructured", NULL};
-static const char *const prune_schedules[] = {"one-shot", NULL};
+static const char *const prune_methods[] = {"l1-unstructured", "l1-unstructured-global", "random-unstructured",
+                                            "l1-structured", "l2-structured", "slim", "butterfly", NULL};
+static const char *const prune_schedules[] = {"one-shot", "iterative", "imp", NULL};
 static const char *const defense_names[] = {"none", NULL};
 
 /* ---- messages ------------------------------------------------------------------- */
@@ -327,8 +329,9 @@ static mg_status get_list(const pctx *c, yaml_node_t *n, const char *key, const 
         out->one = n;
         out->n = 1;
     }
-    if (out->n > MG_GRID_MAX_CELLS)
-        return perr(c, n, key, "%zu values; expected at most %d", out->n, MG_GRID_MAX_CELLS);
+    if (out->n > c->max_cells)
+        return perr(c, n, key, "%zu values; expected at most %zu (the cell limit, MIAGRID_MAX_CELLS)", out->n,
+                    c->max_cells);
     return MG_OK;
 }
 
@@ -1261,12 +1264,14 @@ cleanup:
 
 static mg_status parse_prune(const pctx *c, yaml_node_t *n, const char *key, mg_prune_spec *p)
 {
-    static const char expected[] = "a pruning method (l1-unstructured) or {method, schedule}";
+    static const char expected[] =
+        "a pruning method or {method, schedule, rounds (iterative), rate and rewind_epoch (imp), factors (butterfly)}";
     char k[KEY_MAX];
     mg_strbuf b;
-    yaml_node_t *method = n, *schedule = NULL;
+    yaml_node_t *method = n, *schedule = NULL, *rounds = NULL, *rate = NULL, *rewind = NULL, *factors = NULL;
     mg_status st = MG_OK;
-    if (n && n->type == YAML_MAPPING_NODE) {
+    int is_map = n && n->type == YAML_MAPPING_NODE;
+    if (is_map) {
         st = check_map(c, n, key, expected, prune_keys);
         if (st != MG_OK)
             return st;
@@ -1275,6 +1280,10 @@ static mg_status parse_prune(const pctx *c, yaml_node_t *n, const char *key, mg_
         if (st != MG_OK)
             return st;
         schedule = map_get(c, n, "schedule");
+        rounds = map_get(c, n, "rounds");
+        rate = map_get(c, n, "rate");
+        rewind = map_get(c, n, "rewind_epoch");
+        factors = map_get(c, n, "factors");
         sub_key(k, key, "method");
     } else {
         snprintf(k, sizeof k, "%s", key);
@@ -1289,9 +1298,71 @@ static mg_status parse_prune(const pctx *c, yaml_node_t *n, const char *key, mg_
         if (st != MG_OK)
             return st;
     }
+    int iterative = !strcmp(p->schedule, "iterative"), imp = !strcmp(p->schedule, "imp");
+    p->rounds = iterative ? 5 : 0;
+    p->rate = imp ? 0.2 : 0.0;
+    p->rewind_epoch = 0;
+    p->factors = 0;
+    /* Options belong to one schedule or method; elsewhere they are mistakes. */
+    struct {
+        yaml_node_t *node;
+        const char *name;
+        int allowed;
+        const char *needs;
+    } opt[] = {{rounds, "rounds", iterative, "schedule: iterative"},
+               {rate, "rate", imp, "schedule: imp"},
+               {rewind, "rewind_epoch", imp, "schedule: imp"},
+               {factors, "factors", !strcmp(p->method, "butterfly"), "method: butterfly"}};
+    for (size_t i = 0; i < sizeof opt / sizeof *opt; i++) {
+        if (opt[i].node && !opt[i].allowed) {
+            sub_key(k, key, opt[i].name);
+            return perr(c, opt[i].node, k, "only applies with %s", opt[i].needs);
+        }
+    }
+    long v = 0;
+    if (rounds) {
+        sub_key(k, key, "rounds");
+        st = get_long(c, rounds, k, 1, 100, "a whole number of rounds from 1 to 100", &v);
+        if (st != MG_OK)
+            return st;
+        p->rounds = (int)v;
+    }
+    if (rate) {
+        sub_key(k, key, "rate");
+        st = get_double(c, rate, k, 0.0, 1, 1.0, 1, "a fraction in (0, 1) of the remaining weights per round",
+                        &p->rate);
+        if (st != MG_OK)
+            return st;
+    }
+    if (rewind) {
+        sub_key(k, key, "rewind_epoch");
+        st = get_long(c, rewind, k, 0, 100000, "an epoch number >= 0 (0: the initial weights)", &v);
+        if (st != MG_OK)
+            return st;
+        p->rewind_epoch = (int)v;
+    }
+    if (factors) {
+        sub_key(k, key, "factors");
+        st = get_long(c, factors, k, 0, 64, "a number of butterfly factors from 0 (all) to 64", &v);
+        if (st != MG_OK)
+            return st;
+        p->factors = (int)v;
+    }
+    /* Keys sorted; options appear only where they apply, so the one-shot
+     * canonical form (and every key derived from it) is unchanged. */
     mg_strbuf_init(&b);
-    mg_strbuf_append(&b, "{\"method\":");
+    if (p->factors || !strcmp(p->method, "butterfly"))
+        mg_strbuf_printf(&b, "{\"factors\":%d,\"method\":", p->factors);
+    else
+        mg_strbuf_append(&b, "{\"method\":");
     mg_strbuf_json_str(&b, p->method);
+    if (imp) {
+        mg_strbuf_append(&b, ",\"rate\":");
+        mg_strbuf_json_num(&b, p->rate);
+        mg_strbuf_printf(&b, ",\"rewind_epoch\":%d", p->rewind_epoch);
+    }
+    if (iterative)
+        mg_strbuf_printf(&b, ",\"rounds\":%d", p->rounds);
     mg_strbuf_append(&b, ",\"schedule\":");
     mg_strbuf_json_str(&b, p->schedule);
     mg_strbuf_append(&b, "}");
@@ -1309,7 +1380,7 @@ static mg_status parse_named(const pctx *c, yaml_node_t *n, const char *key, con
     if (accepted)
         join(accepted, list, sizeof list);
     else
-        snprintf(list, sizeof list, "%s", mg_attack_known_list());
+        snprintf(list, sizeof list, "%s", mg_attack_grid_list());
     snprintf(expected, sizeof expected, "a %s name (one of: %s) or {name: ...}", what, list);
     if (n && n->type == YAML_MAPPING_NODE) {
         mg_status st = check_map(c, n, key, expected, name_keys);
@@ -1326,7 +1397,12 @@ static mg_status parse_named(const pctx *c, yaml_node_t *n, const char *key, con
     mg_status st = get_str(c, name, k, expected, name_out, MG_NAME_MAX);
     if (st != MG_OK)
         return st;
-    if (accepted ? !in_list(name_out, accepted) : !mg_attack_known(name_out))
+    mg_attack_kind ak;
+    if (!accepted && !mg_attack_grid_known(name_out) && mg_attack_kind_parse(name_out, &ak) == 0)
+        return perr(c, name, k,
+                    "attack \"%s\" needs sensitivity features or reference models, which grid nodes do not "
+                    "produce yet; expected one of: %s", name_out, list);
+    if (accepted ? !in_list(name_out, accepted) : !mg_attack_grid_known(name_out))
         return perr(c, name, k, "unknown %s \"%s\"; expected one of: %s", what, name_out, list);
     mg_strbuf_init(&b);
     canon_name(&b, "name", name_out);
@@ -1738,15 +1814,19 @@ cleanup:
 /* The product of the axes within the limit, and at least one cell left. */
 static mg_status check_cells(const pctx *c, yaml_node_t *root, const mg_grid *g)
 {
-    uint64_t total = 1;
+    /* Counted before anything is built, with no product that can overflow:
+     * aliases let a few lines name an astronomical grid. */
+    size_t total = 1;
     for (int a = 0; a < MG_AXIS_COUNT; a++) {
-        total *= mg_grid_axis_len(g, a);
-        if (total > MG_GRID_MAX_CELLS)
+        size_t len = mg_grid_axis_len(g, a);
+        if (len > c->max_cells / total)
             return perr(c, map_get(c, root, "axes"), "axes",
                         "%zu datasets x %zu archs x %zu prunes x %zu sparsities x %zu defenses x %zu seeds is "
-                        "more than %d cells; expected a smaller grid (split it into several files)",
+                        "more than %zu cells; expected a smaller grid (split it into several files, or raise "
+                        "the limit with MIAGRID_MAX_CELLS)",
                         g->n_datasets, g->n_archs, g->n_prunes, g->n_sparsities, g->n_defenses, g->n_seeds,
-                        MG_GRID_MAX_CELLS);
+                        c->max_cells);
+        total *= len;
     }
     if (!g->n_excludes)
         return MG_OK;
@@ -1757,6 +1837,147 @@ static mg_status check_cells(const pctx *c, yaml_node_t *root, const mg_grid *g)
     } while (mg_grid_next_combination(g, idx));
     return perr(c, map_get(c, root, "exclude"), "exclude", "every cell is excluded; expected entries that leave "
                 "at least one cell");
+}
+
+/* ---- limits ------------------------------------------------------------------------------ */
+
+static mg_status env_limit(const char *name, size_t dflt, size_t *out, mg_error *err)
+{
+    const char *v = getenv(name);
+    long n = 0;
+    *out = dflt;
+    if (!v || !*v)
+        return MG_OK;
+    if (mg_parse_long(v, &n) != 0 || n < 1 || n > 1000000000000L)
+        return mg_error_set(err, MG_ERR_CONFIG, "environment variable %s: expected a whole number from 1 to "
+                            "10^12, got \"%.40s\"", name, v);
+    *out = (size_t)n;
+    return MG_OK;
+}
+
+mg_status mg_grid_limits(size_t *max_cells, size_t *max_nodes, mg_error *err)
+{
+    mg_status st = env_limit("MIAGRID_MAX_CELLS", MG_GRID_MAX_CELLS, max_cells, err);
+    return st != MG_OK ? st : env_limit("MIAGRID_MAX_NODES", MG_PLAN_MAX_NODES, max_nodes, err);
+}
+
+/* Flow collections ([...], {...}) nested deeper than MG_GRID_MAX_DEPTH are
+ * refused before libyaml sees the text: its scanner checks every open flow
+ * level at each token, so a file of nothing but '[' costs it time quadratic
+ * in its length. Quoted scalars and comments are skipped; an unbalanced
+ * bracket elsewhere is libyaml's to report. */
+static mg_status check_flow_depth(const char *path, const char *text, size_t len, mg_error *err)
+{
+    size_t depth = 0, line = 1, col = 1;
+    char quote = 0, prev = '\n';
+    int escaped = 0;
+    for (size_t i = 0; i < len; i++, col++) {
+        char ch = text[i];
+        if (ch == '\n') {
+            line++;
+            col = 0;
+        }
+        if (quote) {
+            if (escaped)
+                escaped = 0;
+            else if (quote == '"' && ch == '\\')
+                escaped = 1;
+            else if (ch == quote)
+                quote = 0;
+        } else if (ch == '#' && (prev == ' ' || prev == '\t' || prev == '\n')) {
+            while (i + 1 < len && text[i + 1] != '\n')
+                i++, col++;
+        } else if ((ch == '"' || ch == '\'') && prev && strchr(" \t\n[{,:-?", prev)) {
+            /* A quote opens a scalar only where a value begins, as in YAML: "it's" does not. */
+            quote = ch;
+        } else if (ch == '[' || ch == '{') {
+            if (++depth > MG_GRID_MAX_DEPTH)
+                return mg_error_set(err, MG_ERR_CONFIG, "%s:%zu:%zu: values nested more than %d levels deep; "
+                                    "expected a grid (at most 6 levels)", path, line, col, MG_GRID_MAX_DEPTH);
+        } else if ((ch == ']' || ch == '}') && depth > 0) {
+            depth--;
+        }
+        prev = quote ? ' ' : ch;
+    }
+    return MG_OK;
+}
+
+/* Refuses a document nested deeper than MG_GRID_MAX_DEPTH, or holding a
+ * value that contains itself (an alias inside its own anchor: libyaml links
+ * it as a cycle). Each node's height is computed once, so shared aliases cost
+ * nothing extra however often they are used, and the walk keeps its own
+ * bounded stack instead of recursing. */
+static mg_status check_depth(const pctx *c)
+{
+    typedef struct {
+        int node;    /* 1-based, as yaml_document_get_node */
+        size_t next; /* the next child to visit */
+    } frame;
+    frame stack[MG_GRID_MAX_DEPTH];
+    yaml_document_t *doc = c->doc;
+    size_t n = (size_t)(doc->nodes.top - doc->nodes.start);
+    mg_status st = MG_OK;
+    if (n == 0)
+        return MG_OK;
+    unsigned char *state = mg_calloc(n + 1, 1, "YAML depth check", c->err); /* 0 new, 1 open, 2 done */
+    int *height = mg_calloc(n + 1, sizeof *height, "YAML depth check", c->err);
+    if (!state || !height) {
+        st = MG_ERR_NOMEM;
+        goto cleanup;
+    }
+    int sp = 0;
+    stack[sp++] = (frame){1, 0};
+    state[1] = 1;
+    while (sp > 0) {
+        frame *f = &stack[sp - 1];
+        yaml_node_t *node = yaml_document_get_node(doc, f->node);
+        size_t n_kids = 0;
+        if (node->type == YAML_SEQUENCE_NODE)
+            n_kids = (size_t)(node->data.sequence.items.top - node->data.sequence.items.start);
+        else if (node->type == YAML_MAPPING_NODE)
+            n_kids = 2 * (size_t)(node->data.mapping.pairs.top - node->data.mapping.pairs.start);
+        if (f->next == n_kids) {
+            state[f->node] = 2;
+            sp--;
+            if (sp > 0 && height[f->node] + 1 > height[stack[sp - 1].node])
+                height[stack[sp - 1].node] = height[f->node] + 1;
+            continue;
+        }
+        size_t k = f->next++;
+        int kid;
+        if (node->type == YAML_SEQUENCE_NODE) {
+            kid = node->data.sequence.items.start[k];
+        } else {
+            yaml_node_pair_t *pair = node->data.mapping.pairs.start + k / 2;
+            kid = k % 2 ? pair->value : pair->key;
+        }
+        if (kid < 1 || (size_t)kid > n)
+            continue;
+        if (state[kid] == 1) {
+            st = perr(c, node, "", "this value contains itself through an alias; expected aliases of complete "
+                      "values");
+            goto cleanup;
+        }
+        if (state[kid] == 2) {
+            if (sp + height[kid] >= MG_GRID_MAX_DEPTH)
+                goto too_deep;
+            if (height[kid] + 1 > height[f->node])
+                height[f->node] = height[kid] + 1;
+            continue;
+        }
+        if (sp == MG_GRID_MAX_DEPTH)
+            goto too_deep;
+        state[kid] = 1;
+        stack[sp++] = (frame){kid, 0};
+    }
+    goto cleanup;
+too_deep:
+    st = perr(c, yaml_document_get_node(doc, stack[sp - 1].node), "",
+              "values nested more than %d levels deep; expected a grid (at most 6 levels)", MG_GRID_MAX_DEPTH);
+cleanup:
+    free(state);
+    free(height);
+    return st;
 }
 
 /* ---- entry points ------------------------------------------------------------------------- */
@@ -1832,8 +2053,17 @@ mg_status mg_grid_parse(const char *path, const char *text, size_t len, mg_grid 
     yaml_document_t doc, extra;
     int have_parser = 0, have_doc = 0;
     *out = NULL;
+    size_t max_cells = 0, max_nodes = 0;
     if (!path || !text)
         return mg_error_set(err, MG_ERR_ARG, "mg_grid_parse: path and text are required");
+    if (len > MG_GRID_MAX_BYTES)
+        return mg_error_set(err, MG_ERR_CONFIG, "%s: %zu bytes; expected a grid file of at most %zu bytes", path, len,
+                            MG_GRID_MAX_BYTES);
+    st = mg_grid_limits(&max_cells, &max_nodes, err);
+    if (st == MG_OK)
+        st = check_flow_depth(path, text, len, err);
+    if (st != MG_OK)
+        return st;
 
     g = mg_calloc(1, sizeof *g, "grid", err);
     if (!g)
@@ -1862,7 +2092,8 @@ mg_status mg_grid_parse(const char *path, const char *text, size_t len, mg_grid 
         MG_FAIL(MG_ERR_CONFIG, "%s:%zu:%zu: a second YAML document; expected one grid per file", path, second_line,
                 second_col);
 
-    pctx c = {path, &doc, err};
+    pctx c = {path, &doc, err, max_cells};
+    MG_CHECK(check_depth(&c));
     MG_CHECK(parse_document(&c, g));
     *out = g;
     g = NULL;

@@ -6,6 +6,7 @@
  * and a node's key does not depend on which other cells the grid holds.
  */
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 typedef struct {
     mg_plan pub;
     size_t cap_nodes;
+    size_t max_nodes;     /* mg_grid_limits */
     size_t *slots;        /* open addressing on the key: node index + 1, 0 = empty */
     size_t n_slots;       /* a power of two, kept at least twice the node count */
     size_t *attack_block; /* every cell's attack_nodes, one allocation */
@@ -99,9 +101,9 @@ static mg_status plan_intern(plan_impl *pi, mg_strbuf *recipe, const mg_node *pr
         p->nodes[*index].n_uses++;
         goto cleanup;
     }
-    if (p->n_nodes >= MG_PLAN_MAX_NODES)
-        MG_FAIL(MG_ERR_CONFIG, "the plan needs more than %d nodes; split the grid into several files",
-                MG_PLAN_MAX_NODES);
+    if (p->n_nodes >= pi->max_nodes)
+        MG_FAIL(MG_ERR_CONFIG, "the plan needs more than %zu nodes; split the grid into several files (or raise "
+                "the limit with MIAGRID_MAX_NODES)", pi->max_nodes);
     if (p->n_nodes == pi->cap_nodes) {
         size_t cap = pi->cap_nodes ? 2 * pi->cap_nodes : 256;
         mg_node *nodes = mg_calloc(cap, sizeof *nodes, "plan nodes", err);
@@ -134,15 +136,66 @@ static void recipe_dense(mg_strbuf *b, const mg_grid *g, const size_t idx[MG_AXI
                      g->seeds[idx[MG_AXIS_SEED]], g->split.canon, g->train.canon, MG_RECIPE_VERSION);
 }
 
-static void recipe_prune(mg_strbuf *b, const mg_grid *g, const size_t idx[MG_AXIS_COUNT], mg_role r,
-                         const char *input)
+/* The weights of the dense training after `epoch` epochs: imp rewinds to them. */
+static void recipe_rewind(mg_strbuf *b, const mg_grid *g, const size_t idx[MG_AXIS_COUNT], mg_role r, int epoch)
 {
-    mg_strbuf_printf(b, "{\"defense\":%s,\"finetune\":%s,\"input\":\"%s\",\"kind\":\"prune\",\"prune\":%s,"
-                        "\"role\":\"%s\",\"sparsity\":",
-                     g->defenses[idx[MG_AXIS_DEFENSE]].canon, g->finetune.canon, input,
-                     g->prunes[idx[MG_AXIS_PRUNE]].canon, mg_role_str(r));
-    mg_strbuf_json_num(b, g->sparsities[idx[MG_AXIS_SPARSITY]]);
+    mg_strbuf_printf(b, "{\"arch\":%s,\"dataset\":%s,\"kind\":\"train\",\"role\":\"%s\",\"seed\":%" PRIu64
+                        ",\"split\":%s,\"stop_epoch\":%d,\"train\":%s,\"v\":%d}",
+                     g->archs[idx[MG_AXIS_ARCH]].canon, g->datasets[idx[MG_AXIS_DATASET]].canon, mg_role_str(r),
+                     g->seeds[idx[MG_AXIS_SEED]], g->split.canon, epoch, g->train.canon, MG_RECIPE_VERSION);
+}
+
+/* One pruning stage. One-shot keeps the form it always had (no stage, no
+ * rewind), so existing stores stay valid. imp retrains with `train` from the
+ * rewound weights; the other schedules fine-tune with `finetune`. */
+static void recipe_prune(mg_strbuf *b, const mg_grid *g, const size_t idx[MG_AXIS_COUNT], mg_role r,
+                         const char *input, const char *rewind, double sparsity, int stage)
+{
+    const mg_prune_spec *ps = &g->prunes[idx[MG_AXIS_PRUNE]];
+    int one_shot = strcmp(ps->schedule, "one-shot") == 0;
+    mg_strbuf_printf(b, "{\"defense\":%s,", g->defenses[idx[MG_AXIS_DEFENSE]].canon);
+    if (!rewind)
+        mg_strbuf_printf(b, "\"finetune\":%s,", g->finetune.canon);
+    mg_strbuf_printf(b, "\"input\":\"%s\",\"kind\":\"prune\",\"prune\":%s,", input, ps->canon);
+    if (rewind)
+        mg_strbuf_printf(b, "\"rewind\":\"%s\",", rewind);
+    mg_strbuf_printf(b, "\"role\":\"%s\",\"sparsity\":", mg_role_str(r));
+    mg_strbuf_json_num(b, sparsity);
+    if (!one_shot)
+        mg_strbuf_printf(b, ",\"stage\":%d", stage);
+    if (rewind)
+        mg_strbuf_printf(b, ",\"train\":%s", g->train.canon);
     mg_strbuf_printf(b, ",\"v\":%d}", MG_RECIPE_VERSION);
+}
+
+/* The sparsity after each stage of a schedule reaching `s`: one-shot, one
+ * stage; iterative (WeMem), round k keeps (1-s)^(k/K); imp (Gonon et al.),
+ * each round prunes `rate` of what remains, the last round exactly to s, so
+ * that sweeps over s share their common stages. Returns the stage count. */
+static int schedule_stages(const mg_prune_spec *ps, double s, double *out, int max)
+{
+    if (strcmp(ps->schedule, "iterative") == 0) {
+        int k = ps->rounds < max ? ps->rounds : max;
+        for (int i = 1; i <= k; i++)
+            out[i - 1] = i == k ? s : 1.0 - pow(1.0 - s, (double)i / k);
+        return k;
+    }
+    if (strcmp(ps->schedule, "imp") == 0) {
+        int n = 0;
+        double keep = 1.0;
+        for (;;) {
+            keep *= 1.0 - ps->rate;
+            if (1.0 - keep >= s - 1e-12)
+                break;
+            if (n == max - 1)
+                return -1;
+            out[n++] = 1.0 - keep;
+        }
+        out[n++] = s;
+        return n;
+    }
+    out[0] = s;
+    return 1;
 }
 
 static void recipe_attack(mg_strbuf *b, const mg_attack_spec *a, const char *target, const char *shadow)
@@ -172,20 +225,48 @@ static mg_status plan_cell(plan_impl *pi, const mg_grid *g, const size_t idx[MG_
         proto.arch = idx[MG_AXIS_ARCH];
         proto.seed = idx[MG_AXIS_SEED];
         proto.prune = proto.defense = proto.attack = MG_NO_INDEX;
+        proto.stop_epoch = -1;
         recipe_dense(&b, g, idx, (mg_role)r);
         MG_CHECK(plan_intern(pi, &b, &proto, &dense, err));
         cell->model[r] = dense;
         if (pruned) {
-            char input[33];
-            memcpy(input, pi->pub.nodes[dense].key, sizeof input);
-            proto.kind = MG_NODE_PRUNE;
-            proto.n_inputs = 1;
-            proto.inputs[0] = dense;
-            proto.prune = idx[MG_AXIS_PRUNE];
-            proto.defense = idx[MG_AXIS_DEFENSE];
-            proto.sparsity = sparsity;
-            recipe_prune(&b, g, idx, (mg_role)r, input);
-            MG_CHECK(plan_intern(pi, &b, &proto, &cell->model[r], err));
+            const mg_prune_spec *ps = &g->prunes[idx[MG_AXIS_PRUNE]];
+            double stages[MG_MAX_STAGES];
+            int n_stages = schedule_stages(ps, sparsity, stages, MG_MAX_STAGES);
+            if (n_stages < 0)
+                MG_FAIL(MG_ERR_CONFIG,
+                        "prune %s with schedule imp at rate %g needs more than %d rounds to reach sparsity %g; "
+                        "raise the rate",
+                        ps->method, ps->rate, MG_MAX_STAGES, sparsity);
+            if (strcmp(ps->schedule, "imp") == 0 && ps->rewind_epoch > g->train.epochs)
+                MG_FAIL(MG_ERR_CONFIG, "prune rewind_epoch %d is past the end of training (train.epochs %d)",
+                        ps->rewind_epoch, g->train.epochs);
+            int imp = strcmp(ps->schedule, "imp") == 0;
+            size_t rewind = 0;
+            char rewind_key[33] = "";
+            if (imp) {
+                proto.stop_epoch = ps->rewind_epoch;
+                recipe_rewind(&b, g, idx, (mg_role)r, ps->rewind_epoch);
+                MG_CHECK(plan_intern(pi, &b, &proto, &rewind, err));
+                memcpy(rewind_key, pi->pub.nodes[rewind].key, sizeof rewind_key);
+                proto.stop_epoch = -1;
+            }
+            size_t prev = dense;
+            for (int k = 0; k < n_stages; k++) {
+                char input[33];
+                memcpy(input, pi->pub.nodes[prev].key, sizeof input);
+                proto.kind = MG_NODE_PRUNE;
+                proto.n_inputs = imp ? 2 : 1;
+                proto.inputs[0] = prev;
+                proto.inputs[1] = imp ? rewind : 0;
+                proto.prune = idx[MG_AXIS_PRUNE];
+                proto.defense = idx[MG_AXIS_DEFENSE];
+                proto.sparsity = stages[k];
+                proto.stage = k + 1;
+                recipe_prune(&b, g, idx, (mg_role)r, input, imp ? rewind_key : NULL, stages[k], k + 1);
+                MG_CHECK(plan_intern(pi, &b, &proto, &prev, err));
+            }
+            cell->model[r] = prev;
         }
         memcpy(model_key[r], pi->pub.nodes[cell->model[r]].key, sizeof model_key[r]);
     }
@@ -216,10 +297,13 @@ mg_status mg_plan_build(const mg_grid *g, mg_plan **out, mg_error *err)
     mg_status st = MG_OK;
     plan_impl *pi = NULL;
     size_t idx[MG_AXIS_COUNT] = {0};
-    size_t n_cells = 0;
+    size_t n_cells = 0, max_cells = 0, max_nodes = 0;
     *out = NULL;
     if (!g || g->n_attacks == 0)
         return mg_error_set(err, MG_ERR_ARG, "mg_plan_build: a parsed grid is required");
+    st = mg_grid_limits(&max_cells, &max_nodes, err);
+    if (st != MG_OK)
+        return st;
 
     /* The parser bounds the product, so this pass is cheap. */
     do {
@@ -231,6 +315,7 @@ mg_status mg_plan_build(const mg_grid *g, mg_plan **out, mg_error *err)
     pi = mg_calloc(1, sizeof *pi, "plan", err);
     if (!pi)
         return MG_ERR_NOMEM;
+    pi->max_nodes = max_nodes;
     mg_plan *p = &pi->pub;
     p->cells = mg_calloc(n_cells, sizeof *p->cells, "plan cells", err);
     pi->attack_block = mg_calloc(n_cells, g->n_attacks * sizeof *pi->attack_block, "plan attack nodes", err);
@@ -321,6 +406,10 @@ void mg_plan_print(const mg_grid *g, const mg_plan *p, FILE *f)
         fprintf(f, "  uses %zu", n->n_uses);
         if (n->kind == MG_NODE_PRUNE)
             fprintf(f, "  sparsity %g", n->sparsity);
+        if (n->kind == MG_NODE_PRUNE && n->stage > 1)
+            fprintf(f, "  stage %d", n->stage);
+        if (n->kind == MG_NODE_TRAIN && n->stop_epoch >= 0)
+            fprintf(f, "  rewind point: epoch %d", n->stop_epoch);
         fputc('\n', f);
     }
     fprintf(f, "%zu cells, %zu nodes (%zu train, %zu prune, %zu attack); %zu references, %zu shared\n", p->n_cells,

@@ -9,8 +9,11 @@
 #include "nn/nn_internal.h"
 
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Conv (no bias) then BatchNorm2d, with the ReLU fused when relu is set:
  * the "F.relu(self.bnX(self.convX(x)))" of the reference networks. */
@@ -30,7 +33,7 @@ static int build_mlp(mg_model *m, const mg_model_cfg *cfg)
     for (int i = 0; i < cfg->n_hidden; i++) {
         snprintf(name, sizeof name, "fc%d", i + 1);
         x = mg_g_linear(m, name, x, cfg->hidden[i], 1);
-        x = mg_g_act(m, x, cfg->act);
+        x = mg_g_fuse_act(m, x, cfg->act);
     }
     snprintf(name, sizeof name, "fc%d", cfg->n_hidden + 1);
     return mg_g_linear(m, name, x, cfg->n_classes, 1);
@@ -41,12 +44,12 @@ static int build_mlp(mg_model *m, const mg_model_cfg *cfg)
 static int build_lenet5(mg_model *m, const mg_model_cfg *cfg)
 {
     int x = mg_g_conv(m, "conv1", 0, 6, 5, 1, 2, 1, 1);
-    x = mg_g_maxpool(m, mg_g_act(m, x, MG_ACT_RELU), 2, 2, 0);
+    x = mg_g_maxpool(m, mg_g_fuse_act(m, x, MG_ACT_RELU), 2, 2, 0);
     x = mg_g_conv(m, "conv2", x, 16, 5, 1, 0, 1, 1);
-    x = mg_g_maxpool(m, mg_g_act(m, x, MG_ACT_RELU), 2, 2, 0);
+    x = mg_g_maxpool(m, mg_g_fuse_act(m, x, MG_ACT_RELU), 2, 2, 0);
     x = mg_g_flatten(m, x);
-    x = mg_g_act(m, mg_g_linear(m, "fc1", x, 120, 1), MG_ACT_RELU);
-    x = mg_g_act(m, mg_g_linear(m, "fc2", x, 84, 1), MG_ACT_RELU);
+    x = mg_g_fuse_act(m, mg_g_linear(m, "fc1", x, 120, 1), MG_ACT_RELU);
+    x = mg_g_fuse_act(m, mg_g_linear(m, "fc2", x, 84, 1), MG_ACT_RELU);
     return mg_g_linear(m, "fc3", x, cfg->n_classes, 1);
 }
 
@@ -65,12 +68,12 @@ static int build_lenet5(mg_model *m, const mg_model_cfg *cfg)
 static int build_cnn4(mg_model *m, const mg_model_cfg *cfg)
 {
     int x = mg_g_conv(m, "conv1", 0, 64, 5, 1, 2, 1, 1);
-    x = mg_g_maxpool(m, mg_g_act(m, x, MG_ACT_RELU), 2, 2, 0);
+    x = mg_g_maxpool(m, mg_g_fuse_act(m, x, MG_ACT_RELU), 2, 2, 0);
     x = mg_g_conv(m, "conv2", x, 64, 5, 1, 2, 1, 1);
-    x = mg_g_maxpool(m, mg_g_act(m, x, MG_ACT_RELU), 2, 2, 0);
+    x = mg_g_maxpool(m, mg_g_fuse_act(m, x, MG_ACT_RELU), 2, 2, 0);
     x = mg_g_flatten(m, x);
-    x = mg_g_act(m, mg_g_linear(m, "fc1", x, 384, 1), MG_ACT_RELU);
-    x = mg_g_act(m, mg_g_linear(m, "fc2", x, 384, 1), MG_ACT_RELU);
+    x = mg_g_fuse_act(m, mg_g_linear(m, "fc1", x, 384, 1), MG_ACT_RELU);
+    x = mg_g_fuse_act(m, mg_g_linear(m, "fc2", x, 384, 1), MG_ACT_RELU);
     return mg_g_linear(m, "fc3", x, cfg->n_classes, 1);
 }
 
@@ -337,6 +340,40 @@ mg_status mg_mlp_preset(const char *preset, int *hidden, int *n_hidden, mg_act *
     return MG_OK;
 }
 
+/* The memory a model may take: MIAGRID_MAX_MEMORY (bytes, with an optional
+ * K, M, G or T suffix) as the data loaders read it, else physical memory. */
+static double memory_limit(void)
+{
+    const char *v = getenv("MIAGRID_MAX_MEMORY");
+    char *end = NULL;
+    double x = v && *v ? strtod(v, &end) : 0;
+    if (x > 0 && end && (!*end || (strchr("KkMmGgTt", *end) && !end[1]))) {
+        for (const char *u = "KMGT"; *end && *u; u++) {
+            x *= 1024;
+            if ((*end & ~0x20) == *u)
+                break;
+        }
+        return x;
+    }
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? (double)pages * (double)page : 1e30;
+}
+
+/* A model is refused before its blocks are allocated when its parameters,
+ * gradients and masks could not fit in memory: a wide mlp or a large image
+ * multiplies into more than any machine holds. */
+static mg_status check_param_memory(const mg_model *m, mg_error *err)
+{
+    double bytes = 3.0 * sizeof(float) * ((double)m->n_params + (double)m->n_buffers);
+    double limit = memory_limit();
+    if (bytes <= limit)
+        return MG_OK;
+    return mg_error_set(err, MG_ERR_CONFIG, "model %s: %zu parameters on input %dx%dx%d would need %.1f GiB "
+                        "(parameters, gradients and masks), more than the %.1f GiB there is (the machine's memory, "
+                        "or MIAGRID_MAX_MEMORY); expected a smaller architecture or input", m->arch, m->n_params,
+                        m->in_c, m->in_h, m->in_w, bytes / 1073741824.0, limit / 1073741824.0);
+}
+
 mg_status mg_arch_build(const mg_model_cfg *cfg, mg_model **out, mg_error *err)
 {
     mg_status st = MG_OK;
@@ -365,6 +402,8 @@ mg_status mg_arch_build(const mg_model_cfg *cfg, mg_model **out, mg_error *err)
     int xavier = cfg->init && strcmp(cfg->init, "xavier-normal") == 0;
     MG_CHECK(mg_graph_begin(&m, cfg->arch, cfg->in_c, cfg->in_h, cfg->in_w, cfg->n_classes, xavier, err));
     int logits = e->build(m, cfg);
+    if (m->build_st == MG_OK)
+        MG_CHECK(check_param_memory(m, err));
     MG_CHECK(mg_graph_finish(&m, logits, err));
     *out = m;
     m = NULL;

@@ -26,16 +26,76 @@
 
 /* ---- linear ------------------------------------------------------------------ */
 
+/* o = act(o + b) over n floats (b may be NULL, act MG_NO_ACT, MG_ACT_RELU or
+ * MG_ACT_TANH): the epilogue of a GEMM, run while its output is in cache. */
+static void bias_act(float *restrict o, const float *restrict b, size_t n, int act)
+{
+    size_t i = 0;
+    if (b && act == MG_ACT_RELU) {
+        for (; i + MG_BLOCK <= n; i += MG_BLOCK)
+            for (int j = 0; j < MG_BLOCK; j++)
+                o[i + j] = mg_relu1(o[i + j] + b[i + j]);
+        for (; i < n; i++)
+            o[i] = mg_relu1(o[i] + b[i]);
+    } else if (b && act == MG_ACT_TANH) {
+        for (; i + MG_BLOCK <= n; i += MG_BLOCK)
+            for (int j = 0; j < MG_BLOCK; j++)
+                o[i + j] = mg_tanh1(o[i + j] + b[i + j]);
+        for (; i < n; i++)
+            o[i] = mg_tanh1(o[i] + b[i]);
+    } else if (b) {
+        for (; i + MG_BLOCK <= n; i += MG_BLOCK)
+            for (int j = 0; j < MG_BLOCK; j++)
+                o[i + j] = o[i + j] + b[i + j];
+        for (; i < n; i++)
+            o[i] = o[i] + b[i];
+    } else if (act == MG_ACT_RELU) {
+        mg_relu_forward(o, o, n);
+    } else if (act == MG_ACT_TANH) {
+        mg_tanh_forward(o, o, n);
+    }
+}
+
+/* The same with one bias value for the whole row. */
+static void bias1_act(float *restrict o, float b, size_t n, int act)
+{
+    size_t i = 0;
+    if (act == MG_ACT_RELU) {
+        for (; i + MG_BLOCK <= n; i += MG_BLOCK)
+            for (int j = 0; j < MG_BLOCK; j++)
+                o[i + j] = mg_relu1(o[i + j] + b);
+        for (; i < n; i++)
+            o[i] = mg_relu1(o[i] + b);
+    } else if (act == MG_ACT_TANH) {
+        for (; i + MG_BLOCK <= n; i += MG_BLOCK)
+            for (int j = 0; j < MG_BLOCK; j++)
+                o[i + j] = mg_tanh1(o[i + j] + b);
+        for (; i < n; i++)
+            o[i] = mg_tanh1(o[i] + b);
+    } else {
+        for (; i + MG_BLOCK <= n; i += MG_BLOCK)
+            for (int j = 0; j < MG_BLOCK; j++)
+                o[i + j] = o[i + j] + b;
+        for (; i < n; i++)
+            o[i] = o[i] + b;
+    }
+}
+
+/* out (N,O) = act(inp (N,I) @ w (O,I)^T + b (O)) */
+void mg_linear_forward_act(float *out, const float *inp, const float *w, const float *b, int N, int I, int O,
+                           int act)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, O, I, 1.0f, inp, I, w, I, 0.0f, out, O);
+    if (!b && act == MG_NO_ACT)
+        return;
+    for (int n = 0; n < N; n++)
+        bias_act(out + (size_t)n * O, b, (size_t)O, act);
+}
+
 /* out (N,O) = inp (N,I) @ w (O,I)^T + b (O) */
 void mg_linear_forward(float *out, const float *inp, const float *w, const float *b, int N, int I, int O)
 {
-    float beta = 0.0f;
-    if (b) {
-        for (int n = 0; n < N; n++)
-            memcpy(out + (size_t)n * O, b, (size_t)O * sizeof(float));
-        beta = 1.0f;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, O, I, 1.0f, inp, I, w, I, beta, out, O);
+    mg_linear_forward_act(out, inp, w, b, N, I, O, MG_NO_ACT);
 }
 
 /* dout (N,O), inp (N,I), w (O,I) */
@@ -96,20 +156,77 @@ static int conv_grad_as_conv(const mg_conv2d_shape *s)
            s->pad <= s->KW - 1 && s->KH - 1 - s->pad == s->KW - 1 - s->pad;
 }
 
-/* Output columns per GEMM: enough for the kernel to run at speed, few enough
- * that the column buffer and OpenBLAS's packed copy of it stay in cache.
- * Chunks are whole output rows and may run across samples when the layout
- * keeps a channel's samples contiguous. */
-enum { CHUNK_COLS = 256 };
+/* Output columns per chunk of GEMMs. OpenBLAS runs products of up to 10^6
+ * multiply-adds on kernels that skip its packing copies, about a third faster
+ * here than its packed path at these shapes (105 against 80 GFLOP/s). Every
+ * GEMM of a chunk, forward or backward, has OCg * Cg * kk multiply-adds per
+ * column (kk = KH*KW, or KH by kernel rows), so a chunk takes as many
+ * columns as keep it under 10^6; where that is fewer than CHUNK_MIN the
+ * packed path runs anyway and CHUNK_MIN columns keep its buffers in cache.
+ * The column buffer stays under CHUNK_MAX_FLOATS. Chunks are whole output
+ * rows and run across samples when the layout keeps a channel's samples
+ * contiguous. */
+enum { SMALL_GEMM_MACS = 1000000, CHUNK_MIN = 128, CHUNK_MAX_FLOATS = 1 << 17 };
+
+static int chunk_target(const mg_conv2d_shape *s, int kk)
+{
+    const int G = conv_groups(s), Cg = s->C / G, OCg = s->OC / G;
+    long c = (long)((double)SMALL_GEMM_MACS / ((double)OCg * Cg * kk));
+    if (c < CHUNK_MIN)
+        c = CHUNK_MIN;
+    const long rows = (long)(Cg > OCg ? Cg : OCg) * kk;
+    if (c * rows > CHUNK_MAX_FLOATS)
+        c = CHUNK_MAX_FLOATS / rows;
+    return c > 1 ? (int)c : 1;
+}
 
 static size_t col_cols(const mg_conv2d_shape *s)
 {
-    size_t c = CHUNK_COLS;
+    size_t c = (size_t)chunk_target(s, s->KH * s->KW);
     if ((size_t)s->OW > c)
         c = (size_t)s->OW;
     if ((size_t)s->W > c)
         c = (size_t)s->W;
     return c;
+}
+
+/* A stride-1 convolution that keeps the image size (a square kernel of
+ * 2*pad+1) runs by kernel rows (see conv_rows_forward) when the GEMMs that
+ * leaves, over C*KH rows, are still long enough to run at speed, and the
+ * image wide enough that the 2*pad columns its wide rows add cost at most an
+ * eighth more work (16x16 and up for 3x3). */
+enum { ROWS_MIN_K = 32 };
+
+static int conv_same_size(const mg_conv2d_shape *s)
+{
+    return s->stride == 1 && s->KH == s->KW && s->KH == 2 * s->pad + 1 && s->KH > 1 && !conv_is_depthwise(s) &&
+           16 * s->pad <= s->W;
+}
+
+static int conv_rows_forward_ok(const mg_conv2d_shape *s)
+{
+    return conv_same_size(s) && s->C / conv_groups(s) * s->KH >= ROWS_MIN_K;
+}
+
+/* The backward by kernel rows replaces the flipped-filter path (it needs the
+ * input gradient and no great widening) and pairs its rows with the input
+ * channels in the weight gradient's GEMMs, which want a few of them. */
+static int conv_rows_backward_ok(const mg_conv2d_shape *s)
+{
+    const int G = conv_groups(s), Cg = s->C / G, OCg = s->OC / G;
+    return conv_same_size(s) && OCg <= 2 * Cg && OCg * s->KH >= ROWS_MIN_K && Cg >= 8;
+}
+
+/* Output rows per chunk of the by-rows path, and the floats of one buffer row. */
+static int rows_per_chunk(const mg_conv2d_shape *s)
+{
+    const int Wp = s->W + 2 * s->pad, t = chunk_target(s, s->KH);
+    return t / Wp > 1 ? t / Wp : 1;
+}
+
+static size_t rows_ld(const mg_conv2d_shape *s)
+{
+    return (size_t)rows_per_chunk(s) * (s->W + 2 * s->pad) + 2 * (size_t)s->pad;
 }
 
 size_t mg_conv2d_scratch(const mg_conv2d_shape *s)
@@ -123,6 +240,17 @@ size_t mg_conv2d_scratch(const mg_conv2d_shape *s)
     size_t n = rows * col_cols(s) + (size_t)Cg * KK * OCg;   /* columns, and dw transposed */
     if (conv_grad_as_conv(s))
         n += (size_t)Cg * OCg * KK;                           /* the flipped filters */
+    n += col_cols(s) * (size_t)(OCg > Cg ? OCg : Cg);          /* a transposed GEMM operand */
+    if (conv_same_size(s)) {
+        const size_t cols = (size_t)rows_per_chunk(s) * (s->W + 2 * s->pad), KW = (size_t)s->KW;
+        const size_t KHC = (size_t)Cg * s->KH, KHO = (size_t)OCg * s->KH;
+        const size_t fwd = KHC * rows_ld(s) + KW * OCg * KHC + (size_t)OCg * cols;
+        const size_t bwd = KHO * rows_ld(s) + cols * Cg + 2 * KW * Cg * KHO + (size_t)Cg * cols;
+        if (fwd > n)
+            n = fwd;
+        if (bwd > n)
+            n = bwd;
+    }
     return n;
 }
 
@@ -189,8 +317,59 @@ static void im2col_same_rows(float *dst, const float *plane, int oh0, int nr, in
     }
 }
 
+/* d[0..n) = s[0..n) for the short rows of small images (a call to memcpy
+ * costs more than the copy), in blocks of four that compile to vector moves. */
+static inline void copy_short(float *restrict d, const float *restrict s, int n)
+{
+    int k = 0;
+    for (; k + 4 <= n; k += 4)
+        for (int j = 0; j < 4; j++)
+            d[k + j] = s[k + j];
+    for (; k < n; k++)
+        d[k] = s[k];
+}
+
+/* d[0..n) = s[0], s[2], s[4], ...: the windows of a stride-2 convolution. */
+static inline void copy_stride2(float *restrict d, const float *restrict s, int n)
+{
+    int k = 0;
+    for (; k + 4 <= n; k += 4)
+        for (int j = 0; j < 4; j++)
+            d[k + j] = s[2 * (k + j)];
+    for (; k < n; k++)
+        d[k] = s[2 * k];
+}
+
+/* The same for n >= 4 without a scalar tail: the last block of four ends at
+ * n and may overlap the one before it. */
+static inline void copy_row(float *restrict d, const float *restrict s, int n)
+{
+    if (n < 4) {
+        copy_short(d, s, n);
+        return;
+    }
+    int k = 0;
+    for (; k + 4 < n; k += 4)
+        for (int j = 0; j < 4; j++)
+            d[k + j] = s[k + j];
+    for (int j = 0; j < 4; j++)
+        d[n - 4 + j] = s[n - 4 + j];
+}
+
+/* d[0..n) += s[0..n), likewise. */
+static inline void add_short(float *restrict d, const float *restrict s, int n)
+{
+    int k = 0;
+    for (; k + 4 <= n; k += 4)
+        for (int j = 0; j < 4; j++)
+            d[k + j] += s[k + j];
+    for (; k < n; k++)
+        d[k] += s[k];
+}
+
 /* col (Cg*KH*KW, nr*OW): row (c,kh,kw), columns the output rows r0 .. r0+nr-1
- * of the flattened (n, oh) index, read from the planes in + n*l.sn + c*l.sc. */
+ * of the flattened (n, oh) index, read from the planes in + n*l.sn + c*l.sc.
+ * The sample and row of each output row are stepped, not divided out. */
 static void im2col(float *col, const float *in, mg_layout l, int Cg, int r0, int nr, const col_geom *g)
 {
     const int H = g->H, W = g->W, OH = g->OH, OW = g->OW, st = g->stride, pad = g->pad;
@@ -211,25 +390,79 @@ static void im2col(float *col, const float *in, mg_layout l, int Cg, int r0, int
                     }
                     continue;
                 }
+                int n = r0 / OH, oh = r0 % OH;
+                if (st == 1 && pad == 0) {
+                    /* Every window lies inside the image: rows of OW from rows of W. */
+                    const size_t base = (size_t)c * l.sc + (size_t)kh * W + kw;
+                    size_t so = base + (size_t)n * l.sn + (size_t)oh * W;
+                    float *dst = row;
+                    for (int rr = 0; rr < nr; rr++, dst += OW) {
+                        copy_row(dst, in + so, OW);
+                        so += (size_t)W;
+                        if (++oh == OH) {
+                            oh = 0;
+                            so = base + (size_t)++n * l.sn;
+                        }
+                    }
+                    continue;
+                }
                 int lo, hi;
                 valid_range(kw, st, pad, W, OW, &lo, &hi);
                 const int shift = kw - pad;
                 for (int rr = 0; rr < nr; rr++) {
-                    const int r = r0 + rr, n = r / OH, oh = r % OH;
                     float *dst = row + (size_t)rr * OW;
                     const int ih = oh * st - pad + kh;
-                    if (ih < 0 || ih >= H) {
+                    if (ih < 0 || ih >= H || hi <= lo) {
                         memset(dst, 0, (size_t)OW * sizeof(float));
-                        continue;
+                    } else {
+                        const float *src = in + (size_t)n * l.sn + (size_t)c * l.sc + (size_t)ih * W;
+                        for (int ow = 0; ow < lo; ow++)
+                            dst[ow] = 0.0f;
+                        if (st == 1) {
+                            copy_short(dst + lo, src + lo + shift, hi - lo);
+                        } else if (st == 2) {
+                            copy_stride2(dst + lo, src + 2 * lo + shift, hi - lo);
+                        } else {
+                            for (int ow = lo; ow < hi; ow++)
+                                dst[ow] = src[ow * st + shift];
+                        }
+                        for (int ow = hi; ow < OW; ow++)
+                            dst[ow] = 0.0f;
                     }
-                    const float *src = in + (size_t)n * l.sn + (size_t)c * l.sc + (size_t)ih * W;
-                    for (int ow = 0; ow < lo; ow++)
-                        dst[ow] = 0.0f;
-                    for (int ow = lo; ow < hi; ow++)
-                        dst[ow] = src[ow * st + shift];
-                    for (int ow = hi; ow < OW; ow++)
-                        dst[ow] = 0.0f;
+                    if (++oh == OH) {
+                        oh = 0;
+                        n++;
+                    }
                 }
+            }
+        }
+    }
+}
+
+/* For a 1x1 kernel without padding, whose windows do not overlap: the planes
+ * written whole from col (Cg rows), input (ih, iw) taking output (ih/st,
+ * iw/st) where both divide, zero elsewhere. Each chunk's output rows write
+ * the input rows from theirs to the next output row's (the last to the
+ * plane's end), so the chunks together cover every input row once. */
+static void col2im_write_k1(float *in, mg_layout l, const float *col, int Cg, int r0, int nr, const col_geom *g)
+{
+    const int H = g->H, W = g->W, OH = g->OH, OW = g->OW, st = g->stride;
+    const size_t ld = (size_t)nr * OW;
+    for (int c = 0; c < Cg; c++) {
+        int n = r0 / OH, oh = r0 % OH;
+        for (int rr = 0; rr < nr; rr++) {
+            float *plane = in + (size_t)n * l.sn + (size_t)c * l.sc;
+            const float *v = col + (size_t)c * ld + (size_t)rr * OW;
+            const int ih0 = oh * st, ih1 = oh == OH - 1 ? H : ih0 + st;
+            float *d = plane + (size_t)ih0 * W;
+            memset(d, 0, (size_t)W * sizeof(float));
+            for (int ow = 0; ow < OW; ow++)
+                d[ow * st] = v[ow];
+            if (ih1 > ih0 + 1)
+                memset(d + W, 0, (size_t)(ih1 - ih0 - 1) * W * sizeof(float));
+            if (++oh == OH) {
+                oh = 0;
+                n++;
             }
         }
     }
@@ -244,18 +477,40 @@ static void col2im_add(float *in, mg_layout l, const float *col, int Cg, int r0,
         for (int kh = 0; kh < g->KH; kh++) {
             for (int kw = 0; kw < g->KW; kw++) {
                 const float *row = col + ((size_t)(c * g->KH + kh) * g->KW + kw) * ld;
+                int n = r0 / OH, oh = r0 % OH;
+                if (st == 1 && pad == 0) {
+                    const size_t base = (size_t)c * l.sc + (size_t)kh * W + kw;
+                    size_t so = base + (size_t)n * l.sn + (size_t)oh * W;
+                    const float *src = row;
+                    for (int rr = 0; rr < nr; rr++, src += OW) {
+                        add_short(in + so, src, OW);
+                        so += (size_t)W;
+                        if (++oh == OH) {
+                            oh = 0;
+                            so = base + (size_t)++n * l.sn;
+                        }
+                    }
+                    continue;
+                }
                 int lo, hi;
                 valid_range(kw, st, pad, W, OW, &lo, &hi);
                 const int shift = kw - pad;
                 for (int rr = 0; rr < nr; rr++) {
-                    const int r = r0 + rr, n = r / OH, oh = r % OH;
                     const int ih = oh * st - pad + kh;
-                    if (ih < 0 || ih >= H)
-                        continue;
-                    const float *srcrow = row + (size_t)rr * OW;
-                    float *dst = in + (size_t)n * l.sn + (size_t)c * l.sc + (size_t)ih * W;
-                    for (int ow = lo; ow < hi; ow++)
-                        dst[ow * st + shift] += srcrow[ow];
+                    if (ih >= 0 && ih < H && lo < hi) {
+                        const float *srcrow = row + (size_t)rr * OW;
+                        float *dst = in + (size_t)n * l.sn + (size_t)c * l.sc + (size_t)ih * W;
+                        if (st == 1) {
+                            add_short(dst + lo + shift, srcrow + lo, hi - lo);
+                        } else {
+                            for (int ow = lo; ow < hi; ow++)
+                                dst[ow * st + shift] += srcrow[ow];
+                        }
+                    }
+                    if (++oh == OH) {
+                        oh = 0;
+                        n++;
+                    }
                 }
             }
         }
@@ -263,15 +518,15 @@ static void col2im_add(float *in, mg_layout l, const float *col, int Cg, int r0,
 }
 
 /* Chunks of output rows of the flattened (n, oh) index for planes of `rows`
- * rows of `cols` columns: at most max(1, CHUNK_COLS/cols) rows, and within one
+ * rows of `cols` columns: at most max(1, target/cols) rows, and within one
  * sample unless `cross` (the layouts keep a channel's samples contiguous). */
 typedef struct {
     int rows, cols, total, per, cross;
 } row_chunks;
 
-static row_chunks chunks_of(int N, int rows, int cols, int cross)
+static row_chunks chunks_of(int N, int rows, int cols, int cross, int target)
 {
-    row_chunks c = {rows, cols, N * rows, CHUNK_COLS / cols > 1 ? CHUNK_COLS / cols : 1, cross};
+    row_chunks c = {rows, cols, N * rows, target / cols > 1 ? target / cols : 1, cross};
     return c;
 }
 
@@ -359,40 +614,221 @@ static void depthwise_plane_backward(float *di, float *dwk, const float *dp, con
     }
 }
 
-/* out (N,OC,OH,OW) = conv(inp (N,C,H,W), w (OC,C/g,KH,KW)) + b (OC), with the
- * sample and channel strides of inp and out given by li and lo. */
-void mg_conv2d_forward_lay(float *out, mg_layout lo, const float *inp, mg_layout li, const float *w,
-                           const float *b, const mg_conv2d_shape *s, float *scratch)
+/* ---- stride-1 convolutions that keep the size, by kernel rows ----------------------------
+ *
+ * For input channel c and kernel row kh a chunk of output rows gets one
+ * buffer row R[c,kh]: for each output row, the input row it reads through
+ * kernel row kh padded with `pad` zeros on either side (Wp = W + 2*pad
+ * floats). Position j = (row, ow) of this "wide" grid (rows of Wp) reads
+ * R[c,kh][j + kw] through kernel column kw, so the column matrix of kernel
+ * column kw is R itself seen from offset kw: KW GEMMs over the C*KH rows of
+ * R, accumulating, replace one GEMM over the C*KH*KW rows of the column
+ * matrix, whose building wrote KW times the data. The last 2*pad columns of
+ * each wide row are dropped when the result is copied out. Backward, the
+ * input gradient is the same convolution of the output gradient with the
+ * flipped filters, and the weight gradient pairs the rows of the output
+ * gradient with the input laid out on the same wide grid.
+ */
+
+/* R (CH*KH rows of ld floats): row (c,kh) holds for chunk rows rr < nr
+ * (row r0+rr of the flattened (n, row) index over planes of SH x SW) source
+ * row (row - pad + kh) of channel c padded with pad zeros on either side,
+ * or zeros outside the plane, then 2*pad zeros for the last views. */
+static void rows_build(float *R, size_t ld, const float *src, mg_layout l, int CH, int SH, int SW, int KH, int pad,
+                       int r0, int nr)
+{
+    const int Wp = SW + 2 * pad;
+    for (int c = 0; c < CH; c++)
+        for (int kh = 0; kh < KH; kh++) {
+            float *row = R + (size_t)(c * KH + kh) * ld;
+            int n = r0 / SH, h = r0 % SH;
+            for (int rr = 0; rr < nr; rr++) {
+                float *d = row + (size_t)rr * Wp;
+                const int ih = h - pad + kh;
+                if (ih < 0 || ih >= SH) {
+                    memset(d, 0, (size_t)Wp * sizeof(float));
+                } else {
+                    for (int q = 0; q < pad; q++)
+                        d[q] = d[pad + SW + q] = 0.0f;
+                    copy_row(d + pad, src + (size_t)n * l.sn + (size_t)c * l.sc + (size_t)ih * SW, SW);
+                }
+                if (++h == SH) {
+                    h = 0;
+                    n++;
+                }
+            }
+            for (int q = 0; q < 2 * pad; q++)
+                row[(size_t)nr * Wp + q] = 0.0f;
+        }
+}
+
+/* The first SW floats of each wide row (channel c: wide + c*ldw, rows of Wp)
+ * into chunk rows r0.. of dst: act(v + b[c]) written, or v added (acc). */
+/* o[0..n) = act(v + b) for the activations a convolution fuses. */
+static inline void store_act(float *restrict o, const float *restrict v, int n, float b, int act)
+{
+    int i = 0;
+    if (act == MG_ACT_RELU) {
+        for (; i + 4 <= n; i += 4)
+            for (int j = 0; j < 4; j++)
+                o[i + j] = mg_relu1(v[i + j] + b);
+        for (; i < n; i++)
+            o[i] = mg_relu1(v[i] + b);
+    } else if (act == MG_ACT_TANH) {
+        for (; i < n; i++)
+            o[i] = mg_tanh1(v[i] + b);
+    } else {
+        for (; i + 4 <= n; i += 4)
+            for (int j = 0; j < 4; j++)
+                o[i + j] = v[i + j] + b;
+        for (; i < n; i++)
+            o[i] = v[i] + b;
+    }
+}
+
+static void rows_store(float *dst, mg_layout l, const float *wide, size_t ldw, int CH, int SH, int SW, int Wp, int r0,
+                       int nr, const float *b, int act, int acc)
+{
+    for (int c = 0; c < CH; c++) {
+        int n = r0 / SH, h = r0 % SH;
+        for (int rr = 0; rr < nr; rr++) {
+            float *o = dst + (size_t)n * l.sn + (size_t)c * l.sc + (size_t)h * SW;
+            const float *v = wide + (size_t)c * ldw + (size_t)rr * Wp;
+            if (acc)
+                add_short(o, v, SW);
+            else
+                store_act(o, v, SW, b ? b[c] : 0.0f, act);
+            if (++h == SH) {
+                h = 0;
+                n++;
+            }
+        }
+    }
+}
+
+static void conv_rows_forward(float *out, mg_layout lo, const float *inp, mg_layout li, const float *w,
+                              const float *b, const mg_conv2d_shape *s, float *scratch, int act)
+{
+    const int G = conv_groups(s), Cg = s->C / G, OCg = s->OC / G, KH = s->KH, KW = s->KW, pad = s->pad;
+    const int Wp = s->W + 2 * pad, per = rows_per_chunk(s), Kr = Cg * KH, total = s->N * s->OH;
+    const size_t ld = rows_ld(s);
+    float *R = scratch, *wk = R + (size_t)Kr * ld, *wide = wk + (size_t)KW * OCg * Kr;
+    for (int g = 0; g < G; g++) {
+        /* wk[kw] (OCg, Cg*KH): the weights of kernel column kw. */
+        for (int kw = 0; kw < KW; kw++)
+            for (int oc = 0; oc < OCg; oc++)
+                for (int c = 0; c < Cg; c++)
+                    for (int kh = 0; kh < KH; kh++)
+                        wk[((size_t)kw * OCg + oc) * Kr + c * KH + kh] =
+                            w[((((size_t)g * OCg + oc) * Cg + c) * KH + kh) * KW + kw];
+        for (int r0 = 0; r0 < total; r0 += per) {
+            const int nr = total - r0 < per ? total - r0 : per, ncols = nr * Wp;
+            rows_build(R, ld, inp + (size_t)g * Cg * li.sc, li, Cg, s->H, s->W, KH, pad, r0, nr);
+            for (int kw = 0; kw < KW; kw++)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OCg, ncols, Kr, 1.0f, wk + (size_t)kw * OCg * Kr,
+                            Kr, R + kw, (int)ld, kw ? 1.0f : 0.0f, wide, ncols);
+            rows_store(out + (size_t)g * OCg * lo.sc, lo, wide, (size_t)ncols, OCg, s->OH, s->OW, Wp, r0, nr,
+                       b ? b + (size_t)g * OCg : NULL, act, 0);
+        }
+    }
+}
+
+/* dinp (+)= the convolution of dout with the flipped filters and
+ * dw += the weight gradient, both by kernel rows (the padding of the flipped
+ * geometry, KH-1-pad, is pad again). */
+static void conv_rows_backward(float *dinp, mg_layout li, int overwrite, float *dw, const float *dout, mg_layout lo,
+                               const float *inp, const float *w, const mg_conv2d_shape *s, float *scratch)
+{
+    const int G = conv_groups(s), Cg = s->C / G, OCg = s->OC / G, KH = s->KH, KW = s->KW, pad = s->pad;
+    const int Wp = s->W + 2 * pad, per = rows_per_chunk(s), Kr = OCg * KH, total = s->N * s->H, W = s->W;
+    const size_t ld = rows_ld(s), cols = (size_t)per * Wp;
+    float *R = scratch, *inT = R + (size_t)Kr * ld, *wf = inT + cols * Cg, *dwk = wf + (size_t)KW * Cg * Kr;
+    float *wide = dwk + (size_t)KW * Kr * Cg;
+    for (int g = 0; g < G; g++) {
+        /* wf[kw] (Cg, OCg*KH): wf[kw][c][oc,kh] = w[oc][c][KH-1-kh][KW-1-kw]. */
+        for (int kw = 0; kw < KW; kw++)
+            for (int c = 0; c < Cg; c++)
+                for (int oc = 0; oc < OCg; oc++)
+                    for (int kh = 0; kh < KH; kh++)
+                        wf[((size_t)kw * Cg + c) * Kr + oc * KH + kh] =
+                            w[((((size_t)g * OCg + oc) * Cg + c) * KH + (KH - 1 - kh)) * KW + (KW - 1 - kw)];
+        memset(dwk, 0, (size_t)KW * Kr * Cg * sizeof(float));
+        for (int r0 = 0; r0 < total; r0 += per) {
+            const int nr = total - r0 < per ? total - r0 : per, ncols = nr * Wp;
+            rows_build(R, ld, dout + (size_t)g * OCg * lo.sc, lo, OCg, s->OH, s->OW, KH, pad, r0, nr);
+            /* inT (ncols, Cg): the input on the wide grid, zero in the columns
+             * the wide grid adds, so that they add nothing to the weights. */
+            for (int c = 0; c < Cg; c++) {
+                int n = r0 / s->H, h = r0 % s->H;
+                for (int rr = 0; rr < nr; rr++) {
+                    const float *src = inp + (size_t)n * li.sn + (size_t)(g * Cg + c) * li.sc + (size_t)h * W;
+                    float *d = inT + (size_t)rr * Wp * Cg + c;
+                    for (int q = 0; q < W; q++)
+                        d[(size_t)q * Cg] = src[q];
+                    for (int q = W; q < Wp; q++)
+                        d[(size_t)q * Cg] = 0.0f;
+                    if (++h == s->H) {
+                        h = 0;
+                        n++;
+                    }
+                }
+            }
+            for (int kw = 0; kw < KW; kw++) {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Kr, Cg, ncols, 1.0f, R + kw, (int)ld, inT, Cg,
+                            1.0f, dwk + (size_t)kw * Kr * Cg, Cg);
+                if (dinp)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cg, ncols, Kr, 1.0f,
+                                wf + (size_t)kw * Cg * Kr, Kr, R + kw, (int)ld, kw ? 1.0f : 0.0f, wide, ncols);
+            }
+            if (dinp)
+                rows_store(dinp + (size_t)g * Cg * li.sc, li, wide, (size_t)ncols, Cg, s->H, W, Wp, r0, nr, NULL,
+                           MG_NO_ACT, !overwrite);
+        }
+        float *dwg = dw + (size_t)g * OCg * Cg * KH * KW;
+        for (int kw = 0; kw < KW; kw++)
+            for (int oc = 0; oc < OCg; oc++)
+                for (int kh = 0; kh < KH; kh++)
+                    for (int c = 0; c < Cg; c++)
+                        dwg[(((size_t)oc * Cg + c) * KH + (KH - 1 - kh)) * KW + (KW - 1 - kw)] +=
+                            dwk[((size_t)kw * Kr + oc * KH + kh) * Cg + c];
+    }
+}
+
+/* out (N,OC,OH,OW) = act(conv(inp (N,C,H,W), w (OC,C/g,KH,KW)) + b (OC)),
+ * with the sample and channel strides of inp and out given by li and lo. The
+ * GEMMs write each chunk of output positions and the bias and activation
+ * follow on that chunk while it is in cache. */
+void mg_conv2d_forward_act(float *out, mg_layout lo, const float *inp, mg_layout li, const float *w,
+                           const float *b, const mg_conv2d_shape *s, float *scratch, int act)
 {
     const int G = conv_groups(s), Cg = s->C / G, OCg = s->OC / G, N = s->N;
     const int K = Cg * s->KH * s->KW, OW = s->OW;
     const col_geom geom = geom_of(s);
     if (conv_is_depthwise(s)) {
         const int mult = s->OC / s->C, KK = s->KH * s->KW;
+        const size_t P = (size_t)s->OH * OW;
         for (int n = 0; n < N; n++)
-            for (int oc = 0; oc < s->OC; oc++)
-                depthwise_plane_forward(out + (size_t)n * lo.sn + (size_t)oc * lo.sc,
-                                        inp + (size_t)n * li.sn + (size_t)(oc / mult) * li.sc, w + (size_t)oc * KK,
-                                        b ? b[oc] : 0.0f, s);
+            for (int oc = 0; oc < s->OC; oc++) {
+                float *op = out + (size_t)n * lo.sn + (size_t)oc * lo.sc;
+                depthwise_plane_forward(op, inp + (size_t)n * li.sn + (size_t)(oc / mult) * li.sc,
+                                        w + (size_t)oc * KK, b ? b[oc] : 0.0f, s);
+                if (act != MG_NO_ACT)
+                    bias_act(op, NULL, P, act);
+            }
+        return;
+    }
+    if (conv_rows_forward_ok(s)) {
+        conv_rows_forward(out, lo, inp, li, w, b, s, scratch, act);
         return;
     }
     const int pw = conv_is_pointwise(s);
     const row_chunks rc = chunks_of(N, s->OH, OW,
                                     samples_contiguous(lo, N, s->OH * OW) &&
-                                        (!pw || samples_contiguous(li, N, s->H * s->W)));
+                                        (!pw || samples_contiguous(li, N, s->H * s->W)),
+                                    chunk_target(s, s->KH * s->KW));
     for (int r0 = 0; r0 < rc.total;) {
         const int nr = chunk_len(&rc, r0), ncols = nr * OW;
         const size_t ooff = row_off(lo, &rc, r0), ioff = row_off(li, &rc, r0);
-        float beta = 0.0f;
-        if (b) {
-            for (int oc = 0; oc < s->OC; oc++) {
-                float *orow = out + (size_t)oc * lo.sc + ooff;
-                const float bv = b[oc];
-                for (int p = 0; p < ncols; p++)
-                    orow[p] = bv;
-            }
-            beta = 1.0f;
-        }
         for (int g = 0; g < G; g++) {
             const float *col;
             int ldb;
@@ -405,10 +841,45 @@ void mg_conv2d_forward_lay(float *out, mg_layout lo, const float *inp, mg_layout
                 ldb = ncols;
             }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OCg, ncols, K, 1.0f, w + (size_t)g * OCg * K, K,
-                        col, ldb, beta, out + (size_t)g * OCg * lo.sc + ooff, (int)lo.sc);
+                        col, ldb, 0.0f, out + (size_t)g * OCg * lo.sc + ooff, (int)lo.sc);
         }
+        if (b || act != MG_NO_ACT)
+            for (int oc = 0; oc < s->OC; oc++) {
+                float *orow = out + (size_t)oc * lo.sc + ooff;
+                if (b)
+                    bias1_act(orow, b[oc], (size_t)ncols, act);
+                else
+                    bias_act(orow, NULL, (size_t)ncols, act);
+            }
         r0 += nr;
     }
+}
+
+void mg_conv2d_forward_lay(float *out, mg_layout lo, const float *inp, mg_layout li, const float *w,
+                           const float *b, const mg_conv2d_shape *s, float *scratch)
+{
+    mg_conv2d_forward_act(out, lo, inp, li, w, b, s, scratch, MG_NO_ACT);
+}
+
+/* c (M,N) += a (M,K) b^T for b (N,K) with leading dimension ldb: the weight
+ * gradients' GEMMs, K the output positions of a chunk. OpenBLAS runs small
+ * products on kernels that skip its packing copies, but takes this
+ * transposed form there only while M*N <= 1200; for the larger ones up to
+ * 10^6 multiply-adds (LeNet's second convolution, a ResNet's first stage)
+ * the plain form c += a bt, with b transposed into bt (K,N) here, which costs
+ * a copy of the narrow operand only, stays on them and runs about a third
+ * faster. */
+static void gemm_abt_acc(float *c, const float *a, int lda, const float *b, int ldb, int M, int N, int K,
+                         float *bt)
+{
+    if ((size_t)M * N > 1200 && (double)M * N * K <= 1e6) {
+        for (int k = 0; k < K; k++)
+            for (int n = 0; n < N; n++)
+                bt[(size_t)k * N + n] = b[(size_t)n * ldb + k];
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, a, lda, bt, N, 1.0f, c, N);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, lda, b, ldb, 1.0f, c, N);
 }
 
 /* Per group: dw_g += dout_g col_g^T (accumulated transposed, as col dout^T,
@@ -423,21 +894,25 @@ void mg_conv2d_backward_lay(float *dinp, mg_layout li, int overwrite, float *dw,
     const int P = s->OH * s->OW, HW = s->H * s->W, KK = s->KH * s->KW, K = Cg * KK, OW = s->OW;
     const col_geom geom = geom_of(s);
     if (db) {
+        const int whole = samples_contiguous(lo, N, P);   /* a channel's samples form one row */
         for (int oc = 0; oc < s->OC; oc++) {
-            float acc = 0.0f;
-            for (int n = 0; n < N; n++) {
-                const float *drow = dout + (size_t)n * lo.sn + (size_t)oc * lo.sc;
-                for (int p = 0; p < P; p++)
-                    acc += drow[p];
-            }
-            db[oc] += acc;
+            double acc = 0.0;
+            for (int n = 0; n < (whole ? 1 : N); n++)
+                acc += mg_sum(dout + (size_t)n * lo.sn + (size_t)oc * lo.sc, whole ? (size_t)N * P : (size_t)P);
+            db[oc] += (float)acc;
         }
     }
     /* The flipped-filter path needs the input gradient to pay off, and its
      * im2col of dout has OC/C times the rows of an im2col of the input: a
      * first layer, or one that widens much, takes the plain path. */
     const int pw = conv_is_pointwise(s), as_conv = conv_grad_as_conv(s) && dinp && OCg <= 2 * Cg;
-    if (dinp && overwrite && !(as_conv || pw)) {
+    if (dinp && conv_rows_backward_ok(s)) {
+        conv_rows_backward(dinp, li, overwrite, dw, dout, lo, inp, w, s, scratch);
+        return;
+    }
+    /* A strided 1x1 convolution writes its input gradient whole (col2im_write_k1). */
+    const int k1 = s->KH == 1 && s->KW == 1 && s->pad == 0 && !pw && !conv_is_depthwise(s);
+    if (dinp && overwrite && !(as_conv || pw || k1)) {
         for (int n = 0; n < N; n++)
             for (int c = 0; c < s->C; c++)
                 memset(dinp + (size_t)n * li.sn + (size_t)c * li.sc, 0, (size_t)HW * sizeof(float));
@@ -458,13 +933,14 @@ void mg_conv2d_backward_lay(float *dinp, mg_layout li, int overwrite, float *dw,
     if (as_conv && (size_t)OCg * KK > rows)
         rows = (size_t)OCg * KK;
     float *col = scratch, *dwt = col + rows * col_cols(s), *wflip = dwt + (size_t)K * OCg;
+    float *bt = wflip + (conv_grad_as_conv(s) ? (size_t)Cg * OCg * KK : 0);
     const float beta = overwrite ? 0.0f : 1.0f;
     if (as_conv) {
         /* One im2col of dout over the input positions (the flipped geometry,
          * padding KH-1-pad) serves both gradients: dinp = wflip col and
          * dw[oc][c][flip k] = (col in^T)[oc,k][c], with the input read in place. */
         const col_geom tg = {s->OH, s->OW, s->H, s->W, s->KH, s->KW, 1, s->KH - 1 - s->pad};
-        const row_chunks ic = chunks_of(N, s->H, s->W, samples_contiguous(li, N, HW));
+        const row_chunks ic = chunks_of(N, s->H, s->W, samples_contiguous(li, N, HW), chunk_target(s, KK));
         for (int g = 0; g < G; g++) {
             const float *wg = w + (size_t)g * OCg * K, *dg = dout + (size_t)g * OCg * lo.sc;
             const float *ing = inp + (size_t)g * Cg * li.sc;
@@ -479,8 +955,7 @@ void mg_conv2d_backward_lay(float *dinp, mg_layout li, int overwrite, float *dw,
                 const int nr = chunk_len(&ic, r0), ncols = nr * s->W;
                 const size_t ioff = row_off(li, &ic, r0);
                 im2col(col, dg, lo, OCg, r0, nr, &tg);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OCg * KK, Cg, ncols, 1.0f, col, ncols, ing + ioff,
-                            (int)li.sc, 1.0f, dwt, Cg);
+                gemm_abt_acc(dwt, col, ncols, ing + ioff, (int)li.sc, OCg * KK, Cg, ncols, bt);
                 if (dig)
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cg, ncols, OCg * KK, 1.0f, wflip, OCg * KK,
                                 col, ncols, beta, dig + ioff, (int)li.sc);
@@ -495,7 +970,8 @@ void mg_conv2d_backward_lay(float *dinp, mg_layout li, int overwrite, float *dw,
         return;
     }
     const row_chunks rc =
-        chunks_of(N, s->OH, OW, samples_contiguous(lo, N, P) && (!pw || samples_contiguous(li, N, HW)));
+        chunks_of(N, s->OH, OW, samples_contiguous(lo, N, P) && (!pw || samples_contiguous(li, N, HW)),
+                  chunk_target(s, KK));
     for (int g = 0; g < G; g++) {
         const float *wg = w + (size_t)g * OCg * K, *dg = dout + (size_t)g * OCg * lo.sc;
         const float *ing = inp + (size_t)g * Cg * li.sc;
@@ -514,8 +990,7 @@ void mg_conv2d_backward_lay(float *dinp, mg_layout li, int overwrite, float *dw,
                 a = col;
                 lda = ncols;
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, K, OCg, ncols, 1.0f, a, lda, dg + ooff, (int)lo.sc,
-                        1.0f, dwt, OCg);
+            gemm_abt_acc(dwt, a, lda, dg + ooff, (int)lo.sc, K, OCg, ncols, bt);
             if (dig && pw) {
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Cg, ncols, OCg, 1.0f, wg, K, dg + ooff,
                             (int)lo.sc, beta, dig + ioff, (int)li.sc);
@@ -523,7 +998,10 @@ void mg_conv2d_backward_lay(float *dinp, mg_layout li, int overwrite, float *dw,
                 /* The column buffer is free again once dw has consumed it. */
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, ncols, OCg, 1.0f, wg, K, dg + ooff,
                             (int)lo.sc, 0.0f, col, ncols);
-                col2im_add(dig, li, col, Cg, r0, nr, &geom);
+                if (k1 && overwrite)
+                    col2im_write_k1(dig, li, col, Cg, r0, nr, &geom);
+                else
+                    col2im_add(dig, li, col, Cg, r0, nr, &geom);
             }
             r0 += nr;
         }
@@ -585,9 +1063,27 @@ static inline uint32_t pool_take(float v, float best)
     return (uint32_t)!(v <= best) & (uint32_t)(best == best);
 }
 
-/* The 2x2 window of LeNet as a two-level tournament: each row's winner, then
- * the second row's only if strictly larger, which keeps the first maximum. */
-static void maxpool2_forward(float *out, int32_t *argmax, const float *inp, int NC, int H, int W)
+/* Output ow of a 2x2 pool over input rows r0, r1 (flat index of r0[0]: i0)
+ * as a two-level tournament: each row's winner, then the second row's only
+ * if strictly larger, which keeps the first maximum. */
+static inline void pool2_window(float *restrict o, int32_t *restrict a, const float *restrict r0,
+                                const float *restrict r1, int32_t i0, int W, int ow)
+{
+    const float p0 = r0[2 * ow], p1 = r0[2 * ow + 1], p2 = r1[2 * ow], p3 = r1[2 * ow + 1];
+    const uint32_t t0 = pool_take(p1, p0), t1 = pool_take(p3, p2);
+    const float m0 = fsel(t0, p1, p0), m1 = fsel(t1, p3, p2);
+    const int32_t j0 = i0 + 2 * ow + (int32_t)t0, j1 = i0 + W + 2 * ow + (int32_t)t1;
+    const uint32_t t = pool_take(m1, m0);
+    o[ow] = fsel(t, m1, m0);
+    a[ow] = j0 + ((int32_t)(0u - t) & (j1 - j0));
+}
+
+/* The windows along an output row run in blocks of four (the rows of the
+ * small networks are 5 to 16 windows wide) that compile to SIMD code. */
+enum { POOL_BLOCK = 4 };
+
+static void maxpool2_forward(float *restrict out, int32_t *restrict argmax, const float *restrict inp, int NC, int H,
+                             int W)
 {
     const int OH = H / 2, OW = W / 2;
     for (int nc = 0; nc < NC; nc++) {
@@ -596,15 +1092,62 @@ static void maxpool2_forward(float *out, int32_t *argmax, const float *inp, int 
         for (int oh = 0; oh < OH; oh++) {
             float *o = out + ((size_t)nc * OH + oh) * OW;
             int32_t *a = argmax + ((size_t)nc * OH + oh) * OW;
-            for (int ow = 0; ow < OW; ow++) {
-                const int32_t i0 = 2 * oh * W + 2 * ow, i1 = i0 + W;
-                float p0 = plane[i0], p1 = plane[i0 + 1], p2 = plane[i1], p3 = plane[i1 + 1];
-                uint32_t t0 = pool_take(p1, p0), t1 = pool_take(p3, p2);
-                float m0 = fsel(t0, p1, p0), m1 = fsel(t1, p3, p2);
-                int32_t j0 = i0 + (int32_t)t0, j1 = i1 + (int32_t)t1;
-                uint32_t t = pool_take(m1, m0);
-                o[ow] = fsel(t, m1, m0);
-                a[ow] = base + j0 + ((int32_t)(0u - t) & (j1 - j0));
+            const float *r0 = plane + (size_t)2 * oh * W, *r1 = r0 + W;
+            const int32_t i0 = base + 2 * oh * W;
+            int ow = 0;
+            for (; ow + POOL_BLOCK <= OW; ow += POOL_BLOCK)
+                for (int j = 0; j < POOL_BLOCK; j++)
+                    pool2_window(o, a, r0, r1, i0, W, ow + j);
+            for (; ow < OW; ow++)
+                pool2_window(o, a, r0, r1, i0, W, ow);
+        }
+    }
+}
+
+/* g where the flat index i is the window's argmax, else 0. */
+static inline float pool_grad(int32_t arg, int32_t i, float g)
+{
+    return u2f(f2u(g) & (0u - (uint32_t)(arg == i)));
+}
+
+/* The gradient of window ow into its two inputs on one input row d, whose
+ * first float has flat index i: written, or added. */
+static inline void pool2_row_grad(float *restrict d, const float *restrict g, const int32_t *restrict a, int32_t i,
+                                  int ow, const int acc)
+{
+    const float v0 = pool_grad(a[ow], i + 2 * ow, g[ow]), v1 = pool_grad(a[ow], i + 2 * ow + 1, g[ow]);
+    d[2 * ow] = acc ? d[2 * ow] + v0 : v0;
+    d[2 * ow + 1] = acc ? d[2 * ow + 1] + v1 : v1;
+}
+
+static inline void pool2_row(float *restrict d, const float *restrict g, const int32_t *restrict a, int32_t i, int OW,
+                      const int acc)
+{
+    int ow = 0;
+    for (; ow + POOL_BLOCK <= OW; ow += POOL_BLOCK)
+        for (int j = 0; j < POOL_BLOCK; j++)
+            pool2_row_grad(d, g, a, i, ow + j, acc);
+    for (; ow < OW; ow++)
+        pool2_row_grad(d, g, a, i, ow, acc);
+}
+
+void mg_maxpool2_backward_cover(float *restrict dinp, int overwrite, const float *restrict dout,
+                                const int32_t *restrict argmax, int NC, int H, int W)
+{
+    const int OH = H / 2, OW = W / 2;
+    for (int nc = 0; nc < NC; nc++) {
+        float *plane = dinp + (size_t)nc * H * W;
+        const int32_t base = (int32_t)((size_t)nc * H * W);
+        for (int oh = 0; oh < OH; oh++) {
+            const float *g = dout + ((size_t)nc * OH + oh) * OW;
+            const int32_t *a = argmax + ((size_t)nc * OH + oh) * OW;
+            for (int r = 0; r < 2; r++) {
+                float *d = plane + (size_t)(2 * oh + r) * W;
+                const int32_t i = base + (2 * oh + r) * W;
+                if (overwrite)
+                    pool2_row(d, g, a, i, OW, 0);
+                else
+                    pool2_row(d, g, a, i, OW, 1);
             }
         }
     }
@@ -614,7 +1157,8 @@ static void maxpool2_forward(float *out, int32_t *argmax, const float *inp, int 
  * window order, and a NaN wins so that it reaches the loss. For general k the
  * window offsets are the outer loops so that the innermost loop runs along an
  * output row with independent iterations. */
-void mg_maxpool_forward(float *out, int32_t *argmax, const float *inp, int N, int C, int H, int W, int k)
+void mg_maxpool_forward(float *restrict out, int32_t *restrict argmax, const float *restrict inp, int N, int C, int H,
+                        int W, int k)
 {
     if (k == 2) {
         maxpool2_forward(out, argmax, inp, N * C, H, W);
@@ -658,15 +1202,34 @@ void mg_maxpool_backward(float *dinp, const float *dout, const int32_t *argmax, 
 
 /* ---- activations ----------------------------------------------------------------- */
 
-/* Written as "negative -> 0" so that a NaN passes through to the loss, as in torch.relu. */
-void mg_relu_forward(float *out, const float *inp, size_t n)
+/* Written as "negative -> 0" so that a NaN passes through to the loss, as in
+ * torch.relu. The in-place and the out-of-place forms are separate loops:
+ * each vectorises, where one loop over two pointers that may alias would not. */
+static void relu_inplace(float *x, size_t n)
 {
     size_t i = 0;
     for (; i + MG_BLOCK <= n; i += MG_BLOCK)
         for (int j = 0; j < MG_BLOCK; j++)
-            out[i + j] = mg_relu1(inp[i + j]);
+            x[i + j] = mg_relu1(x[i + j]);
     for (; i < n; i++)
-        out[i] = mg_relu1(inp[i]);
+        x[i] = mg_relu1(x[i]);
+}
+
+/* In place (out == inp) is allowed. */
+void mg_relu_forward(float *out, const float *inp, size_t n)
+{
+    if (out == inp) {
+        relu_inplace(out, n);
+        return;
+    }
+    float *restrict o = out;
+    const float *restrict x = inp;
+    size_t i = 0;
+    for (; i + MG_BLOCK <= n; i += MG_BLOCK)
+        for (int j = 0; j < MG_BLOCK; j++)
+            o[i + j] = mg_relu1(x[i + j]);
+    for (; i < n; i++)
+        o[i] = mg_relu1(x[i]);
 }
 
 /* The derivative is taken from the output: 1 where out > 0. */
@@ -675,15 +1238,40 @@ void mg_relu_backward(float *dinp, const float *dout, const float *out, size_t n
     mg_vec_grad(dinp, dout, out, n, 1);
 }
 
-void mg_tanh_forward(float *out, const float *inp, size_t n)
+static void tanh_inplace(float *x, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        out[i] = tanhf(inp[i]);
+    size_t i = 0;
+    for (; i + MG_BLOCK <= n; i += MG_BLOCK)
+        for (int j = 0; j < MG_BLOCK; j++)
+            x[i + j] = mg_tanh1(x[i + j]);
+    for (; i < n; i++)
+        x[i] = mg_tanh1(x[i]);
 }
 
-void mg_tanh_backward(float *dinp, const float *dout, const float *out, size_t n)
+/* In place (out == inp) is allowed. */
+void mg_tanh_forward(float *out, const float *inp, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
+    if (out == inp) {
+        tanh_inplace(out, n);
+        return;
+    }
+    float *restrict o = out;
+    const float *restrict x = inp;
+    size_t i = 0;
+    for (; i + MG_BLOCK <= n; i += MG_BLOCK)
+        for (int j = 0; j < MG_BLOCK; j++)
+            o[i + j] = mg_tanh1(x[i + j]);
+    for (; i < n; i++)
+        o[i] = mg_tanh1(x[i]);
+}
+
+void mg_tanh_backward(float *restrict dinp, const float *restrict dout, const float *restrict out, size_t n)
+{
+    size_t i = 0;
+    for (; i + MG_BLOCK <= n; i += MG_BLOCK)
+        for (int j = 0; j < MG_BLOCK; j++)
+            dinp[i + j] += dout[i + j] * (1.0f - out[i + j] * out[i + j]);
+    for (; i < n; i++)
         dinp[i] += dout[i] * (1.0f - out[i] * out[i]);
 }
 

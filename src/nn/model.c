@@ -304,6 +304,19 @@ int mg_g_act(mg_model *m, int x, mg_act act)
     return op->out;
 }
 
+int mg_g_fuse_act(mg_model *m, int x, mg_act act)
+{
+    if (!valid_value(m, x))
+        return -1;
+    mg_op *last = m->n_ops > 0 ? &m->ops[m->n_ops - 1] : NULL;
+    if (last && last->out == x && (last->kind == MG_OP_LINEAR || last->kind == MG_OP_CONV) &&
+        last->act == MG_NO_ACT && (act == MG_ACT_RELU || act == MG_ACT_TANH)) {
+        last->act = (int)act;
+        return x;
+    }
+    return mg_g_act(m, x, act);
+}
+
 static int pool(mg_model *m, mg_op_kind kind, int x, int k, int stride, int pad)
 {
     if (!valid_value(m, x))
@@ -941,14 +954,14 @@ static void op_forward(mg_model *m, int i, int batch, int train)
     switch (op->kind) {
     case MG_OP_LINEAR: {
         int rows = (int)((size_t)batch * m->values[op->in[0]].size / (size_t)op->I);
-        mg_linear_forward(out, in, pparam(m, op->w), pparam(m, op->b), rows, op->I, op->O);
+        mg_linear_forward_act(out, in, pparam(m, op->w), pparam(m, op->b), rows, op->I, op->O, op->act);
         break;
     }
     case MG_OP_CONV: {
         mg_conv2d_shape s = op->conv;
         s.N = batch;
-        mg_conv2d_forward_lay(out, chan_major(batch, (size_t)s.OH * s.OW), in, chan_major(batch, (size_t)s.H * s.W),
-                              pparam(m, op->w), pparam(m, op->b), &s, m->scratch);
+        mg_conv2d_forward_act(out, chan_major(batch, (size_t)s.OH * s.OW), in, chan_major(batch, (size_t)s.H * s.W),
+                              pparam(m, op->w), pparam(m, op->b), &s, m->scratch, op->act);
         break;
     }
     case MG_OP_BN:
@@ -1115,6 +1128,10 @@ static void op_backward(mg_model *m, int i, int batch)
     const float *in = vact(m, op->in[0]);
     const size_t n_out = (size_t)batch * m->values[op->out].size;
     const float *cache = m->cache[i];
+    /* A fused activation: its derivative goes into the output gradient in
+     * place, which only this operation reads. */
+    if ((op->kind == MG_OP_LINEAR || op->kind == MG_OP_CONV) && op->act != MG_NO_ACT)
+        mg_act_grad_inplace(op->act, m->grad[ro], out, n_out);
     switch (op->kind) {
     case MG_OP_LINEAR: {
         int rows = (int)((size_t)batch * m->values[op->in[0]].size / (size_t)op->I);
@@ -1147,10 +1164,15 @@ static void op_backward(mg_model *m, int i, int batch)
         break;
     }
     case MG_OP_MAXPOOL: {
-        float *din = grad_in(m, op->in[0], batch, NULL);
         mg_pool2d_shape s = op->pool;
         s.N = batch;
-        if (din)
+        /* 2x2 windows that tile the input write its gradient whole: no zeroing. */
+        const int tiled = s.k == 2 && s.stride == 2 && s.pad == 0 && s.H % 2 == 0 && s.W % 2 == 0;
+        int fresh;
+        float *din = grad_in(m, op->in[0], batch, tiled ? &fresh : NULL);
+        if (din && tiled)
+            mg_maxpool2_backward_cover(din, fresh, dout, m->argmax[i], s.N * s.C, s.H, s.W);
+        else if (din)
             mg_maxpool2d_backward(din, dout, m->argmax[i], &s);
         break;
     }
@@ -1347,4 +1369,26 @@ double mg_accuracy(const float *logits, const int32_t *y, size_t n, int n_classe
     for (size_t i = 0; i < n; i++)
         c += argmax_row(logits + i * (size_t)n_classes, n_classes) == y[i];
     return (double)c / (double)n;
+}
+
+/* ---- backward from a given logit gradient ------------------------------------------------ */
+
+/* The losses defenses add (KL between halves of a batch, adversarial terms)
+ * and DP-SGD's per-row weights only change the logits' gradient: the rest of
+ * the backward is the same. */
+mg_status mg_model_backward_from_dlogits(mg_model *m, const float *dlogits, int batch, mg_error *err)
+{
+    if (m->last_batch == 0 || batch != m->last_batch)
+        return mg_error_set(err, MG_ERR_ARG, "model %s: backward on a batch of %d but the last forward had %d",
+                            m->arch, batch, m->last_batch);
+    if (!dlogits)
+        return mg_error_set(err, MG_ERR_ARG, "model %s: backward from the logits' gradient needs that gradient",
+                            m->arch);
+    mg_status st = ensure_grads(m, batch, err);
+    if (st != MG_OK)
+        return st;
+    float *d = begin_backward(m, batch);
+    memcpy(d, dlogits, (size_t)batch * m->n_classes * sizeof(float));
+    backprop(m, batch);
+    return MG_OK;
 }

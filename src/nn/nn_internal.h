@@ -10,6 +10,7 @@
 #ifndef MIAGRID_NN_INTERNAL_H
 #define MIAGRID_NN_INTERNAL_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -57,7 +58,8 @@ typedef struct {
 typedef struct {
     mg_op_kind kind;
     int n_in, in[MG_OP_MAX_IN], out;  /* value ids */
-    int act;                /* ACT: the activation; BN and ADD: MG_ACT_RELU fused, or MG_NO_ACT */
+    int act;                /* ACT: the activation; BN and ADD: MG_ACT_RELU fused, or MG_NO_ACT; LINEAR
+                             * and CONV: MG_ACT_RELU or MG_ACT_TANH fused (mg_g_fuse_act), or MG_NO_ACT */
     size_t w, b;            /* parameter offsets: weight and bias (gamma and beta; MHA in-projection) */
     size_t w2, b2;          /* MHA out-projection */
     size_t rm, rv;          /* BN running mean and variance: offsets into the buffer block */
@@ -150,6 +152,28 @@ static inline float mg_relu1(float v)
     return v;
 }
 
+/* Sum of x[0..n) in float with eight independent partial sums, so that the
+ * additions pipeline and vectorise instead of waiting on one another, added
+ * up in double over blocks of 2048 so that a long row (a channel of a whole
+ * batch) keeps its float sums short. */
+static inline double mg_sum(const float *restrict x, size_t n)
+{
+    double t = 0.0;
+    for (size_t b = 0; b < n; b += 2048) {
+        const size_t e = n - b < 2048 ? n : b + 2048;
+        float a[8] = {0};
+        size_t i = b;
+        for (; i + 8 <= e; i += 8)
+            for (int j = 0; j < 8; j++)
+                a[j] += x[i + j];
+        float s = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+        for (; i < e; i++)
+            s += x[i];
+        t += (double)s;
+    }
+    return t;
+}
+
 /* The element-wise loops of the hot layers run in blocks of eight with a
  * fixed inner trip count: GCC's -O2 vectoriser only takes loops whose count
  * it knows, and these blocks it turns into SIMD code. */
@@ -203,6 +227,74 @@ static inline void mg_vec_grad(float *restrict d, const float *restrict dout, co
     }
 }
 
+/* tanh(x) to within 1.5 ulp, branch-free so that its loops vectorise (glibc's
+ * tanhf is a call per element and was a fifth of the Purchase MLP's step).
+ * |x| < 0.625: x + x^3 P(x^2), P a degree-4 minimax fit of (tanh x - x)/x^3
+ * (relative error 4e-9); above: (1 - e)/(1 + e) with e = exp(-2|x|) from
+ * 2^k exp(r), |r| <= ln2/2, exp(r) = 1 + r + r^2 Q(r), Q a degree-4 minimax
+ * fit (3e-9); |x| is clamped at 9.5, where tanh rounds to 1. The sign comes
+ * back by bits and a NaN passes through. Plain IEEE operations only, so the
+ * same input gives the same bits on every machine. */
+static inline float mg_tanh1(float x)
+{
+    const float a = fabsf(x), z = a * a;
+    float q = -0.005704991985112429f;
+    q = q * z + 0.020639093592762947f;
+    q = q * z - 0.05373971909284592f;
+    q = q * z + 0.13331441581249237f;
+    q = q * z - 0.3333328068256378f;
+    const float tp = a + (a * z) * q;
+    uint32_t ua, u95 = 0x41180000u, mc = 0u - (uint32_t)(a < 9.5f);   /* 9.5f */
+    memcpy(&ua, &a, sizeof ua);
+    ua = (ua & mc) | (u95 & ~mc);
+    float ac;
+    memcpy(&ac, &ua, sizeof ac);
+    const float y = -2.0f * ac;
+    const float k = (y * 1.44269504088896341f + 12582912.0f) - 12582912.0f;   /* round(y / ln 2) */
+    const float r = (y - k * 0.693145751953125f) - k * 1.42860682030941723212e-6f;
+    float p = 0.0013814604608342052f;
+    p = p * r + 0.008368710987269878f;
+    p = p * r + 0.04166838899254799f;
+    p = p * r + 0.1666652113199234f;
+    p = p * r + 0.4999999403953552f;
+    const float ex = 1.0f + (r + (r * r) * p);
+    const uint32_t sbits = (uint32_t)((int32_t)k + 127) << 23;
+    float scale;
+    memcpy(&scale, &sbits, sizeof scale);
+    const float e = ex * scale, te = (1.0f - e) / (1.0f + e);
+    uint32_t ut, up, ue, ux, m = 0u - (uint32_t)(a < 0.625f);
+    memcpy(&up, &tp, sizeof up);
+    memcpy(&ue, &te, sizeof ue);
+    memcpy(&ux, &x, sizeof ux);
+    ut = ((up & m) | (ue & ~m)) | (ux & 0x80000000u);
+    m = 0u - (uint32_t)(x == x);
+    ut = (ut & m) | (ux & ~m);
+    float t;
+    memcpy(&t, &ut, sizeof t);
+    return t;
+}
+
+/* g *= the derivative of activation act at its output out, in place: the
+ * gradient through an activation fused into the layer that produced out
+ * (ReLU: g where out > 0; Tanh: g (1 - out^2)). */
+static inline void mg_act_grad_inplace(int act, float *restrict g, const float *restrict out, size_t n)
+{
+    size_t i = 0;
+    if (act == MG_ACT_RELU) {
+        for (; i + MG_BLOCK <= n; i += MG_BLOCK)
+            for (int j = 0; j < MG_BLOCK; j++)
+                g[i + j] = mg_mask_pos(out[i + j], g[i + j]);
+        for (; i < n; i++)
+            g[i] = mg_mask_pos(out[i], g[i]);
+    } else if (act == MG_ACT_TANH) {
+        for (; i + MG_BLOCK <= n; i += MG_BLOCK)
+            for (int j = 0; j < MG_BLOCK; j++)
+                g[i + j] = g[i + j] * (1.0f - out[i + j] * out[i + j]);
+        for (; i < n; i++)
+            g[i] = g[i] * (1.0f - out[i] * out[i]);
+    }
+}
+
 /* ---- graph building (arch.c, tests) ------------------------------------------------
  * Each builder returns the new value id, or -1 after recording the first error
  * in the model; an input of -1 is passed through, so a builder chain needs one
@@ -217,6 +309,14 @@ int mg_g_conv(mg_model *m, const char *name, int x, int OC, int k, int stride, i
 int mg_g_bn(mg_model *m, const char *name, int x, int relu);
 int mg_g_layernorm(mg_model *m, const char *name, int x);
 int mg_g_act(mg_model *m, int x, mg_act act);
+/* act(x) as mg_g_act, folded into the operation that produced x when that is
+ * the last operation so far, a linear layer or a convolution without an
+ * activation, and act is ReLU or Tanh: the layer then writes act of its
+ * output, and its backward takes the activation's derivative from that
+ * output, sparing a pass and a buffer each way. Returns the value holding
+ * act(x) (x itself when folded): the pre-activation is no longer available,
+ * so use only the returned id. Otherwise a separate activation operation. */
+int mg_g_fuse_act(mg_model *m, int x, mg_act act);
 int mg_g_maxpool(mg_model *m, int x, int k, int stride, int pad);
 int mg_g_avgpool(mg_model *m, int x, int k, int stride, int pad);
 int mg_g_gap(mg_model *m, int x);
@@ -250,10 +350,23 @@ typedef struct {
 /* The conv kernels over any layout; scratch of mg_conv2d_scratch floats. */
 void mg_conv2d_forward_lay(float *out, mg_layout lo, const float *inp, mg_layout li, const float *w,
                            const float *b, const mg_conv2d_shape *s, float *scratch);
+/* The forward followed by activation act (MG_NO_ACT, MG_ACT_RELU or
+ * MG_ACT_TANH) in the pass that adds the bias. */
+void mg_conv2d_forward_act(float *out, mg_layout lo, const float *inp, mg_layout li, const float *w,
+                           const float *b, const mg_conv2d_shape *s, float *scratch, int act);
+/* out (N,O) = act(inp (N,I) @ w (O,I)^T + b (O)), act as above; b may be NULL. */
+void mg_linear_forward_act(float *out, const float *inp, const float *w, const float *b, int N, int I, int O,
+                           int act);
 /* overwrite: dinp is written rather than added to. */
 void mg_conv2d_backward_lay(float *dinp, mg_layout li, int overwrite, float *dw, float *db, const float *dout,
                             mg_layout lo, const float *inp, const float *w, const mg_conv2d_shape *s,
                             float *scratch);
+
+/* The input gradient of a 2x2, stride-2 max pool over (NC, H, W) with H and W
+ * even, so that every input lies in exactly one window: written (overwrite)
+ * or added. argmax as mg_maxpool_forward's. */
+void mg_maxpool2_backward_cover(float *dinp, int overwrite, const float *dout, const int32_t *argmax, int NC,
+                                int H, int W);
 
 /* ---- fused kernels (layers_norm.c) --------------------------------------------------- */
 

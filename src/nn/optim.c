@@ -5,6 +5,7 @@
  * parameters, gradients and optimiser state at exactly zero.
  */
 #include "miagrid/nn.h"
+#include "nn/nn_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -87,14 +88,64 @@ void mg_optim_free(mg_optim *o)
     o->step = 0;
 }
 
+/* v where the mask keeps (mask != 0), else exactly 0, without a branch: the
+ * masks of a pruned model are scattered, and a select through bits lets the
+ * update loops vectorise. */
+static inline float keep_nz(float mask, float v)
+{
+    uint32_t u, m = 0u - (uint32_t)(mask != 0.0f);
+    memcpy(&u, &v, sizeof u);
+    u &= m;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
+/* The usual step (momentum and weight decay, not Nesterov, not the first
+ * step) over elements [0, n), in blocks that vectorise; mk may be NULL. */
+static void sgd_momentum_wd(float *restrict p, float *restrict g, float *restrict buf, const float *restrict mk,
+                            size_t n, float lr, float wd, float mom)
+{
+    size_t i = 0;
+    if (mk) {
+        for (; i + MG_BLOCK <= n; i += MG_BLOCK)
+            for (int j = 0; j < MG_BLOCK; j++) {
+                const size_t k = i + (size_t)j;
+                const float b = mom * buf[k] + (g[k] + wd * p[k]);
+                buf[k] = keep_nz(mk[k], b);
+                p[k] = keep_nz(mk[k], p[k] - lr * b);
+                g[k] = keep_nz(mk[k], g[k]);
+            }
+    } else {
+        for (; i + MG_BLOCK <= n; i += MG_BLOCK)
+            for (int j = 0; j < MG_BLOCK; j++) {
+                const size_t k = i + (size_t)j;
+                const float b = mom * buf[k] + (g[k] + wd * p[k]);
+                buf[k] = b;
+                p[k] = p[k] - lr * b;
+            }
+    }
+    for (; i < n; i++) {
+        const float b = mom * buf[i] + (g[i] + wd * p[i]);
+        buf[i] = mk ? keep_nz(mk[i], b) : b;
+        p[i] = mk ? keep_nz(mk[i], p[i] - lr * b) : p[i] - lr * b;
+        if (mk)
+            g[i] = keep_nz(mk[i], g[i]);
+    }
+}
+
 /* torch.optim.SGD (dampening 0): d = g + wd*p; buf = d on the first step,
  * else momentum*buf + d; then p -= lr*(d + momentum*buf) with Nesterov,
- * p -= lr*buf without. */
+ * p -= lr*buf without. The usual configuration has a loop of its own with the
+ * same arithmetic. */
 static void sgd_step(mg_optim *o, float *params, float *grads, const float *masks)
 {
     const float lr = (float)o->cfg.lr, wd = (float)o->cfg.weight_decay, mom = (float)o->cfg.momentum;
     const int first = o->step == 0, use_mom = o->cfg.momentum != 0.0, nesterov = o->cfg.nesterov != 0;
     float *buf = o->m1;
+    if (use_mom && wd != 0.0f && !nesterov && !first) {
+        sgd_momentum_wd(params, grads, buf, masks, o->n, lr, wd, mom);
+        return;
+    }
     for (size_t i = 0; i < o->n; i++) {
         if (masks && masks[i] == 0.0f) {
             grads[i] = 0.0f;

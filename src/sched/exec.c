@@ -180,8 +180,9 @@ static void train_cfg_from(const mg_train_spec *t, mg_train_cfg *c)
     c->augment = (t->augment_crop ? MG_AUGMENT_CROP : 0u) | (t->augment_flip ? MG_AUGMENT_FLIP : 0u);
 }
 
-/* "conv1.weight" -> "model/conv1/weight" */
-static void tensor_path(const char *name, const char *leaf, char *buf, size_t n)
+/* "conv1.weight" -> "model/conv1/weight"; its mask is "model/conv1/mask" (a
+ * weight's) or "model/conv1/bias_mask" (any other parameter's). */
+static void tensor_path(const char *name, int mask, char *buf, size_t n)
 {
     char layer[64];
     snprintf(layer, sizeof layer, "%s", name);
@@ -191,7 +192,12 @@ static void tensor_path(const char *name, const char *leaf, char *buf, size_t n)
         *dot = '\0';
         field = dot + 1;
     }
-    snprintf(buf, n, "model/%s/%s", layer, leaf ? leaf : field);
+    if (!mask)
+        snprintf(buf, n, "model/%s/%s", layer, field);
+    else if (strcmp(field, "weight") == 0)
+        snprintf(buf, n, "model/%s/mask", layer);
+    else
+        snprintf(buf, n, "model/%s/%s_mask", layer, field);
 }
 
 static mg_status write_model(hid_t f, mg_model *m, mg_error *err)
@@ -207,15 +213,21 @@ static mg_status write_model(hid_t f, mg_model *m, mg_error *err)
             dims[d] = (hsize_t)t->shape[d];
         char path[160];
         const float *base = t->buffer ? mg_model_buffers(m) : params; /* running stats live apart */
-        tensor_path(t->name, NULL, path, sizeof path);
+        tensor_path(t->name, 0, path, sizeof path);
         MG_CHECK(mg_h5_write(f, path, H5T_NATIVE_FLOAT, t->ndim, dims, base + t->offset, err));
-        if (t->prunable) {
+        int any_masked = 0;
+        if (!t->buffer)
+            for (size_t j = 0; j < t->count && !any_masked; j++)
+                any_masked = masks[t->offset + j] == 0.0f;
+        /* Prunable weights always carry a mask; other parameters (slim's
+         * batch-norm scales) only when something in them is masked. */
+        if (t->prunable || any_masked) {
             mask8 = mg_malloc(t->count, 1, "mask", err);
             if (!mask8)
                 MG_FAIL(MG_ERR_NOMEM, "out of memory writing masks");
             for (size_t j = 0; j < t->count; j++)
                 mask8[j] = masks[t->offset + j] != 0.0f;
-            tensor_path(t->name, "mask", path, sizeof path);
+            tensor_path(t->name, 1, path, sizeof path);
             MG_CHECK(mg_h5_write(f, path, H5T_NATIVE_UINT8, t->ndim, dims, mask8, err));
             free(mask8);
             mask8 = NULL;
@@ -237,7 +249,7 @@ static mg_status read_model(hid_t f, mg_model *m, const char *key, mg_error *err
         char path[160];
         hsize_t dims[4];
         int nd = 0;
-        tensor_path(t->name, NULL, path, sizeof path);
+        tensor_path(t->name, 0, path, sizeof path);
         MG_CHECK(mg_h5_read(f, path, H5T_NATIVE_FLOAT, &buf, dims, &nd, err));
         hsize_t count = 1;
         for (int d = 0; d < nd; d++)
@@ -249,8 +261,8 @@ static mg_status read_model(hid_t f, mg_model *m, const char *key, mg_error *err
         memcpy(base + t->offset, buf, t->count * sizeof(float));
         free(buf);
         buf = NULL;
-        if (t->prunable) {
-            tensor_path(t->name, "mask", path, sizeof path);
+        tensor_path(t->name, 1, path, sizeof path);
+        if (!t->buffer && (t->prunable || H5Lexists(f, path, H5P_DEFAULT) > 0)) {
             MG_CHECK(mg_h5_read(f, path, H5T_NATIVE_UINT8, &buf, NULL, NULL, err));
             const uint8_t *m8 = buf;
             for (size_t j = 0; j < t->count; j++)
@@ -342,6 +354,7 @@ typedef struct {
     mg_exec_ctx *ctx;
     const char *path;
     double last_save;
+    int stop_after;   /* >= 0: an imp rewind point, done after that many epochs */
 } hook_state;
 
 /* After every epoch: save the state when a stop was asked for (then stop) or
@@ -350,6 +363,10 @@ typedef struct {
 static mg_status epoch_hook(void *user, mg_model *m, const mg_train_state *s, int *stop, mg_error *err)
 {
     hook_state *h = user;
+    if (h->stop_after >= 0 && s->epochs_done >= h->stop_after) {
+        *stop = 1;
+        return MG_OK;
+    }
     if (h->ctx->poll_stop)
         h->ctx->poll_stop(h->ctx->poll_user);
     int stopping = mg_sched_stop_requested();
@@ -397,12 +414,117 @@ static mg_status train_resumable(mg_exec_ctx *ctx, const mg_node *node, mg_model
         .c = ctx->data->c, .h = ctx->data->h, .w = ctx->data->w,
         .dev_x = rd->x[2], .dev_y = rd->y[2], .dev_n = rd->n[2],
     };
-    hook_state hs = {ctx, path, mg_now()};
-    MG_CHECK(mg_train_run(m, &d, &ts, epoch_hook, &hs, err));
+    hook_state hs = {ctx, path, mg_now(), node->kind == MG_NODE_TRAIN ? node->stop_epoch : -1};
+    if (hs.stop_after != 0) {
+        st = mg_train_run(m, &d, &ts, epoch_hook, &hs, err);
+        /* A rewind point stops on purpose; only then is an interruption done. */
+        if (st == MG_ERR_INTERRUPTED && hs.stop_after >= 0 && ts.epochs_done >= hs.stop_after)
+            st = MG_OK;
+        if (st != MG_OK)
+            goto cleanup;
+    }
     mg_train_state_take_history(&ts, hist);
 cleanup:
     if (state_ready)
         mg_train_state_free(&ts);
+    return st;
+}
+
+/* Prune a model read from the node's first input by the cell's method; for
+ * imp, rewind the surviving weights to the dense training's rewind point
+ * (the second input). */
+static mg_status prune_stage(mg_exec_ctx *ctx, const mg_node *node, mg_model *m, mg_error *err)
+{
+    mg_status st = MG_OK;
+    const mg_prune_spec *ps = &ctx->grid->prunes[node->prune];
+    mg_model *rw = NULL;
+    hid_t in = H5I_INVALID_HID;
+    mg_rng rng;
+    mg_prune_opts opts;
+    memset(&opts, 0, sizeof opts);
+    opts.butterfly_factors = ps->factors;
+    mg_rng_seed(&rng, ctx->grid->seeds[node->seed], node->key, "prune");
+    /* With a fixed number of butterfly factors the support sets the sparsity. */
+    double s = strcmp(ps->method, "butterfly") == 0 && ps->factors > 0 ? 0.0 : node->sparsity;
+    MG_CHECK(mg_prune_apply(m, ps->method, s, &opts, &rng, err));
+    if (node->n_inputs == 2) {
+        const mg_node *src = &ctx->plan->nodes[node->inputs[1]];
+        MG_CHECK(make_model(ctx, node, &rw, err));
+        MG_CHECK(mg_store_node_open(ctx->store, src->key, &in, err));
+        MG_CHECK(read_model(in, rw, src->key, err));
+        mg_prune_rewind(m, mg_model_params(rw));
+        if (mg_model_n_buffers(m))
+            memcpy(mg_model_buffers(m), mg_model_buffers(rw), mg_model_n_buffers(m) * sizeof(float));
+    }
+cleanup:
+    if (in >= 0)
+        H5Fclose(in);
+    mg_model_destroy(&rw);
+    return st;
+}
+
+/* Per-layer and total non-zeros, the compression ratio (Wang et al., Table 4)
+ * and, where the layer geometry is known, the multiply-accumulates saved. */
+static mg_status write_prune_stats(hid_t f, const mg_model *m, mg_error *err)
+{
+    mg_status st = MG_OK;
+    mg_prune_stats_t ps;
+    mg_prune_geom *geom = NULL;
+    hid_t grp = H5I_INVALID_HID;
+    uint64_t *buf = NULL;
+    memset(&ps, 0, sizeof ps);
+    geom = mg_calloc(mg_model_n_tensors(m), sizeof *geom, "layer geometry", err);
+    if (!geom)
+        MG_FAIL(MG_ERR_NOMEM, "out of memory for pruning statistics");
+    if (mg_prune_geom_chain(m, geom, NULL) != MG_OK) {
+        free(geom);
+        geom = NULL; /* not a chain of linear layers: no MAC count */
+    }
+    MG_CHECK(mg_prune_stats(m, geom, &ps, err));
+    grp = H5Gopen2(f, "metrics", H5P_DEFAULT);
+    if (grp < 0)
+        MG_FAIL(MG_ERR_HDF5, "cannot open group /metrics");
+    MG_CHECK(mg_h5_attr_f64(grp, "compression", ps.compression, err));
+    if (ps.has_macs)
+        MG_CHECK(mg_h5_attr_f64(grp, "macs_saved", ps.macs_saved, err));
+    hsize_t n = ps.n;
+    buf = mg_calloc(ps.n ? ps.n : 1, sizeof *buf, "statistics", err);
+    if (!buf)
+        MG_FAIL(MG_ERR_NOMEM, "out of memory for pruning statistics");
+    const size_t *cols[3] = {ps.count, ps.kept, ps.nonzero};
+    static const char *const names[3] = {"prune_stats/count", "prune_stats/kept", "prune_stats/nonzero"};
+    for (int c = 0; c < 3; c++) {
+        for (size_t i = 0; i < ps.n; i++)
+            buf[i] = cols[c][i];
+        MG_CHECK(mg_h5_write(f, names[c], H5T_NATIVE_UINT64, 1, &n, buf, err));
+    }
+    if (ps.has_macs) {
+        MG_CHECK(mg_h5_write(f, "prune_stats/macs_dense", H5T_NATIVE_UINT64, 1, &n, ps.macs_dense, err));
+        MG_CHECK(mg_h5_write(f, "prune_stats/macs", H5T_NATIVE_UINT64, 1, &n, ps.macs, err));
+    }
+    {
+        /* The tensor names, so the arrays can be read per layer. */
+        hid_t t = H5Tcopy(H5T_C_S1);
+        H5Tset_size(t, 64);
+        char *names_buf = mg_calloc(ps.n ? ps.n : 1, 64, "tensor names", err);
+        if (!names_buf) {
+            H5Tclose(t);
+            MG_FAIL(MG_ERR_NOMEM, "out of memory for pruning statistics");
+        }
+        for (size_t i = 0; i < ps.n; i++)
+            snprintf(names_buf + 64 * i, 64, "%s", mg_model_tensor(m, ps.tensor[i])->name);
+        st = mg_h5_write(f, "prune_stats/tensor", t, 1, &n, names_buf, err);
+        free(names_buf);
+        H5Tclose(t);
+        if (st != MG_OK)
+            goto cleanup;
+    }
+cleanup:
+    if (grp >= 0)
+        H5Gclose(grp);
+    free(buf);
+    free(geom);
+    mg_prune_stats_free(&ps);
     return st;
 }
 
@@ -432,8 +554,9 @@ static mg_status exec_model(mg_exec_ctx *ctx, const mg_node *node, mg_node_write
         MG_CHECK(read_model(in, m, src->key, err));
         H5Fclose(in);
         in = H5I_INVALID_HID;
-        MG_CHECK(mg_prune_l1_unstructured(m, node->sparsity, err));
-        train_cfg_from(&g->finetune, &tc);
+        MG_CHECK(prune_stage(ctx, node, m, err));
+        /* imp retrains from the rewound weights; the others fine-tune. */
+        train_cfg_from(node->n_inputs == 2 ? &g->train : &g->finetune, &tc);
     }
     MG_CHECK(train_resumable(ctx, node, m, &tc, &rd, &hist, err));
 
@@ -446,6 +569,8 @@ static mg_status exec_model(mg_exec_ctx *ctx, const mg_node *node, mg_node_write
     if (hist.best_epoch > 0)
         MG_CHECK(mg_h5_attr_i64(f, "best_epoch", hist.best_epoch, err));
     MG_CHECK(write_outputs(f, m, &rd, err));
+    if (node->kind == MG_NODE_PRUNE)
+        MG_CHECK(write_prune_stats(f, m, err));
 cleanup:
     if (in >= 0)
         H5Fclose(in);
@@ -506,50 +631,39 @@ cleanup:
     return st;
 }
 
-/* Scores of members then non-members, with membership flags and sample indices. */
-static mg_status score_all(const char *attack, const outputs *o, double **score, uint8_t **member,
-                           uint32_t **index, size_t *n, mg_error *err)
+static mg_status write_metrics(hid_t f, const char *path, const mg_attack_summary *sm, mg_error *err)
 {
     mg_status st = MG_OK;
-    size_t total = o->n[0] + o->n[1];
-    *score = mg_malloc(total, sizeof(double), "scores", err);
-    *member = mg_malloc(total, 1, "labels", err);
-    *index = mg_malloc(total, sizeof(uint32_t), "indices", err);
-    if (!*score || !*member || !*index)
-        MG_FAIL(MG_ERR_NOMEM, "out of memory for attack scores");
-    size_t off = 0;
-    for (int i = 0; i < 2; i++) {
-        MG_CHECK(mg_attack_score(attack, o->logits[i], o->labels[i], o->n[i], o->K, *score + off, err));
-        memset(*member + off, i == 0, o->n[i]);
-        memcpy(*index + off, o->index[i], o->n[i] * sizeof(uint32_t));
-        off += o->n[i];
-    }
-    *n = total;
-cleanup:
-    return st;
-}
-
-static mg_status write_metrics(hid_t f, const char *path, const mg_attack_metrics *m, mg_error *err)
-{
-    mg_status st = MG_OK;
+    const mg_attack_metrics *m = &sm->attack;
     hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
     H5Pset_create_intermediate_group(lcpl, 1);
     hid_t grp = H5Gcreate2(f, path, lcpl, H5P_DEFAULT, H5P_DEFAULT);
     H5Pclose(lcpl);
     if (grp < 0)
         MG_FAIL(MG_ERR_HDF5, "cannot create group %s", path);
-    MG_CHECK(mg_h5_attr_f64(grp, "balanced_acc", m->balanced_acc, err));
-    MG_CHECK(mg_h5_attr_f64(grp, "auc", m->auc, err));
-    MG_CHECK(mg_h5_attr_f64(grp, "tpr_at_1pct_fpr", m->tpr_at_1fpr, err));
-    MG_CHECK(mg_h5_attr_f64(grp, "tpr_at_0.1pct_fpr", m->tpr_at_01fpr, err));
-    MG_CHECK(mg_h5_attr_f64(grp, "advantage", m->advantage, err));
-    MG_CHECK(mg_h5_attr_f64(grp, "threshold", m->threshold, err));
-    MG_CHECK(mg_h5_attr_f64(grp, "tpr", m->tpr, err));
-    MG_CHECK(mg_h5_attr_f64(grp, "fpr", m->fpr, err));
+    const struct {
+        const char *name;
+        double v;
+    } rows[] = {
+        {"balanced_acc", m->balanced_acc}, {"auc", m->auc},
+        {"tpr_at_1pct_fpr", m->tpr_at_1fpr}, {"tpr_at_0.1pct_fpr", m->tpr_at_01fpr},
+        {"tpr_at_0fpr", m->tpr_at_0fpr}, {"advantage", m->advantage},
+        {"precision", m->precision}, {"defense_level", m->defense},
+        {"threshold", m->threshold}, {"tpr", m->tpr}, {"fpr", m->fpr},
+        {"js_divergence", sm->js_divergence},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof *rows; i++)
+        MG_CHECK(mg_h5_attr_f64(grp, rows[i].name, rows[i].v, err));
 cleanup:
     if (grp >= 0)
         H5Gclose(grp);
     return st;
+}
+
+static mg_attack_split as_split(const outputs *o, int part)
+{
+    mg_attack_split s = {o->logits[part], o->labels[part], NULL, o->n[part]};
+    return s;
 }
 
 static mg_status exec_attack(mg_exec_ctx *ctx, const mg_node *node, mg_node_writer *w, mg_error *err)
@@ -557,43 +671,70 @@ static mg_status exec_attack(mg_exec_ctx *ctx, const mg_node *node, mg_node_writ
     mg_status st = MG_OK;
     const char *attack = ctx->grid->attacks[node->attack].name;
     outputs tgt, shd;
-    double *ts = NULL, *ss = NULL, *fpr = NULL, *tpr = NULL;
-    uint8_t *tm = NULL, *sm = NULL;
-    uint32_t *ti = NULL, *si = NULL;
-    size_t tn = 0, sn = 0, npts = 0;
+    mg_attack_cfg cfg;
+    mg_attack_result res;
+    double *fpr = NULL, *tpr = NULL, *pc = NULL;
+    uint32_t *index = NULL;
+    size_t npts = 0;
     memset(&tgt, 0, sizeof tgt);
     memset(&shd, 0, sizeof shd);
+    memset(&res, 0, sizeof res);
 
     MG_CHECK(read_outputs(ctx, ctx->plan->nodes[node->inputs[0]].key, &tgt, err));
     MG_CHECK(read_outputs(ctx, ctx->plan->nodes[node->inputs[1]].key, &shd, err));
     if (tgt.K != shd.K)
         MG_FAIL(MG_ERR_STATE, "target and shadow models have %d and %d classes", tgt.K, shd.K);
-    MG_CHECK(score_all(attack, &shd, &ss, &sm, &si, &sn, err));
-    MG_CHECK(score_all(attack, &tgt, &ts, &tm, &ti, &tn, err));
-
+    MG_CHECK(mg_attack_cfg_init(&cfg, attack, err));
+    mg_rng_seed(&cfg.rng, ctx->grid->seeds[node->seed], node->key, "attack");
+    mg_attack_outputs shadow = {as_split(&shd, 0), as_split(&shd, 1)};
+    mg_attack_inputs in;
+    memset(&in, 0, sizeof in);
+    in.n_classes = tgt.K;
+    in.target.member = as_split(&tgt, 0);
+    in.target.nonmember = as_split(&tgt, 1);
+    in.shadow = &shadow;
+    in.n_shadow = 1;
     /* The attacker fits on the shadow model, where it knows membership, and
-     * applies the threshold to the target. */
-    double thr = mg_attack_fit_threshold(ss, sm, sn);
-    mg_attack_metrics on_shadow, on_target;
-    mg_attack_evaluate(ss, sm, sn, thr, &on_shadow);
-    mg_attack_evaluate(ts, tm, tn, thr, &on_target);
+     * applies what it learnt to the target. */
+    MG_CHECK(mg_attack_run(&cfg, &in, &res, err));
 
     hid_t f = mg_node_writer_file(w);
     MG_CHECK(mg_h5_attr_str(f, "attack", attack, err));
-    MG_CHECK(write_metrics(f, "metrics/target", &on_target, err));
-    MG_CHECK(write_metrics(f, "metrics/shadow", &on_shadow, err));
-    hsize_t d = tn;
-    MG_CHECK(mg_h5_write(f, "scores/score", H5T_NATIVE_DOUBLE, 1, &d, ts, err));
-    MG_CHECK(mg_h5_write(f, "scores/is_member", H5T_NATIVE_UINT8, 1, &d, tm, err));
-    MG_CHECK(mg_h5_write(f, "scores/sample_index", H5T_NATIVE_UINT32, 1, &d, ti, err));
-    MG_CHECK(mg_metric_roc(ts, tm, tn, &fpr, &tpr, &npts, err));
+    MG_CHECK(write_metrics(f, "metrics/target", &res.target, err));
+    MG_CHECK(write_metrics(f, "metrics/shadow", &res.shadow, err));
+    index = mg_malloc(res.n ? res.n : 1, sizeof *index, "indices", err);
+    pc = mg_malloc((size_t)res.n_classes * 4, sizeof *pc, "per-class metrics", err);
+    if (!index || !pc)
+        MG_FAIL(MG_ERR_NOMEM, "out of memory writing attack results");
+    memcpy(index, tgt.index[0], tgt.n[0] * sizeof *index);
+    memcpy(index + tgt.n[0], tgt.index[1], tgt.n[1] * sizeof *index);
+    hsize_t d = res.n;
+    MG_CHECK(mg_h5_write(f, "scores/score", H5T_NATIVE_DOUBLE, 1, &d, res.score, err));
+    MG_CHECK(mg_h5_write(f, "scores/is_member", H5T_NATIVE_UINT8, 1, &d, res.member, err));
+    MG_CHECK(mg_h5_write(f, "scores/sample_index", H5T_NATIVE_UINT32, 1, &d, index, err));
+    MG_CHECK(mg_h5_write(f, "scores/label", H5T_NATIVE_INT32, 1, &d, res.label, err));
+    MG_CHECK(mg_metric_roc(res.score, res.member, res.n, &fpr, &tpr, &npts, err));
     hsize_t dp = npts;
     MG_CHECK(mg_h5_write(f, "roc/fpr", H5T_NATIVE_DOUBLE, 1, &dp, fpr, err));
     MG_CHECK(mg_h5_write(f, "roc/tpr", H5T_NATIVE_DOUBLE, 1, &dp, tpr, err));
+    /* Per class of the true label: balanced accuracy, AUC, TPR at 1 % FPR, d. */
+    for (int c = 0; c < res.n_classes; c++) {
+        pc[4 * c] = res.per_class[c].attack.balanced_acc;
+        pc[4 * c + 1] = res.per_class[c].attack.auc;
+        pc[4 * c + 2] = res.per_class[c].attack.tpr_at_1fpr;
+        pc[4 * c + 3] = res.per_class[c].js_divergence;
+    }
+    hsize_t d2[2] = {(hsize_t)res.n_classes, 4};
+    MG_CHECK(mg_h5_write(f, "per_class/metrics", H5T_NATIVE_DOUBLE, 2, d2, pc, err));
+    MG_CHECK(mg_h5_attr_str(f, "per_class_columns", "balanced_acc,auc,tpr_at_1pct_fpr,js_divergence", err));
 cleanup:
     outputs_free(&tgt);
     outputs_free(&shd);
-    free(ts); free(ss); free(tm); free(sm); free(ti); free(si); free(fpr); free(tpr);
+    mg_attack_result_free(&res);
+    free(fpr);
+    free(tpr);
+    free(pc);
+    free(index);
     return st;
 }
 

@@ -2,6 +2,7 @@
  * message naming the object, so callers never see HDF5's error stack. */
 #include "miagrid/store.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,9 +87,21 @@ mg_status mg_h5_read(hid_t loc, const char *path, hid_t type, void **data, hsize
     hsize_t d[4] = {0, 0, 0, 0};
     H5Sget_simple_extent_dims(space, d, NULL);
     hsize_t count = 1;
-    for (int i = 0; i < r; i++)
+    for (int i = 0; i < r; i++) {
+        if (d[i] && count > SIZE_MAX / d[i])
+            MG_FAIL(MG_ERR_HDF5, "HDF5 dataset '%s' has more elements than memory can address", path);
         count *= d[i];
-    buf = mg_malloc((size_t)count, H5Tget_size(type), path, err);
+    }
+    /* The file must hold what the shape promises: deflate expands at most
+     * about 1032 times, so more is a corrupt or foreign file asking for an
+     * allocation it cannot fill (unwritten chunks read as fill values). */
+    size_t esize = H5Tget_size(type);
+    hsize_t stored = H5Dget_storage_size(dset);
+    if ((double)count * (double)esize > 1100.0 * (double)stored + 65536.0)
+        MG_FAIL(MG_ERR_HDF5, "HDF5 dataset '%s' claims %llu elements but its file holds %llu bytes of them "
+                "(corrupt, or not written by miagrid)", path, (unsigned long long)count,
+                (unsigned long long)stored);
+    buf = mg_malloc((size_t)count, esize, path, err);
     if (!buf)
         MG_FAIL(MG_ERR_NOMEM, "%s: cannot allocate %llu elements", path, (unsigned long long)count);
     if (count > 0 && H5Dread(dset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
@@ -145,6 +158,17 @@ mg_status mg_h5_attr_i64(hid_t loc, const char *name, int64_t value, mg_error *e
     return write_attr(loc, name, H5T_NATIVE_INT64, &value, err);
 }
 
+/* Attributes miagrid reads hold one value; an array would overrun the
+ * caller's variable. */
+static int one_element(hid_t attr)
+{
+    hid_t sp = H5Aget_space(attr);
+    int one = sp >= 0 && H5Sget_simple_extent_npoints(sp) == 1;
+    if (sp >= 0)
+        H5Sclose(sp);
+    return one;
+}
+
 mg_status mg_h5_get_attr_str(hid_t loc, const char *name, char *buf, size_t n, mg_error *err)
 {
     mg_status st = MG_OK;
@@ -153,8 +177,8 @@ mg_status mg_h5_get_attr_str(hid_t loc, const char *name, char *buf, size_t n, m
     if (H5Aexists(loc, name) <= 0)
         MG_FAIL(MG_ERR_HDF5, "HDF5 attribute '%s' is missing", name);
     attr = H5Aopen(loc, name, H5P_DEFAULT);
-    ftype = H5Aget_type(attr);
-    if (attr < 0 || ftype < 0 || H5Tget_class(ftype) != H5T_STRING)
+    ftype = attr >= 0 ? H5Aget_type(attr) : H5I_INVALID_HID;
+    if (attr < 0 || ftype < 0 || H5Tget_class(ftype) != H5T_STRING || !one_element(attr))
         MG_FAIL(MG_ERR_HDF5, "HDF5 attribute '%s' is not a string", name);
     if (H5Tis_variable_str(ftype) > 0) {
         char *s = NULL;
@@ -167,6 +191,8 @@ mg_status mg_h5_get_attr_str(hid_t loc, const char *name, char *buf, size_t n, m
         H5free_memory(s);
     } else {
         size_t sz = H5Tget_size(ftype);
+        if (sz == 0 || sz > ((size_t)1 << 20))
+            MG_FAIL(MG_ERR_HDF5, "HDF5 attribute '%s' is a string of %zu bytes; expected at most 1 MiB", name, sz);
         char *tmp = calloc(sz + 1, 1);
         if (!tmp)
             MG_FAIL(MG_ERR_NOMEM, "attribute '%s': out of memory", name);
@@ -195,7 +221,7 @@ mg_status mg_h5_get_attr_f64(hid_t loc, const char *name, double *value, mg_erro
     if (H5Aexists(loc, name) <= 0)
         MG_FAIL(MG_ERR_HDF5, "HDF5 attribute '%s' is missing", name);
     attr = H5Aopen(loc, name, H5P_DEFAULT);
-    if (attr < 0 || H5Aread(attr, H5T_NATIVE_DOUBLE, value) < 0)
+    if (attr < 0 || !one_element(attr) || H5Aread(attr, H5T_NATIVE_DOUBLE, value) < 0)
         MG_FAIL(MG_ERR_HDF5, "cannot read HDF5 attribute '%s' as a number", name);
 cleanup:
     if (attr >= 0)

@@ -82,10 +82,14 @@ static herr_t collect_attr(hid_t loc, const char *name, const H5A_info_t *info, 
     hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
     if (a < 0)
         return 0;
-    hid_t t = H5Aget_type(a);
+    hid_t t = H5Aget_type(a), sp = H5Aget_space(a);
     H5T_class_t cls = H5Tget_class(t);
     double v;
-    if ((cls == H5T_FLOAT || cls == H5T_INTEGER) && H5Aread(a, H5T_NATIVE_DOUBLE, &v) >= 0) {
+    /* One number: an array attribute would not fit in v. */
+    int scalar = sp >= 0 && H5Sget_simple_extent_npoints(sp) == 1;
+    if (sp >= 0)
+        H5Sclose(sp);
+    if (scalar && (cls == H5T_FLOAT || cls == H5T_INTEGER) && H5Aread(a, H5T_NATIVE_DOUBLE, &v) >= 0) {
         if (l->n == l->cap) {
             size_t nc = l->cap ? 2 * l->cap : 16;
             named_value *nv = realloc(l->v, nc * sizeof *nv);
@@ -260,6 +264,9 @@ mg_status mg_store_write_root(mg_store *s, const mg_grid *g, const mg_plan *p,
         }
     }
 
+    int fd = mg_store_create_file(tmp); /* the store's file mode, kept when HDF5 truncates */
+    if (fd >= 0)
+        close(fd);
     f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (f < 0)
         MG_FAIL(MG_ERR_HDF5, "%s: cannot create the root file (store writable? disk full?)", tmp);
@@ -370,6 +377,7 @@ mg_status mg_store_write_root(mg_store *s, const mg_grid *g, const mg_plan *p,
         MG_FAIL(MG_ERR_HDF5, "%s: closing the root file failed (disk full?)", tmp);
     }
     f = H5I_INVALID_HID;
+    MG_CHECK(mg_store_seal_file(tmp, final, err));
     if (rename(tmp, final) != 0)
         MG_FAIL(MG_ERR_IO, "cannot rename %s to %s: %s", tmp, final, strerror(errno));
 

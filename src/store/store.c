@@ -1,5 +1,6 @@
 /* store.c: the store directory, its lock and format stamp, and node files
- * written under a temporary name and renamed into place when whole. */
+ * written under a temporary name, sealed with a checksum file and renamed
+ * into place when whole. */
 #define _GNU_SOURCE
 #include "store/store_internal.h"
 
@@ -31,9 +32,13 @@ static mg_status check_format(const char *dir, mg_error *err)
     if (!f) {
         if (errno != ENOENT)
             return mg_error_set(err, MG_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
-        f = fopen(path, "w");
-        if (!f)
+        int fd = mg_store_create_file(path);
+        f = fd >= 0 ? fdopen(fd, "w") : NULL;
+        if (!f) {
+            if (fd >= 0)
+                close(fd);
             return mg_error_set(err, MG_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+        }
         fprintf(f, "miagrid store format %d\n", MG_STORE_FORMAT);
         if (fclose(f) != 0)
             return mg_error_set(err, MG_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
@@ -54,27 +59,77 @@ static mg_status check_format(const char *dir, mg_error *err)
     return MG_OK;
 }
 
+/* One directory level; an existing directory is fine. The store never
+ * creates the directories above itself: a path from a grid is used as given,
+ * and a typo should not leave a tree of folders behind. */
+static mg_status make_dir(const char *path, const char *store, mg_error *err)
+{
+    struct stat sb;
+    if (mkdir(path, 0775) == 0)
+        return MG_OK;
+    int e = errno;
+    if (e == EEXIST) {
+        if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+            return MG_OK;
+        return mg_error_set(err, MG_ERR_IO, "%s: exists and is not a directory", path);
+    }
+    if (e == ENOENT) {
+        char parent[2048];
+        snprintf(parent, sizeof parent, "%s", path);
+        size_t n = strlen(parent);
+        while (n > 1 && parent[n - 1] == '/')
+            parent[--n] = '\0';
+        char *slash = strrchr(parent, '/');
+        if (slash)
+            *(slash == parent ? slash + 1 : slash) = '\0';
+        else
+            snprintf(parent, sizeof parent, ".");
+        return mg_error_set(err, MG_ERR_IO,
+                            "cannot create the store directory %s: the directory %s above it does not exist "
+                            "(miagrid creates only the store directory itself; create %s first)",
+                            store, parent, parent);
+    }
+    return mg_error_set(err, MG_ERR_IO, "%s: cannot create directory: %s", path, strerror(e));
+}
+
+/* The default store runs/<name> may create runs/ as well: miagrid chose that
+ * place, not the grid. */
+static int is_default_location(const char *dir)
+{
+    if (strncmp(dir, "runs/", 5) != 0)
+        return 0;
+    const char *name = dir + 5;
+    size_t n = strcspn(name, "/");
+    return n > 0 && name[n + strspn(name + n, "/")] == '\0';
+}
+
 mg_status mg_store_open(const char *dir, mg_store **out, mg_error *err)
 {
     mg_status st = MG_OK;
     mg_store *s = NULL;
     *out = NULL;
     mg_h5_quiet();
-    if (strlen(dir) >= sizeof s->dir - 64)
-        return mg_error_set(err, MG_ERR_ARG, "store path too long: %s", dir);
+    if (!dir[0] || strlen(dir) >= sizeof s->dir - 64)
+        return mg_error_set(err, MG_ERR_ARG, "store path empty or too long: '%s'", dir);
     s = mg_calloc(1, sizeof *s, "store", err);
     if (!s)
         return MG_ERR_NOMEM;
     s->lock_fd = -1;
     snprintf(s->dir, sizeof s->dir, "%s", dir);
+    s->verified = mg_calloc(1, sizeof *s->verified, "store", err);
+    if (!s->verified)
+        MG_CHECK(MG_ERR_NOMEM);
+    if (is_default_location(dir))
+        MG_CHECK(make_dir("runs", dir, err));
+    MG_CHECK(make_dir(dir, dir, err));
     char nodes[4096];
     snprintf(nodes, sizeof nodes, "%s/nodes", dir);
-    MG_CHECK(mg_mkdirs(nodes, err));
+    MG_CHECK(make_dir(nodes, dir, err));
     MG_CHECK(check_format(dir, err));
     *out = s;
     s = NULL;
 cleanup:
-    free(s);
+    mg_store_close(&s);
     return st;
 }
 
@@ -84,14 +139,18 @@ void mg_store_close(mg_store **sp)
         return;
     if ((*sp)->lock_fd >= 0)
         close((*sp)->lock_fd); /* releases the flock */
+    if ((*sp)->verified)
+        free((*sp)->verified->slots);
+    free((*sp)->verified);
     free(*sp);
     *sp = NULL;
 }
 
 const char *mg_store_dir(const mg_store *s) { return s->dir; }
 
-/* Node files still under a temporary name were left by a run that died; with
- * the lock held no writer can be alive, so they go. */
+/* Node files still under a temporary name were left by a run that died, and
+ * so were checksum files whose node file never arrived; with the lock held no
+ * writer can be alive, so they go. */
 static void remove_stale_temporaries(const mg_store *s)
 {
     char nodes[4096];
@@ -101,10 +160,16 @@ static void remove_stale_temporaries(const mg_store *s)
         return;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
+        char path[4400];
+        size_t len = strlen(e->d_name);
+        snprintf(path, sizeof path, "%s/%s", nodes, e->d_name);
         if (strstr(e->d_name, ".tmp.") != NULL) {
-            char path[4400];
-            snprintf(path, sizeof path, "%s/%s", nodes, e->d_name);
             unlink(path);
+        } else if (len > 7 && strcmp(e->d_name + len - 7, ".sha256") == 0) {
+            char data[4400];
+            snprintf(data, sizeof data, "%.*s", (int)(strlen(path) - 7), path);
+            if (access(data, F_OK) != 0 && errno == ENOENT)
+                unlink(path);
         }
     }
     closedir(d);
@@ -149,7 +214,7 @@ int mg_store_node_complete(const mg_store *s, const char *key)
 {
     char path[4096];
     mg_store_node_path(s, key, path, sizeof path);
-    if (access(path, R_OK) != 0)
+    if (access(path, R_OK) != 0 || mg_store_check_node(s, key, path, NULL) != MG_OK)
         return 0;
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0)
@@ -166,9 +231,19 @@ mg_status mg_store_node_open(const mg_store *s, const char *key, hid_t *file, mg
 {
     char path[4096];
     mg_store_node_path(s, key, path, sizeof path);
+    *file = H5I_INVALID_HID;
+    mg_status st = mg_store_check_node(s, key, path, err);
+    if (st != MG_OK)
+        return st;
     *file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (*file < 0)
         return mg_error_set(err, MG_ERR_HDF5, "%s: cannot open node file (missing or corrupt)", path);
+    if (!mg_store_only_hard_links(*file)) {
+        H5Fclose(*file);
+        *file = H5I_INVALID_HID;
+        return mg_error_set(err, MG_ERR_STATE, "%s: holds soft or external links, which miagrid never writes; "
+                            "not read", path);
+    }
     return MG_OK;
 }
 
@@ -188,6 +263,10 @@ mg_status mg_node_writer_begin(mg_store *s, const char *key, const char *kind, c
     gethostname(host, sizeof host - 1);
     /* Unique per process so two writers of one node never share a temporary. */
     snprintf(w->tmp, sizeof w->tmp, "%s.tmp.%s.%ld", w->final, host, (long)getpid());
+    /* Created first with the store's file mode, which HDF5 keeps when it truncates. */
+    int fd = mg_store_create_file(w->tmp);
+    if (fd >= 0)
+        close(fd);
     w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (w->file < 0)
         MG_FAIL(MG_ERR_HDF5, "%s: cannot create node file (is the store writable and the disk not full?)", w->tmp);
@@ -231,6 +310,7 @@ mg_status mg_node_writer_commit(mg_node_writer **wp, mg_error *err)
     }
     w->file = H5I_INVALID_HID;
     MG_CHECK(fsync_path(w->tmp, 0, err));
+    MG_CHECK(mg_store_seal_file(w->tmp, w->final, err));
     if (rename(w->tmp, w->final) != 0)
         MG_FAIL(MG_ERR_IO, "cannot rename %s to %s: %s", w->tmp, w->final, strerror(errno));
     char nodes[4096];
@@ -265,9 +345,13 @@ mg_status mg_store_record_failure(mg_store *s, const char *key, const char *msg,
     char path[4096], tmp[4200];
     failure_path(s, key, path, sizeof path);
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f)
+    int fd = mg_store_create_file(tmp);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f) {
+        if (fd >= 0)
+            close(fd);
         return mg_error_set(err, MG_ERR_IO, "%s: cannot write failure record: %s", tmp, strerror(errno));
+    }
     char when[40];
     mg_iso_time(when, sizeof when);
     /* One line of message first, so readers need no parser. */

@@ -2,7 +2,10 @@
  * test_metrics.c: threshold fitting and the attack metrics against closed
  * forms: separated, identical and reversed scores, a small case with ties
  * worked by hand, random tied scores against brute force, and two Gaussians
- * whose AUC, best balanced accuracy and TPR at low FPR are known.
+ * whose AUC, best balanced accuracy and TPR at low FPR are known; the
+ * precision and defense level at a threshold; the Jensen-Shannon divergence
+ * on separated, identical and hand-worked histograms and on two Gaussians
+ * against the divergence of their binned distributions.
  */
 #include <math.h>
 #include <stdint.h>
@@ -36,6 +39,11 @@ static void test_separated(void)
     CHECK_NEAR(r.tpr_at_1fpr, 1.0, 0.0);
     CHECK_NEAR(r.tpr_at_01fpr, 1.0, 0.0);
     CHECK_NEAR(r.advantage, 1.0, 0.0);
+    CHECK_NEAR(r.tpr_at_0fpr, 1.0, 0.0);
+    CHECK_NEAR(r.precision, 1.0, 0.0);
+    CHECK_NEAR(r.defense, 0.0, 1e-12);
+    CHECK_NEAR(mg_metric_js_divergence(s, m, 20, 10), log(2.0), 1e-15);
+    CHECK_NEAR(mg_metric_js_divergence(s, m, 20, 2), log(2.0), 1e-15);
 
     /* Reversed: members score lowest. */
     for (int i = 0; i < 20; i++)
@@ -47,6 +55,10 @@ static void test_separated(void)
     CHECK_NEAR(r.balanced_acc, 0.5, 0.0);
     CHECK_NEAR(r.advantage, 0.0, 0.0);
     CHECK_NEAR(r.tpr_at_1fpr, 0.0, 0.0);
+    CHECK_NEAR(r.tpr_at_0fpr, 0.0, 0.0);
+    CHECK_NEAR(r.defense, 100.0, 1e-12);
+    /* Divergence does not care which side is which. */
+    CHECK_NEAR(mg_metric_js_divergence(s, m, 20, 10), log(2.0), 1e-15);
 }
 
 static void test_identical(void)
@@ -66,6 +78,10 @@ static void test_identical(void)
     CHECK_NEAR(r.tpr_at_01fpr, 0.0, 0.0);
     CHECK_NEAR(r.tpr_at_1fpr, 0.0, 0.0);
     CHECK_NEAR(r.advantage, 0.0, 0.0);
+    CHECK_NEAR(r.precision, 0.5, 0.0);
+    CHECK_NEAR(r.defense, 100.0, 0.0);
+    /* All tied: one bin holds everything, the histograms agree. */
+    CHECK_NEAR(mg_metric_js_divergence(s, m, 100, 10), 0.0, 0.0);
     /* Ties stay together: at the tied score itself, everyone is a member. */
     mg_attack_evaluate(s, m, 100, -0.25, &r);
     CHECK_NEAR(r.tpr, 1.0, 0.0);
@@ -91,6 +107,9 @@ static void test_hand_ties(void)
     CHECK_NEAR(r.advantage, 0.75, 1e-15);
     CHECK_NEAR(r.tpr_at_1fpr, 0.5, 0.0);
     CHECK_NEAR(r.tpr_at_01fpr, 0.5, 0.0);
+    CHECK_NEAR(r.tpr_at_0fpr, 0.5, 0.0);
+    CHECK_NEAR(r.precision, 1.0 / 1.25, 1e-15);
+    CHECK_NEAR(r.defense, 25.0, 1e-12);
     CHECK_NEAR(mg_metric_tpr_at_fpr(s, m, 8, 0.25), 1.0, 0.0);
     CHECK_NEAR(mg_metric_tpr_at_fpr(s, m, 8, 0.2), 0.5, 0.0);
     CHECK_NEAR(mg_metric_tpr_at_fpr(s, m, 8, 1.0), 1.0, 0.0);
@@ -139,7 +158,14 @@ static void test_degenerate(void)
     mg_attack_metrics r;
     mg_attack_evaluate(s, m, 3, 2.5, &r);
     CHECK_NEAR(r.tpr, 1.0 / 3.0, 1e-15);
-    CHECK(isnan(r.fpr) && isnan(r.auc) && isnan(r.advantage));
+    CHECK(isnan(r.fpr) && isnan(r.auc) && isnan(r.advantage) && isnan(r.tpr_at_0fpr) && isnan(r.defense));
+    CHECK(isnan(mg_metric_js_divergence(s, m, 3, 2)));
+    /* Nothing predicted a member: precision is undefined. */
+    const uint8_t mixed[3] = {1, 0, 1};
+    mg_attack_evaluate(s, mixed, 3, 10.0, &r);
+    CHECK(isnan(r.precision));
+    CHECK_NEAR(r.defense, 100.0, 0.0);
+    CHECK(isnan(mg_metric_js_divergence(s, mixed, 3, 0)));
     double *fpr = NULL, *tpr = NULL;
     size_t np = 0;
     mg_error err = {0};
@@ -169,7 +195,7 @@ static void test_brute_force(void)
     CHECK_NEAR(mg_metric_auc(s, m, N), wins / (P * Nn), 1e-12);
 
     /* Every score (and one above all) as a threshold. */
-    double best_bal = 0, best_adv = -1, best_tpr_1 = 0, best_tpr_10 = 0;
+    double best_bal = 0, best_adv = -1, best_tpr_1 = 0, best_tpr_10 = 0, best_tpr_0 = 0;
     for (int k = -1; k < N; k++) {
         double t = k < 0 ? 1e9 : s[k];
         double tp = 0, fp = 0;
@@ -185,6 +211,8 @@ static void test_brute_force(void)
             best_tpr_1 = tpr;
         if (fpr <= 0.10 && tpr > best_tpr_10)
             best_tpr_10 = tpr;
+        if (fp == 0 && tpr > best_tpr_0)
+            best_tpr_0 = tpr;
     }
     double t = mg_attack_fit_threshold(s, m, N);
     mg_attack_metrics r;
@@ -192,6 +220,8 @@ static void test_brute_force(void)
     CHECK_NEAR(r.balanced_acc, best_bal, 1e-12);
     CHECK_NEAR(r.advantage, best_adv, 1e-12);
     CHECK_NEAR(r.tpr_at_1fpr, best_tpr_1, 0.0);
+    CHECK_NEAR(r.tpr_at_0fpr, best_tpr_0, 0.0);
+    CHECK_NEAR(r.precision, r.tpr / (r.tpr + r.fpr), 1e-15);
     CHECK_NEAR(mg_metric_tpr_at_fpr(s, m, N, 0.10), best_tpr_10, 0.0);
     CHECK(best_tpr_10 > 0.0);
 
@@ -261,11 +291,87 @@ static void test_gaussians(void)
         CHECK_NEAR(r.tpr, 1.0 - phi(t - d), 0.005);
         CHECK_NEAR(r.fpr, 1.0 - phi(t), 0.005);
         CHECK_NEAR(r.balanced_acc, phi(d / 2.0), 0.005);
+        double tpr = 1.0 - phi(t - d), fpr = 1.0 - phi(t);
+        CHECK_NEAR(r.precision, tpr / (tpr + fpr), 0.005);
+        CHECK_NEAR(r.defense, 200.0 - 200.0 * phi(d / 2.0), 1.0);
     }
     free(s);
     free(s2);
     free(m);
     free(m2);
+}
+
+/* Eight distinct values, two bins of four ranks: members hold ranks {0, 4,
+ * 5, 6}, so the histograms are (1/4, 3/4) and (3/4, 1/4) and the mixture
+ * (1/2, 1/2): JS = 1/4 ln(1/2) + 3/4 ln(3/2). Any increasing transform of
+ * the values gives the same. */
+static void test_js_hand(void)
+{
+    const double s[8] = {0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8};
+    const uint8_t m[8] = {1, 0, 0, 0, 1, 1, 1, 0};
+    double want = 0.25 * log(0.5) + 0.75 * log(1.5);
+    CHECK_NEAR(mg_metric_js_divergence(s, m, 8, 2), want, 1e-15);
+    double e[8];
+    for (int i = 0; i < 8; i++)
+        e[i] = exp(40.0 * s[i]);
+    CHECK_NEAR(mg_metric_js_divergence(e, m, 8, 2), want, 1e-15);
+    /* Alternating labels, one pair per bin: identical histograms. */
+    const uint8_t alt[8] = {1, 0, 1, 0, 1, 0, 1, 0};
+    CHECK_NEAR(mg_metric_js_divergence(s, alt, 8, 4), 0.0, 1e-15);
+    /* Tied values share a bin even across the bin boundary: with {0.3,
+     * 0.3, 0.3} at ranks 2-4 and 4 bins of two ranks, bin 1 takes ranks 2-4,
+     * bin 2 only rank 5. */
+    const double t[8] = {0.1, 0.2, 0.3, 0.3, 0.3, 0.6, 0.7, 0.8};
+    const uint8_t mt[8] = {1, 1, 1, 1, 1, 0, 0, 0};
+    CHECK_NEAR(mg_metric_js_divergence(t, mt, 8, 4), log(2.0), 1e-15);
+}
+
+/* Members N(d,1), non-members N(0,1), 20 bins at the quantiles of the
+ * mixture: the estimate converges to the JS divergence of the two binned
+ * distributions, computed here from the normal CDF. */
+static double mixture_quantile(double q, double d)
+{
+    double lo = -20.0, hi = 20.0;
+    for (int it = 0; it < 200; it++) {
+        double mid = 0.5 * (lo + hi);
+        if (0.5 * phi(mid - d) + 0.5 * phi(mid) < q)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return 0.5 * (lo + hi);
+}
+
+static void test_js_gaussians(void)
+{
+    const size_t n_each = 200000, n = 2 * n_each;
+    const double d = 1.0;
+    const int B = 20;
+    double *s = malloc(n * sizeof *s);
+    uint8_t *m = malloc(n);
+    CHECK(s && m);
+    if (!s || !m) {
+        free(s);
+        free(m);
+        return;
+    }
+    gaussians(d, 3, s, m, n_each);
+    double want = 0.0, prev = -INFINITY;
+    for (int b = 1; b <= B; b++) {
+        double edge = b < B ? mixture_quantile((double)b / B, d) : INFINITY;
+        double p = phi(edge - d) - phi(prev - d), q = phi(edge) - phi(prev);
+        double mix = 0.5 * (p + q);
+        want += 0.5 * p * log(p / mix) + 0.5 * q * log(q / mix);
+        prev = edge;
+    }
+    CHECK(want > 0.05 && want < log(2.0));
+    CHECK_NEAR(mg_metric_js_divergence(s, m, n, B), want, 2e-3);
+    /* Same distributions: only the sampling bias, about (B-1)/(8 n_each) nats. */
+    for (size_t i = 0; i < n_each; i++)
+        s[i] -= d;
+    CHECK_NEAR(mg_metric_js_divergence(s, m, n, B), 0.0, 1e-3);
+    free(s);
+    free(m);
 }
 
 int main(void)
@@ -277,5 +383,7 @@ int main(void)
     test_degenerate();
     test_brute_force();
     test_gaussians();
+    test_js_hand();
+    test_js_gaussians();
     MG_TEST_MAIN_END();
 }

@@ -311,13 +311,23 @@ static void test_errors(void)
     EXPECT_ERROR("name: t\naxes:\n  arch: lenet5\n  sparsity: -0.1\n", "t.yaml:4:13: axes.sparsity: expected a number");
     EXPECT_ERROR("name: t\naxes:\n  arch: [lenet5, resnet]\n",
                  "t.yaml:3:18: axes.arch[1]: unknown architecture \"resnet\"; expected one of: mlp, lenet5, cnn4");
-    EXPECT_ERROR("name: t\naxes:\n  arch: lenet5\n  prune: [{method: l2-structured}]\n",
-                 "t.yaml:4:20: axes.prune[0].method: unknown pruning method \"l2-structured\"; expected one of: "
-                 "l1-unstructured");
-    EXPECT_ERROR("name: t\naxes:\n  arch: lenet5\n  prune: {method: l1-unstructured, schedule: iterative}\n",
-                 "axes.prune.schedule: unknown pruning schedule \"iterative\"; expected one of: one-shot");
+    EXPECT_ERROR("name: t\naxes:\n  arch: lenet5\n  prune: [{method: l3-structured}]\n",
+                 "t.yaml:4:20: axes.prune[0].method: unknown pruning method \"l3-structured\"; expected one of: "
+                 "l1-unstructured, l1-unstructured-global, random-unstructured, l1-structured, l2-structured, slim, "
+                 "butterfly");
+    EXPECT_ERROR("name: t\naxes:\n  arch: lenet5\n  prune: {method: l1-unstructured, schedule: gradual}\n",
+                 "axes.prune.schedule: unknown pruning schedule \"gradual\"; expected one of: one-shot, iterative, imp");
+    EXPECT_ERROR("name: t\naxes:\n  arch: lenet5\n  prune: {method: l1-unstructured, rounds: 3}\n",
+                 "axes.prune.rounds: only applies with schedule: iterative");
+    EXPECT_ERROR("name: t\naxes:\n  arch: lenet5\n  prune: {method: l1-unstructured, schedule: imp, rate: 1.5}\n",
+                 "axes.prune.rate: expected a fraction in (0, 1)");
+    EXPECT_ERROR("name: t\naxes:\n  arch: lenet5\n  prune: {method: slim, factors: 2}\n",
+                 "axes.prune.factors: only applies with method: butterfly");
     EXPECT_ERROR("name: t\nattacks: [loss, lira]\naxes: {arch: lenet5}\n",
-                 "t.yaml:2:17: attacks[1]: unknown attack \"lira\"; expected one of: loss");
+                 "t.yaml:2:17: attacks[1]: attack \"lira\" needs sensitivity features or reference models");
+    EXPECT_ERROR("name: t\nattacks: [loss, lisa]\naxes: {arch: lenet5}\n",
+                 "t.yaml:2:17: attacks[1]: unknown attack \"lisa\"; expected one of: loss, conf, entropy, mentropy, "
+                 "hconf, nn, top3-nn, nn-cls, gap");
     EXPECT_ERROR("name: t\naxes:\n  arch: lenet5\n  defense: [ppb]\n",
                  "axes.defense[0]: unknown defense \"ppb\"; expected one of: none");
     EXPECT_ERROR("name: t\naxes:\n  arch: lenet5\n  dataset: cifar11\n",

@@ -1,0 +1,523 @@
+/* test_fastpath.c: the training engine's fast paths against slower
+ * references. Convolutions in the model's channel-major layout (column
+ * chunks that run across samples, the tight copies of unpadded stride-1
+ * windows, size-keeping convolutions by kernel rows, the flipped-filter
+ * input gradient, both forms of the weight-gradient GEMM, a fused ReLU or
+ * Tanh) against a direct convolution in
+ * double and against central finite differences; the 2x2 max pool's
+ * vectorised forward and its whole-input backward against scalar references;
+ * the branch-free tanh against tanh in double; the blocked SGD step bitwise
+ * against the scalar update; and layers with a fused activation against the
+ * same layers followed by an activation operation. */
+#include "mg_test.h"
+#include "miagrid/nn.h"
+#include "nn/nn_internal.h"
+
+#include <stdint.h>
+
+static void fill_uniform(float *x, size_t n, double lo, double hi, mg_rng *rng)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)(lo + (hi - lo) * mg_rng_uniform(rng));
+}
+
+/* ---- convolution in the channel-major layout ------------------------------------------ */
+
+static double act_ref(int act, double v)
+{
+    if (act == MG_ACT_RELU)
+        return v > 0.0 ? v : 0.0;
+    if (act == MG_ACT_TANH)
+        return tanh(v);
+    return v;
+}
+
+/* out = act(conv(inp) + b) in double, straight from the definition. */
+static void conv_ref_forward(double *out, const float *inp, mg_layout li, const float *w, const float *b,
+                             const mg_conv2d_shape *s, mg_layout lo, int act)
+{
+    const int G = s->groups > 1 ? s->groups : 1, Cg = s->C / G, OCg = s->OC / G;
+    for (int n = 0; n < s->N; n++)
+        for (int oc = 0; oc < s->OC; oc++)
+            for (int oh = 0; oh < s->OH; oh++)
+                for (int ow = 0; ow < s->OW; ow++) {
+                    double acc = b ? b[oc] : 0.0;
+                    const int g = oc / OCg;
+                    for (int c = 0; c < Cg; c++)
+                        for (int kh = 0; kh < s->KH; kh++)
+                            for (int kw = 0; kw < s->KW; kw++) {
+                                int ih = oh * s->stride - s->pad + kh, iw = ow * s->stride - s->pad + kw;
+                                if (ih < 0 || ih >= s->H || iw < 0 || iw >= s->W)
+                                    continue;
+                                acc += (double)w[(((size_t)oc * Cg + c) * s->KH + kh) * s->KW + kw] *
+                                       inp[(size_t)n * li.sn + (size_t)(g * Cg + c) * li.sc + (size_t)ih * s->W + iw];
+                            }
+                    out[(size_t)n * lo.sn + (size_t)oc * lo.sc + (size_t)oh * s->OW + ow] = act_ref(act, acc);
+                }
+}
+
+/* The gradients of L = sum(out * d) w.r.t. the input, weights and bias, for
+ * d already through the activation. */
+static void conv_ref_backward(double *dinp, double *dw, double *db, const float *d, mg_layout lo, const float *inp,
+                              mg_layout li, const float *w, const mg_conv2d_shape *s)
+{
+    const int G = s->groups > 1 ? s->groups : 1, Cg = s->C / G, OCg = s->OC / G;
+    for (int n = 0; n < s->N; n++)
+        for (int oc = 0; oc < s->OC; oc++)
+            for (int oh = 0; oh < s->OH; oh++)
+                for (int ow = 0; ow < s->OW; ow++) {
+                    const double g = d[(size_t)n * lo.sn + (size_t)oc * lo.sc + (size_t)oh * s->OW + ow];
+                    db[oc] += g;
+                    for (int c = 0; c < Cg; c++)
+                        for (int kh = 0; kh < s->KH; kh++)
+                            for (int kw = 0; kw < s->KW; kw++) {
+                                int ih = oh * s->stride - s->pad + kh, iw = ow * s->stride - s->pad + kw;
+                                if (ih < 0 || ih >= s->H || iw < 0 || iw >= s->W)
+                                    continue;
+                                const size_t wi = (((size_t)oc * Cg + c) * s->KH + kh) * s->KW + kw;
+                                const size_t ii = (size_t)n * li.sn + (size_t)(oc / OCg * Cg + c) * li.sc +
+                                                  (size_t)ih * s->W + iw;
+                                dw[wi] += g * inp[ii];
+                                dinp[ii] += g * w[wi];
+                            }
+                }
+}
+
+static void check_near_d(const char *what, const float *a, const double *ref, size_t n, double tol)
+{
+    double md = 0.0;
+    size_t mi = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - ref[i]);
+        if (!(d <= md)) {
+            md = d;
+            mi = i;
+        }
+    }
+    mg_test_checks_++;
+    if (!(md <= tol))
+        MG_T_FAIL_("%s: max |diff| %.3g at [%zu] (%.7g vs %.7g) > %.3g", what, md, mi, (double)a[mi], ref[mi], tol);
+    else
+        printf("  %-40s n=%-6zu max |diff| = %.3g\n", what, n, md);
+}
+
+/* Forward with a fused activation and both backward modes (overwrite, then
+ * accumulate), on N samples in the channel-major layout, against the direct
+ * reference. */
+static void conv_case_lay(mg_rng *rng, int N, int C, int H, int OC, int k, int stride, int pad, int groups, int act,
+                          int nchw)
+{
+    mg_conv2d_shape s = {.N = N, .C = C, .H = H, .W = H, .OC = OC, .KH = k, .KW = k, .stride = stride, .pad = pad,
+                         .groups = groups};
+    CHECK_INT_EQ(mg_conv2d_shape_init(&s), 0);
+    const int G = groups > 1 ? groups : 1;
+    const size_t HW = (size_t)H * H, P = (size_t)s.OH * s.OW;
+    const size_t ni = (size_t)N * C * HW, no = (size_t)N * OC * P, nw = (size_t)OC * (C / G) * k * k;
+    const mg_layout li = nchw ? (mg_layout){(size_t)C * HW, HW} : (mg_layout){HW, (size_t)N * HW};
+    const mg_layout lo = nchw ? (mg_layout){(size_t)OC * P, P} : (mg_layout){P, (size_t)N * P};
+    float *inp = malloc(ni * sizeof(float)), *w = malloc(nw * sizeof(float)), *b = malloc((size_t)OC * sizeof(float));
+    float *out = malloc(no * sizeof(float)), *d = malloc(no * sizeof(float));
+    float *dinp = malloc(ni * sizeof(float)), *dw = calloc(nw, sizeof(float)), *db = calloc((size_t)OC, sizeof(float));
+    float *scratch = malloc((mg_conv2d_scratch(&s) + 1) * sizeof(float));
+    double *ref = malloc(no * sizeof(double)), *rdi = calloc(ni, sizeof(double)), *rdw = calloc(nw, sizeof(double));
+    double *rdb = calloc((size_t)OC, sizeof(double));
+    fill_uniform(inp, ni, -1, 1, rng);
+    fill_uniform(w, nw, -1, 1, rng);
+    fill_uniform(b, (size_t)OC, -1, 1, rng);
+    fill_uniform(d, no, -1, 1, rng);
+    char what[128];
+    snprintf(what, sizeof what, "conv%s N%d C%d %dx%d OC%d k%d s%d p%d g%d act%d", nchw ? " NCHW" : "", N, C, H, H,
+             OC, k, stride, pad, groups, act);
+
+    mg_conv2d_forward_act(out, lo, inp, li, w, b, &s, scratch, act);
+    conv_ref_forward(ref, inp, li, w, b, &s, lo, act);
+    char name[160];
+    snprintf(name, sizeof name, "%s out", what);
+    check_near_d(name, out, ref, no, 1e-4);
+
+    /* The gradient through the fused activation, as the model forms it. */
+    mg_act_grad_inplace(act, d, out, no);
+    for (size_t i = 0; i < ni; i++)
+        dinp[i] = 1e6f;   /* overwritten, not added to */
+    mg_conv2d_backward_lay(dinp, li, 1, dw, db, d, lo, inp, w, &s, scratch);
+    conv_ref_backward(rdi, rdw, rdb, d, lo, inp, li, w, &s);
+    snprintf(name, sizeof name, "%s dinp", what);
+    check_near_d(name, dinp, rdi, ni, 1e-4);
+    snprintf(name, sizeof name, "%s dw", what);
+    check_near_d(name, dw, rdw, nw, 1e-3);
+    snprintf(name, sizeof name, "%s db", what);
+    check_near_d(name, db, rdb, (size_t)OC, 1e-3);
+
+    /* Accumulating: a second backward doubles everything. */
+    mg_conv2d_backward_lay(dinp, li, 0, dw, db, d, lo, inp, w, &s, scratch);
+    for (size_t i = 0; i < ni; i++)
+        rdi[i] *= 2.0;
+    for (size_t i = 0; i < nw; i++)
+        rdw[i] *= 2.0;
+    for (int i = 0; i < OC; i++)
+        rdb[i] *= 2.0;
+    snprintf(name, sizeof name, "%s dinp twice", what);
+    check_near_d(name, dinp, rdi, ni, 2e-4);
+    snprintf(name, sizeof name, "%s dw twice", what);
+    check_near_d(name, dw, rdw, nw, 2e-3);
+    snprintf(name, sizeof name, "%s db twice", what);
+    check_near_d(name, db, rdb, (size_t)OC, 2e-3);
+
+    free(inp), free(w), free(b), free(out), free(d), free(dinp), free(dw), free(db), free(scratch);
+    free(ref), free(rdi), free(rdw), free(rdb);
+}
+
+static void conv_case(mg_rng *rng, int N, int C, int H, int OC, int k, int stride, int pad, int groups, int act)
+{
+    conv_case_lay(rng, N, C, H, OC, k, stride, pad, groups, act, 0);
+}
+
+/* Central differences of L = sum(out * r) for an unpadded stride-1 conv in
+ * the channel-major layout: an independent check of the reference above. */
+typedef struct {
+    mg_conv2d_shape s;
+    mg_layout li, lo;
+    float *inp, *w, *b, *out, *r, *scratch;
+} fd_ctx;
+
+static double fd_loss(fd_ctx *c)
+{
+    mg_conv2d_forward_act(c->out, c->lo, c->inp, c->li, c->w, c->b, &c->s, c->scratch, MG_NO_ACT);
+    double l = 0.0;
+    for (size_t i = 0; i < (size_t)c->s.N * c->s.OC * c->s.OH * c->s.OW; i++)
+        l += (double)c->out[i] * c->r[i];
+    return l;
+}
+
+static void fd_check(const char *what, fd_ctx *c, float *x, const float *g, size_t n)
+{
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        float save = x[i], xp = save + 1e-2f, xm = save - 1e-2f;
+        x[i] = xp;
+        double fp = fd_loss(c);
+        x[i] = xm;
+        double fm = fd_loss(c);
+        x[i] = save;
+        double num = (fp - fm) / ((double)xp - (double)xm), e = fabs(num - g[i]) / (1e-3 + 1e-3 * fabs(num));
+        if (e > worst)
+            worst = e;
+    }
+    mg_test_checks_++;
+    if (!(worst <= 1.0))
+        MG_T_FAIL_("%s: gradient off finite differences (worst error ratio %.3g)", what, worst);
+    else
+        printf("  %-40s n=%-6zu worst error ratio %.3g\n", what, n, worst);
+}
+
+static void test_conv_finite_differences(mg_rng *rng)
+{
+    fd_ctx c = {.s = {.N = 3, .C = 2, .H = 7, .W = 7, .OC = 3, .KH = 3, .KW = 3, .stride = 1, .pad = 0}};
+    CHECK_INT_EQ(mg_conv2d_shape_init(&c.s), 0);
+    const size_t HW = 49, P = (size_t)c.s.OH * c.s.OW;
+    const size_t ni = 3 * 2 * HW, no = 3 * 3 * P, nw = 3 * 2 * 9;
+    c.li = (mg_layout){HW, 3 * HW};
+    c.lo = (mg_layout){P, 3 * P};
+    c.inp = malloc(ni * sizeof(float));
+    c.w = malloc(nw * sizeof(float));
+    c.b = malloc(3 * sizeof(float));
+    c.out = malloc(no * sizeof(float));
+    c.r = malloc(no * sizeof(float));
+    c.scratch = malloc((mg_conv2d_scratch(&c.s) + 1) * sizeof(float));
+    float *dinp = calloc(ni, sizeof(float)), *dw = calloc(nw, sizeof(float)), *db = calloc(3, sizeof(float));
+    fill_uniform(c.inp, ni, -1, 1, rng);
+    fill_uniform(c.w, nw, -1, 1, rng);
+    fill_uniform(c.b, 3, -1, 1, rng);
+    fill_uniform(c.r, no, -1, 1, rng);
+    mg_conv2d_backward_lay(dinp, c.li, 0, dw, db, c.r, c.lo, c.inp, c.w, &c.s, c.scratch);
+    fd_check("conv channel-major dinp", &c, c.inp, dinp, ni);
+    fd_check("conv channel-major dw", &c, c.w, dw, nw);
+    fd_check("conv channel-major db", &c, c.b, db, 3);
+    free(c.inp), free(c.w), free(c.b), free(c.out), free(c.r), free(c.scratch), free(dinp), free(dw), free(db);
+}
+
+static void test_conv(mg_rng *rng)
+{
+    /* LeNet's second layer: unpadded stride-1 windows (the tight copies), chunks
+     * of 25 output rows across samples, the weight gradient as c += a b with
+     * the output gradient transposed (K*OC = 2400). */
+    conv_case(rng, 4, 6, 14, 16, 5, 1, 0, 1, MG_ACT_RELU);
+    /* LeNet's first layer: one input channel, padding that keeps the size, the
+     * transposed GEMM form (K*OC = 150). */
+    conv_case(rng, 3, 1, 28, 6, 5, 1, 2, 1, MG_ACT_RELU);
+    /* ResNet stages by kernel rows, forward and backward: with a fused Tanh,
+     * with two groups, with a 5x5 kernel. Then the flipped-filter path they
+     * replace on smaller images or fewer channels. */
+    conv_case(rng, 2, 16, 16, 16, 3, 1, 1, 1, MG_NO_ACT);
+    conv_case(rng, 3, 16, 16, 24, 3, 1, 1, 1, MG_ACT_TANH);
+    conv_case(rng, 2, 32, 16, 32, 3, 1, 1, 2, MG_ACT_RELU);
+    conv_case(rng, 2, 8, 32, 8, 5, 1, 2, 1, MG_NO_ACT);
+    conv_case(rng, 2, 16, 12, 16, 3, 1, 1, 1, MG_NO_ACT);
+    conv_case(rng, 2, 8, 9, 8, 5, 1, 2, 1, MG_NO_ACT);
+    conv_case(rng, 2, 8, 16, 8, 3, 1, 1, 1, MG_NO_ACT);
+    /* Tanh fused; stride 2; the pointwise shortcuts; groups over unpadded windows. */
+    conv_case(rng, 3, 4, 9, 5, 3, 1, 0, 1, MG_ACT_TANH);
+    conv_case(rng, 3, 4, 9, 6, 3, 2, 1, 1, MG_ACT_RELU);
+    conv_case(rng, 3, 4, 8, 6, 1, 1, 0, 1, MG_NO_ACT);
+    conv_case(rng, 3, 4, 8, 6, 1, 2, 0, 1, MG_NO_ACT);
+    conv_case(rng, 3, 4, 9, 6, 1, 3, 0, 1, MG_NO_ACT);
+    conv_case(rng, 2, 4, 9, 6, 1, 2, 0, 2, MG_NO_ACT);
+    conv_case(rng, 2, 4, 9, 4, 1, 2, 0, 4, MG_NO_ACT);
+    conv_case(rng, 2, 4, 7, 6, 3, 1, 0, 2, MG_ACT_RELU);
+    /* Several chunks (their GEMMs are kept under 10^6 multiply-adds): by
+     * columns across samples, by kernel rows across samples, and per sample
+     * in the NCHW layout of the public kernels. */
+    conv_case(rng, 3, 16, 12, 32, 3, 1, 1, 1, MG_ACT_RELU);
+    conv_case(rng, 2, 32, 16, 32, 3, 1, 1, 1, MG_NO_ACT);
+    conv_case_lay(rng, 2, 16, 12, 32, 3, 1, 1, 1, MG_NO_ACT, 1);
+    conv_case_lay(rng, 2, 32, 16, 32, 3, 1, 1, 1, MG_ACT_RELU, 1);
+    conv_case_lay(rng, 2, 16, 13, 32, 3, 2, 1, 1, MG_NO_ACT, 1);
+    /* Depthwise with a fused ReLU. */
+    conv_case(rng, 2, 3, 6, 6, 3, 1, 1, 3, MG_ACT_RELU);
+    test_conv_finite_differences(rng);
+}
+
+/* ---- 2x2 max pool ------------------------------------------------------------------------- */
+
+/* The first maximum in row-major window order wins; a NaN beats numbers. */
+static void pool_ref(float *out, int32_t *arg, const float *inp, int NC, int H, int W)
+{
+    const int OH = H / 2, OW = W / 2;
+    for (int nc = 0; nc < NC; nc++)
+        for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++) {
+                int32_t bi = (int32_t)((size_t)nc * H * W) + 2 * oh * W + 2 * ow;
+                float best = inp[bi];
+                for (int dh = 0; dh < 2; dh++)
+                    for (int dw = 0; dw < 2; dw++) {
+                        int32_t i = (int32_t)((size_t)nc * H * W) + (2 * oh + dh) * W + 2 * ow + dw;
+                        if (inp[i] > best || (isnan(inp[i]) && !isnan(best))) {
+                            best = inp[i];
+                            bi = i;
+                        }
+                    }
+                out[((size_t)nc * OH + oh) * OW + ow] = best;
+                arg[((size_t)nc * OH + oh) * OW + ow] = bi;
+            }
+}
+
+static void pool_case(mg_rng *rng, int NC, int H, int W)
+{
+    const size_t ni = (size_t)NC * H * W, no = (size_t)NC * (H / 2) * (W / 2);
+    float *inp = malloc(ni * sizeof(float)), *out = malloc(no * sizeof(float)), *ref = malloc(no * sizeof(float));
+    int32_t *arg = malloc(no * sizeof(int32_t)), *rarg = malloc(no * sizeof(int32_t));
+    float *g = malloc(no * sizeof(float)), *din = malloc(ni * sizeof(float)), *rdin = malloc(ni * sizeof(float));
+    /* Few distinct values: many ties. A NaN in the middle. */
+    for (size_t i = 0; i < ni; i++)
+        inp[i] = (float)mg_rng_below(rng, 4) - 1.0f;
+    inp[ni / 2] = NAN;
+    mg_maxpool_forward(out, arg, inp, NC, 1, H, W, 2);
+    pool_ref(ref, rarg, inp, NC, H, W);
+    int same = 1;
+    for (size_t i = 0; i < no; i++)
+        same &= arg[i] == rarg[i] && (out[i] == ref[i] || (isnan(out[i]) && isnan(ref[i])));
+    printf("  2x2 max pool %dx%dx%d: forward %s the scalar reference\n", NC, H, W, same ? "matches" : "differs from");
+    CHECK(same);
+
+    fill_uniform(g, no, -1, 1, rng);
+    for (size_t i = 0; i < ni; i++)
+        din[i] = 7.0f;   /* overwritten */
+    memset(rdin, 0, ni * sizeof(float));
+    mg_maxpool_backward(rdin, g, rarg, (int)no);
+    mg_maxpool2_backward_cover(din, 1, g, arg, NC, H, W);
+    CHECK_TENSOR_NEAR(din, rdin, ni, 0.0);
+    /* Accumulating onto a gradient already there. */
+    fill_uniform(din, ni, -1, 1, rng);
+    memcpy(rdin, din, ni * sizeof(float));
+    mg_maxpool_backward(rdin, g, rarg, (int)no);
+    mg_maxpool2_backward_cover(din, 0, g, arg, NC, H, W);
+    CHECK_TENSOR_NEAR(din, rdin, ni, 0.0);
+    free(inp), free(out), free(ref), free(arg), free(rarg), free(g), free(din), free(rdin);
+}
+
+static void test_pool(mg_rng *rng)
+{
+    pool_case(rng, 5, 6, 10);    /* rows of 5 windows: a block of four and one more */
+    pool_case(rng, 3, 28, 28);   /* LeNet's first pool: 14 windows */
+    pool_case(rng, 4, 4, 2);     /* a single window per row */
+}
+
+/* ---- tanh --------------------------------------------------------------------------------- */
+
+static void test_tanh(void)
+{
+    double worst = 0.0, worst_x = 0.0;
+    const int n = 400000;
+    for (int i = -n; i <= n; i++) {
+        float x = (float)i * (12.0f / (float)n);
+        double want = tanh((double)x);
+        float ulp = nextafterf((float)fabs(want), INFINITY) - (float)fabs(want);
+        double e = fabs((double)mg_tanh1(x) - want) / (double)ulp;
+        if (e > worst) {
+            worst = e;
+            worst_x = x;
+        }
+    }
+    /* Small magnitudes on a log scale, down to the subnormals. */
+    for (float x = 1e-40f; x < 1.0f; x *= 1.37f) {
+        double want = tanh((double)x);
+        float ulp = nextafterf((float)want, INFINITY) - (float)want;
+        double e = fabs((double)mg_tanh1(x) - want) / (double)ulp;
+        if (e > worst) {
+            worst = e;
+            worst_x = x;
+        }
+    }
+    printf("  tanh: worst error %.2f ulp at %.7g\n", worst, worst_x);
+    CHECK(worst <= 2.0);
+    CHECK(mg_tanh1(0.0f) == 0.0f && !signbit(mg_tanh1(0.0f)));
+    CHECK(mg_tanh1(-0.0f) == 0.0f && signbit(mg_tanh1(-0.0f)));
+    CHECK(mg_tanh1(INFINITY) == 1.0f && mg_tanh1(-INFINITY) == -1.0f);
+    CHECK(mg_tanh1(30.0f) == 1.0f && mg_tanh1(-9.5f) == -1.0f);
+    CHECK(isnan(mg_tanh1(NAN)));
+    /* The array form, in place and not. */
+    float a[11], o[11];
+    for (int i = 0; i < 11; i++)
+        a[i] = (float)(i - 5) * 0.7f;
+    mg_tanh_forward(o, a, 11);
+    mg_tanh_forward(a, a, 11);
+    CHECK(memcmp(o, a, sizeof a) == 0);
+    CHECK(o[5] == 0.0f && o[0] == -o[10]);
+}
+
+/* ---- SGD -------------------------------------------------------------------------------- */
+
+/* torch.optim.SGD's update, one element at a time, as optim.c first wrote it. */
+static void sgd_ref(float *p, float *g, float *buf, const float *mk, size_t n, float lr, float wd, float mom,
+                    int first)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (mk && mk[i] == 0.0f) {
+            g[i] = buf[i] = p[i] = 0.0f;
+            continue;
+        }
+        float d = g[i] + wd * p[i];
+        buf[i] = first ? d : mom * buf[i] + d;
+        p[i] = p[i] - lr * buf[i];
+    }
+}
+
+static void test_sgd(mg_rng *rng)
+{
+    const size_t n = 1003;   /* not a multiple of the block */
+    mg_optim_cfg cfg = {.kind = MG_OPT_SGD, .lr = 0.05, .momentum = 0.9, .weight_decay = 5e-4};
+    for (int masked = 0; masked < 2; masked++) {
+        mg_optim o;
+        mg_error err = {0};
+        CHECK_OK(mg_optim_init(&o, &cfg, n, &err), &err);
+        float *p = malloc(n * sizeof(float)), *g = malloc(n * sizeof(float)), *mk = malloc(n * sizeof(float));
+        float *rp = malloc(n * sizeof(float)), *rg = malloc(n * sizeof(float)), *rb = calloc(n, sizeof(float));
+        fill_uniform(p, n, -1, 1, rng);
+        for (size_t i = 0; i < n; i++)
+            mk[i] = mg_rng_uniform(rng) < 0.3 ? 0.0f : 1.0f;
+        memcpy(rp, p, n * sizeof(float));
+        int same = 1;
+        for (int step = 0; step < 4; step++) {
+            fill_uniform(g, n, -1, 1, rng);
+            memcpy(rg, g, n * sizeof(float));
+            mg_optim_step(&o, p, g, masked ? mk : NULL);
+            sgd_ref(rp, rg, rb, masked ? mk : NULL, n, 0.05f, 5e-4f, 0.9f, step == 0);
+            same &= memcmp(p, rp, n * sizeof(float)) == 0 && memcmp(g, rg, n * sizeof(float)) == 0 &&
+                    memcmp(o.m1, rb, n * sizeof(float)) == 0;
+        }
+        printf("  sgd, momentum and weight decay%s: %s the scalar update bit for bit\n", masked ? ", masked" : "",
+               same ? "matches" : "differs from");
+        CHECK(same);
+        mg_optim_free(&o);
+        free(p), free(g), free(mk), free(rp), free(rg), free(rb);
+    }
+}
+
+/* ---- fused activations in the graph -------------------------------------------------------- */
+
+/* conv -> ReLU -> max pool -> flatten -> linear -> Tanh -> linear, with the
+ * activations folded into their layers or as operations of their own. */
+static mg_model *build_small(int fused)
+{
+    mg_model *m = NULL;
+    mg_error err = {0};
+    CHECK_OK(mg_graph_begin(&m, "fused-test", 2, 8, 8, 3, 0, &err), &err);
+    if (!m)
+        return NULL;
+    int c = mg_g_conv(m, "conv", 0, 4, 3, 1, 1, 1, 1);
+    int a = fused ? mg_g_fuse_act(m, c, MG_ACT_RELU) : mg_g_act(m, c, MG_ACT_RELU);
+    if (fused)
+        CHECK_INT_EQ(a, c);
+    int x = mg_g_flatten(m, mg_g_maxpool(m, a, 2, 2, 0));
+    int l = mg_g_linear(m, "fc1", x, 10, 1);
+    int t = fused ? mg_g_fuse_act(m, l, MG_ACT_TANH) : mg_g_act(m, l, MG_ACT_TANH);
+    int logits = mg_g_linear(m, "fc2", t, 3, 1);
+    CHECK_OK(mg_graph_finish(&m, logits, &err), &err);
+    return m;
+}
+
+static void test_fused_graph(void)
+{
+    mg_model *mf = build_small(1), *ms = build_small(0);
+    if (!mf || !ms) {
+        mg_model_destroy(&mf);
+        mg_model_destroy(&ms);
+        return;
+    }
+    mg_rng r1, r2, rx;
+    mg_rng_seed(&r1, 7, "fused", "init");
+    mg_rng_seed(&r2, 7, "fused", "init");
+    mg_rng_seed(&rx, 7, "fused", "data");
+    mg_model_init_params(mf, &r1);
+    mg_model_init_params(ms, &r2);
+    const int B = 5;
+    float x[5 * 128];
+    int32_t y[5];
+    fill_uniform(x, sizeof x / sizeof x[0], -1, 1, &rx);
+    for (int i = 0; i < B; i++)
+        y[i] = i % 3;
+    mg_error err = {0};
+    const float *zf = NULL, *zs = NULL;
+    mg_model_set_input_grad(mf, 1);
+    mg_model_set_input_grad(ms, 1);
+    mg_model_zero_grad(mf);
+    mg_model_zero_grad(ms);
+    CHECK_OK(mg_model_forward(mf, x, B, 1, &zf, &err), &err);
+    CHECK_OK(mg_model_forward(ms, x, B, 1, &zs, &err), &err);
+    CHECK_TENSOR_NEAR(zf, zs, (size_t)B * 3, 0.0);
+    double lf = 0.0, ls = 0.0;
+    CHECK_OK(mg_model_backward(mf, y, B, &lf, NULL, &err), &err);
+    CHECK_OK(mg_model_backward(ms, y, B, &ls, NULL, &err), &err);
+    CHECK(lf == ls);
+    CHECK_INT_EQ(mg_model_n_params(mf), mg_model_n_params(ms));
+    CHECK_TENSOR_NEAR(mg_model_grads(mf), mg_model_grads(ms), mg_model_n_params(mf), 0.0);
+    CHECK_TENSOR_NEAR(mg_model_input_grad(mf), mg_model_input_grad(ms), (size_t)B * 128, 0.0);
+    printf("  fused ReLU and Tanh: logits, loss %.6f and every gradient as with separate activations\n", lf);
+    mg_model_destroy(&mf);
+    mg_model_destroy(&ms);
+
+    /* Activations that do not fold, or a value that is not the last output, get an operation. */
+    mg_model *m = NULL;
+    CHECK_OK(mg_graph_begin(&m, "fused-test", 1, 1, 6, 2, 0, &err), &err);
+    if (!m)
+        return;
+    int l1 = mg_g_linear(m, "fc1", 0, 4, 1);
+    CHECK(mg_g_fuse_act(m, l1, MG_ACT_GELU) != l1);
+    int l2 = mg_g_linear(m, "fc2", l1, 4, 1);
+    int l3 = mg_g_linear(m, "fc3", l2, 4, 1);
+    CHECK(mg_g_fuse_act(m, l2, MG_ACT_RELU) != l2);
+    CHECK(mg_g_fuse_act(m, mg_g_add(m, l3, l3, 0), MG_ACT_TANH) >= 0);
+    mg_model_destroy(&m);
+}
+
+int main(void)
+{
+    mg_rng rng;
+    mg_rng_seed(&rng, 1, "test_fastpath", "main");
+    test_conv(&rng);
+    test_pool(&rng);
+    test_tanh();
+    test_sgd(&rng);
+    test_fused_graph();
+    MG_TEST_MAIN_END();
+}
