@@ -26,6 +26,8 @@ extern "C" {
 #define MG_MAX_STAGES 256
 /* Bumped whenever a recipe's meaning changes, so old store entries are not reused. */
 #define MG_RECIPE_VERSION 1
+/* Bumped whenever the attacks compute something else: only attack nodes are redone. */
+#define MG_ATTACK_IMPL_VERSION 2
 /* An axis index that does not apply to a node (e.g. the prune of a train node). */
 #define MG_NO_INDEX ((size_t)-1)
 

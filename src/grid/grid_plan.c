@@ -200,8 +200,12 @@ static int schedule_stages(const mg_prune_spec *ps, double s, double *out, int m
 
 static void recipe_attack(mg_strbuf *b, const mg_attack_spec *a, const char *target, const char *shadow)
 {
-    mg_strbuf_printf(b, "{\"attack\":%s,\"kind\":\"attack\",\"shadow\":\"%s\",\"target\":\"%s\",\"v\":%d}", a->canon,
-                     shadow, target, MG_RECIPE_VERSION);
+    /* "impl" versions the attack library alone: when attacks change (2: per-class
+     * thresholds, mg_attack_run), attack nodes are recomputed and trained
+     * models are kept. */
+    mg_strbuf_printf(b,
+                     "{\"attack\":%s,\"impl\":%d,\"kind\":\"attack\",\"shadow\":\"%s\",\"target\":\"%s\",\"v\":%d}",
+                     a->canon, MG_ATTACK_IMPL_VERSION, shadow, target, MG_RECIPE_VERSION);
 }
 
 /* The nodes of one cell: per role a dense model and (sparsity > 0) its
@@ -301,6 +305,12 @@ mg_status mg_plan_build(const mg_grid *g, mg_plan **out, mg_error *err)
     *out = NULL;
     if (!g || g->n_attacks == 0)
         return mg_error_set(err, MG_ERR_ARG, "mg_plan_build: a parsed grid is required");
+    /* Nodes train one shadow model per role; pooling k shadows needs attack
+     * nodes with k shadow inputs, which the planner does not make yet. */
+    if (g->split.cfg.n_shadows > 1)
+        return mg_error_set(err, MG_ERR_CONFIG,
+                            "%s: data.split.shadows: %zu shadow models per cell are not planned yet; use shadows: 1",
+                            g->path, g->split.cfg.n_shadows);
     st = mg_grid_limits(&max_cells, &max_nodes, err);
     if (st != MG_OK)
         return st;

@@ -245,7 +245,7 @@ static void test_defaults(void)
                      "\"role\":\"target\",\"seed\":0,\"split\":" SPLIT_CANON ",\"train\":" TRAIN_CANON ",\"v\":1}");
         char want[256];
         snprintf(want, sizeof want,
-                 "{\"attack\":{\"name\":\"loss\"},\"kind\":\"attack\",\"shadow\":\"%s\",\"target\":\"%s\",\"v\":1}",
+                 "{\"attack\":{\"name\":\"loss\"},\"impl\":2,\"kind\":\"attack\",\"shadow\":\"%s\",\"target\":\"%s\",\"v\":1}",
                  p->nodes[1].key, p->nodes[0].key);
         CHECK_STR_EQ(p->nodes[2].recipe, want);
         check_plan_invariants(p);
