@@ -30,10 +30,10 @@ mg_status mg_data_idx_append(const char *images_path, const char *labels_path, i
                              mg_dataset *d, mg_error *err);
 
 /* The most bytes the open file f (at path) can deliver: its size when it is
- * plain, and for gzip its compressed size times deflate's largest expansion
- * (about 1032), so a header's promise can be checked before anything is
- * allocated for it. */
-mg_status mg_data_gz_capacity(gzFile f, const char *path, uint64_t *max_bytes, mg_error *err);
+ * plain (*plain = 1), and for gzip its compressed size times deflate's
+ * largest expansion (about 1032; *plain = 0), so a header's promise can be
+ * checked before anything is allocated for it. */
+mg_status mg_data_gz_capacity(gzFile f, const char *path, uint64_t *max_bytes, int *plain, mg_error *err);
 
 /* Refuse (MG_ERR_NOMEM, naming path and what) a buffer of `bytes` that the
  * memory there is could not hold, before it is allocated: the environment

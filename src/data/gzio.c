@@ -95,14 +95,15 @@ cleanup:
     return st;
 }
 
-mg_status mg_data_gz_capacity(gzFile f, const char *path, uint64_t *max_bytes, mg_error *err)
+mg_status mg_data_gz_capacity(gzFile f, const char *path, uint64_t *max_bytes, int *plain, mg_error *err)
 {
     struct stat sb;
     *max_bytes = 0;
     if (stat(path, &sb) != 0)
         return mg_error_set(err, MG_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
     uint64_t size = sb.st_size > 0 ? (uint64_t)sb.st_size : 0;
-    if (gzdirect(f))
+    *plain = gzdirect(f);
+    if (*plain)
         *max_bytes = size;
     else
         *max_bytes = size > UINT64_MAX / 1100 ? UINT64_MAX : size * 1100;

@@ -121,11 +121,15 @@ static mg_status idx_read_images(const char *path, mg_dataset *d, size_t *n_new,
     /* A header can promise anything; the file and the memory must hold it
      * before a byte is allocated. */
     uint64_t capacity = 0;
-    MG_CHECK(mg_data_gz_capacity(f, path, &capacity, err));
-    if ((uint64_t)promised > capacity || capacity - promised < 16)
-        MG_FAIL(MG_ERR_DATA, "%s: truncated: the header promises %zu images of %ux%u (%zu bytes) but the file "
-                "holds at most %llu", path, n, (unsigned)dims[1], (unsigned)dims[2], promised,
-                (unsigned long long)(capacity > 16 ? capacity - 16 : 0));
+    int plain = 0;
+    MG_CHECK(mg_data_gz_capacity(f, path, &capacity, &plain, err));
+    uint64_t room = capacity > 16 ? capacity - 16 : 0;
+    if ((uint64_t)promised > room && plain)
+        MG_FAIL(MG_ERR_DATA, "%s: truncated: header promises %zu bytes of pixel data, found %llu", path, promised,
+                (unsigned long long)room);
+    if ((uint64_t)promised > room)
+        MG_FAIL(MG_ERR_DATA, "%s: truncated: header promises %zu bytes of pixel data, more than its %llu "
+                "compressed bytes can hold", path, promised, (unsigned long long)(capacity / 1100));
     MG_CHECK(mg_data_check_memory(path, (double)(d->n + n) * (double)dim * sizeof(float), "the images as floats",
                                   err));
 
@@ -179,10 +183,15 @@ static mg_status idx_read_labels(const char *path, int n_classes, size_t n_image
         MG_FAIL(MG_ERR_DATA, "%s: holds %u labels but %s holds %zu images", path,
                 (unsigned)n_labels, images_path, n_images);
     uint64_t capacity = 0;
-    MG_CHECK(mg_data_gz_capacity(f, path, &capacity, err));
-    if ((uint64_t)n_labels + 8 > capacity)
-        MG_FAIL(MG_ERR_DATA, "%s: truncated: the header promises %u labels but the file holds at most %llu bytes",
-                path, (unsigned)n_labels, (unsigned long long)capacity);
+    int plain = 0;
+    MG_CHECK(mg_data_gz_capacity(f, path, &capacity, &plain, err));
+    uint64_t room = capacity > 8 ? capacity - 8 : 0;
+    if ((uint64_t)n_labels > room && plain)
+        MG_FAIL(MG_ERR_DATA, "%s: truncated: header promises %u bytes of label data, found %llu", path,
+                (unsigned)n_labels, (unsigned long long)room);
+    if ((uint64_t)n_labels > room)
+        MG_FAIL(MG_ERR_DATA, "%s: truncated: header promises %u bytes of label data, more than its %llu "
+                "compressed bytes can hold", path, (unsigned)n_labels, (unsigned long long)(capacity / 1100));
     raw = mg_malloc(n_labels, 1, "IDX labels", err);
     if (!raw)
         MG_CHECK(MG_ERR_NOMEM);

@@ -354,6 +354,9 @@ static void test_errors(const char *store, const mg_plan *p)
     snprintf(saved, sizeof saved, "%s/saved.h5", root_dir);
     copy_file(node, saved);
     FILE *fp = fopen(node, "wb");
+    CHECK(fp != NULL);
+    if (!fp)
+        return;
     fputs("not HDF5", fp);
     fclose(fp);
     snprintf(out, sizeof out, "%s/broken.h5", root_dir);
@@ -405,12 +408,14 @@ int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
     mg_h5_quiet();
+    mg_error err;
     const char *tmp = getenv("MG_TEST_TMP");
     snprintf(root_dir, sizeof root_dir, "%s/atlas-run-%ld", tmp && tmp[0] ? tmp : "/tmp", (long)getpid());
     char store[1200];
     snprintf(store, sizeof store, "%s/store", root_dir);
+    /* The store creates only its own directory, not the ones above it. */
+    CHECK_OK(mg_mkdirs(root_dir, &err), &err);
 
-    mg_error err;
     mg_grid *g = NULL;
     mg_plan *p = NULL;
     CHECK_OK(mg_grid_parse("atlas-test.yaml", GRID, sizeof GRID - 1, &g, &err), &err);
