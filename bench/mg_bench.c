@@ -1,5 +1,5 @@
 /* mg_bench.c: training throughput of the engine on the reference shapes of
- * /work/shared/bench/torch_baseline.py, so that bench/run.sh can set the two
+ * the PyTorch reference script (bench/run.sh --torch), so that bench/run.sh can set the two
  * side by side: LeNet-5 (batch 64, 1x28x28, 10 classes), the Purchase MLP
  * 600-1024-512-256-128-100 Tanh (batch 128) and ResNet20 (batch 128,
  * 3x32x32, 10 classes), trained with SGD (lr 0.01, momentum 0.9, weight

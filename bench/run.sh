@@ -2,15 +2,17 @@
 # bench/run.sh: miagrid's training throughput and peak memory against
 # PyTorch's on the same machine in the same run. Builds mg_bench if needed,
 # then runs, for each repetition, each model once in miagrid and once in
-# PyTorch (/work/shared/bench/torch_baseline.py, or $MG_TORCH_BASELINE), each
+# PyTorch (the reference script given by --torch or $MG_TORCH_BASELINE), each
 # in a process of its own so that the peak memory is that model's, the two
 # back to back in alternating order, plus the single-thread SGEMM rate; then
 # prints the medians as one table and checks the speed targets.
 #
-# usage: bench/run.sh [--reps N] [--models "lenet5 mlp resnet20"]
+# usage: bench/run.sh [--reps N] [--models "lenet5 mlp resnet20"] [--torch SCRIPT]
 #   MG_BUILD_DIR      build directory (default build/)
 #   PYTHON            the Python with torch (default: the first of /usr/bin/python3, python3 that has it)
-#   MG_TORCH_BASELINE the PyTorch script
+#   MG_TORCH_BASELINE the PyTorch reference script (same as --torch): run as
+#                     `python3 SCRIPT MODEL STEPS`, it trains MODEL for 5 + STEPS steps
+#                     with the protocol of bench/README.md and prints its samples per second
 # Without PyTorch it says so and prints miagrid's numbers alone. Exits 0 when
 # the benchmarks ran, whether or not the targets are met.
 set -euo pipefail
@@ -23,7 +25,8 @@ while (($#)); do
   case $1 in
     --reps) reps=$2; shift 2 ;;
     --models) models=$2; shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    --torch) MG_TORCH_BASELINE=$2; shift 2 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -43,7 +46,7 @@ cmake --build "$build" --target mg_bench -j "$(nproc)" >/dev/null
 bench=$build/mg_bench
 
 # ---- PyTorch ------------------------------------------------------------------
-baseline=${MG_TORCH_BASELINE:-/work/shared/bench/torch_baseline.py}
+baseline=${MG_TORCH_BASELINE:-}
 py=
 for cand in ${PYTHON:-} /usr/bin/python3 python3; do
   if command -v "$cand" >/dev/null 2>&1 && "$cand" -c 'import torch' >/dev/null 2>&1; then
@@ -53,8 +56,11 @@ for cand in ${PYTHON:-} /usr/bin/python3 python3; do
 done
 if [[ -z $py ]]; then
   echo "run.sh: PyTorch not found (scripts/install-deps.sh --bench installs it): miagrid's numbers alone"
+elif [[ -z $baseline ]]; then
+  echo "run.sh: no PyTorch reference script (--torch SCRIPT or MG_TORCH_BASELINE): miagrid's numbers alone"
+  py=
 elif [[ ! -f $baseline ]]; then
-  echo "run.sh: $baseline not found (set MG_TORCH_BASELINE): miagrid's numbers alone"
+  echo "run.sh: $baseline not found (--torch SCRIPT or MG_TORCH_BASELINE): miagrid's numbers alone"
   py=
 fi
 
@@ -73,6 +79,9 @@ EOF
 # The value of key in a line of key=value pairs.
 field() { sed -n "s/.*\b$2=\([^ ]*\).*/\1/p" <<<"$1"; }
 
+# A missing number (nan) as a dash in the table.
+dash() { if [[ $1 == nan ]]; then echo -; else echo "$1"; fi; }
+
 median() { sort -g | awk '{v[NR] = $1} END {if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
 # ---- the machine ----------------------------------------------------------------
@@ -83,6 +92,7 @@ cc=$(sed -n 's/^CMAKE_C_COMPILER:[A-Z]*=//p' "$build/CMakeCache.txt")
 ccver=$("${cc:-cc}" --version 2>/dev/null | head -1)
 btype=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$build/CMakeCache.txt")
 echo "machine: $cpu, $ncpu cores; $os; $ccver; build type ${btype:-none}"
+load_start=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo '?')
 [[ -n $py ]] && echo "pytorch: $("$py" -c 'import torch; print(torch.__version__)') ($py, one thread)"
 
 # ---- the runs -------------------------------------------------------------------
@@ -100,6 +110,10 @@ for ((r = 1; r <= reps; r++)); do
     if ((r % 2)); then ours; theirs; else theirs; ours; fi
   done
 done
+
+# Other work on the machine slows the long runs (ResNet20's) more than the
+# short SGEMM, whose best run counts: the load average says how quiet it was.
+echo "load average (1 min) at the start: $load_start, at the end: $(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo '?') ($ncpu cores)"
 
 # ---- the table --------------------------------------------------------------------
 sgemm=$(while read -r l; do field "$l" gflops; done <"$tmp/sgemm" | median)
@@ -125,13 +139,14 @@ for m in $models; do
     mem=$(awk -v a="$mg_mib" -v b="$t_mib" 'BEGIN {printf "%.3f", a / b}')
   fi
   R_ratio[$m]=$ratio R_pct[$m]=$pct R_mem[$m]=$mem
-  printf '%-9s %12.0f %12s %7s %9s %8s %10s %10s %8s\n' "$m" "$mg_sps" "$t_sps" "$ratio" "$gf" "$pct" "$mg_mib" "$t_mib" "$mem"
+  printf '%-9s %12.0f %12s %7s %9s %8s %10s %10s %8s\n' "$m" "$mg_sps" "$(dash "$t_sps")" "$(dash "$ratio")" "$gf" \
+    "$pct" "$mg_mib" "$(dash "$t_mib")" "$(dash "$mem")"
 done
 
 # ---- the targets ------------------------------------------------------------------
 check() {   # name, value, comparison, bound
   local verdict
-  if [[ $2 == nan ]]; then verdict="n/a (no PyTorch numbers)"
+  if [[ $2 == nan ]]; then verdict="n/a (no PyTorch numbers)"; set -- "$1" - "$3" "$4"
   elif awk -v v="$2" -v b="$4" -v op="$3" 'BEGIN {exit !(op == ">=" ? v >= b : v <= b)}'; then verdict=met
   else verdict="NOT met"
   fi

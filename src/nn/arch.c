@@ -225,7 +225,7 @@ static int build_densenet121(mg_model *m, const mg_model_cfg *cfg)
 
 /* ---- resnet20, wrn28_2 ------------------------------------------------------------------------ */
 
-/* ResNet20 exactly as /work/shared/bench/torch_baseline.py (and its names):
+/* ResNet20 exactly as the PyTorch reference of bench/ (and its names):
  * 3x3 stem to 16 + BN + ReLU, nine blocks (16,1)x3 (32,2)x3 (64,2)x3 of
  * conv-BN-ReLU-conv-BN plus a shortcut (1x1 conv + BN where the stride or
  * width changes), ReLU after the add, global average pool, Linear(64, K).
@@ -324,7 +324,7 @@ const char *mg_model_arch_list(void)
  * membership privacy using adversarial regularization") for Purchase100 and
  * Texas100; ML-Privacy-Meter and the membership-inference literature after it
  * use the same 1024-512-256-128 Tanh stack for Location30. WeMem (Shang et
- * al., /work/shared/papers/shang-wemem-slides.md) only says "FC" for the three
+ * al., the WeMem slides) only says "FC" for the three
  * tabular sets, so these are the nets its baselines use. */
 mg_status mg_mlp_preset(const char *preset, int *hidden, int *n_hidden, mg_act *act, mg_error *err)
 {

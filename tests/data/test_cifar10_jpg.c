@@ -1,6 +1,6 @@
 /*
- * test_cifar10_jpg.c: the JPEG copy of CIFAR-10 in ../shared/data, when
- * present: extracted once into the test scratch folder, then loaded through
+ * test_cifar10_jpg.c: the JPEG copy of CIFAR-10 under $MIAGRID_TEST_DATA
+ * (cifar10-jpg/cifar10-jpg.tar.gz), when present: extracted once into the test scratch folder, then loaded through
  * the registry as cifar10-jpg (60,000 32x32 images, train before test) and
  * timed, since a run loads it at the start of every worker. Prints
  * "skipped: ..." when the archive is absent.
@@ -24,13 +24,13 @@ static int file_exists(const char *p)
 
 int main(void)
 {
-    const char *src = getenv("MG_SOURCE_DIR");
+    const char *src = getenv("MIAGRID_TEST_DATA");
     char tarball[1024], dir[512], marker[600], cmd[4096];
-    if (!src) {
-        printf("skipped: cifar10-jpg (MG_SOURCE_DIR not set)\n");
+    if (!src || !src[0]) {
+        printf("skipped: cifar10-jpg (MIAGRID_TEST_DATA not set)\n");
         MG_TEST_MAIN_END();
     }
-    snprintf(tarball, sizeof tarball, "%s/../shared/data/cifar10-jpg/cifar10-jpg.tar.gz", src);
+    snprintf(tarball, sizeof tarball, "%s/cifar10-jpg/cifar10-jpg.tar.gz", src);
     if (!file_exists(tarball)) {
         printf("skipped: cifar10-jpg (no %s)\n", tarball);
         MG_TEST_MAIN_END();

@@ -166,13 +166,13 @@ static void test_real(void)
         printf("skipped: fashion-mnist (no /usr/share/datasets/fashion-mnist)\n");
     }
 
-    const char *src = getenv("MG_SOURCE_DIR");
+    const char *src = getenv("MIAGRID_TEST_DATA");
     char root[1024], p[1100];
-    if (!src) {
-        printf("skipped: location and mnist (MG_SOURCE_DIR not set)\n");
+    if (!src || !src[0]) {
+        printf("skipped: location and mnist (MIAGRID_TEST_DATA not set)\n");
         return;
     }
-    snprintf(root, sizeof root, "%s/../shared/data/location", src);
+    snprintf(root, sizeof root, "%s/location", src);
     snprintf(p, sizeof p, "%s/bangkok.csv.gz", root);
     if (file_exists(p)) {
         CHECK_OK(mg_data_load("location", root, &d, e), e);
@@ -200,7 +200,7 @@ static void test_real(void)
         printf("skipped: location (no %s)\n", p);
     }
 
-    snprintf(root, sizeof root, "%s/../shared/data/mnist", src);
+    snprintf(root, sizeof root, "%s/mnist", src);
     if (dir_exists(root)) {
         CHECK_OK(mg_data_load("mnist", root, &d, e), e);
         CHECK_INT_EQ(d.n, 70000);
