@@ -6,12 +6,16 @@
  * pool, activations and losses of the first engine; pooling, normalisation,
  * attention and the other element-wise layers live in the other layers_*.c.
  *
- * conv2d runs im2col + sgemm over chunks of about 256 output positions, so
- * the column buffer and OpenBLAS's packed copy of it stay in cache and the
- * scratch does not grow with the batch; with the model's channel-major layout
- * a chunk runs across samples. The input gradient of a stride-1 convolution
- * is the convolution of the output gradient with the flipped filters, whose
- * im2col also yields the weight gradient; depthwise convolutions run direct.
+ * conv2d runs im2col + sgemm over chunks of output positions sized so that
+ * each GEMM stays on OpenBLAS's small-matrix kernels (chunk_target), with
+ * the column buffer in cache and a scratch that does not grow with the
+ * batch; with the model's channel-major layout a chunk runs across samples.
+ * The input gradient of a stride-1 convolution is the convolution of the
+ * output gradient with the flipped filters, whose im2col also yields the
+ * weight gradient. Convolutions that keep the image size run by kernel rows
+ * instead, building a third of the columns (conv_rows_forward); depthwise
+ * convolutions run direct. A fused ReLU or Tanh and the bias are applied to
+ * each chunk while it is in cache.
  */
 #include "miagrid/nn.h"
 #include "nn/nn_internal.h"
@@ -340,6 +344,23 @@ static inline void copy_stride2(float *restrict d, const float *restrict s, int 
         d[k] = s[2 * k];
 }
 
+/* d[0], d[2], d[4], ... += s[0..n): the scatter of a stride-2 convolution.
+ * Blocks of four read eight floats and write them back, the odd ones
+ * unchanged, which compiles to vector shuffles; a block stops short of the
+ * last even float so that it never touches a float past it. */
+static inline void add_stride2(float *restrict d, const float *restrict s, int n)
+{
+    int k = 0;
+    for (; k + 5 <= n; k += 4)
+        for (int j = 0; j < 4; j++) {
+            const float e = d[2 * (k + j)] + s[k + j], o = d[2 * (k + j) + 1];
+            d[2 * (k + j)] = e;
+            d[2 * (k + j) + 1] = o;
+        }
+    for (; k < n; k++)
+        d[2 * k] += s[k];
+}
+
 /* The same for n >= 4 without a scalar tail: the last block of four ends at
  * n and may overlap the one before it. */
 static inline void copy_row(float *restrict d, const float *restrict s, int n)
@@ -370,7 +391,8 @@ static inline void add_short(float *restrict d, const float *restrict s, int n)
 /* col (Cg*KH*KW, nr*OW): row (c,kh,kw), columns the output rows r0 .. r0+nr-1
  * of the flattened (n, oh) index, read from the planes in + n*l.sn + c*l.sc.
  * The sample and row of each output row are stepped, not divided out. */
-static void im2col(float *col, const float *in, mg_layout l, int Cg, int r0, int nr, const col_geom *g)
+static void im2col(float *restrict col, const float *restrict in, mg_layout l, int Cg, int r0, int nr,
+                   const col_geom *g)
 {
     const int H = g->H, W = g->W, OH = g->OH, OW = g->OW, st = g->stride, pad = g->pad;
     const size_t ld = (size_t)nr * OW;
@@ -469,7 +491,8 @@ static void col2im_write_k1(float *in, mg_layout l, const float *col, int Cg, in
 }
 
 /* The planes of im2col += the columns of col scattered back; padding drops. */
-static void col2im_add(float *in, mg_layout l, const float *col, int Cg, int r0, int nr, const col_geom *g)
+static void col2im_add(float *restrict in, mg_layout l, const float *restrict col, int Cg, int r0, int nr,
+                       const col_geom *g)
 {
     const int H = g->H, W = g->W, OH = g->OH, OW = g->OW, st = g->stride, pad = g->pad;
     const size_t ld = (size_t)nr * OW;
@@ -502,6 +525,8 @@ static void col2im_add(float *in, mg_layout l, const float *col, int Cg, int r0,
                         float *dst = in + (size_t)n * l.sn + (size_t)c * l.sc + (size_t)ih * W;
                         if (st == 1) {
                             add_short(dst + lo + shift, srcrow + lo, hi - lo);
+                        } else if (st == 2) {
+                            add_stride2(dst + 2 * lo + shift, srcrow + lo, hi - lo);
                         } else {
                             for (int ow = lo; ow < hi; ow++)
                                 dst[ow * st + shift] += srcrow[ow];
@@ -696,8 +721,10 @@ static void rows_store(float *dst, mg_layout l, const float *wide, size_t ldw, i
             const float *v = wide + (size_t)c * ldw + (size_t)rr * Wp;
             if (acc)
                 add_short(o, v, SW);
-            else
+            else if (b || act != MG_NO_ACT)
                 store_act(o, v, SW, b ? b[c] : 0.0f, act);
+            else
+                copy_short(o, v, SW);
             if (++h == SH) {
                 h = 0;
                 n++;
@@ -757,20 +784,23 @@ static void conv_rows_backward(float *dinp, mg_layout li, int overwrite, float *
             const int nr = total - r0 < per ? total - r0 : per, ncols = nr * Wp;
             rows_build(R, ld, dout + (size_t)g * OCg * lo.sc, lo, OCg, s->OH, s->OW, KH, pad, r0, nr);
             /* inT (ncols, Cg): the input on the wide grid, zero in the columns
-             * the wide grid adds, so that they add nothing to the weights. */
-            for (int c = 0; c < Cg; c++) {
-                int n = r0 / s->H, h = r0 % s->H;
-                for (int rr = 0; rr < nr; rr++) {
-                    const float *src = inp + (size_t)n * li.sn + (size_t)(g * Cg + c) * li.sc + (size_t)h * W;
-                    float *d = inT + (size_t)rr * Wp * Cg + c;
-                    for (int q = 0; q < W; q++)
-                        d[(size_t)q * Cg] = src[q];
-                    for (int q = W; q < Wp; q++)
-                        d[(size_t)q * Cg] = 0.0f;
-                    if (++h == s->H) {
-                        h = 0;
-                        n++;
-                    }
+             * the wide grid adds, so that they add nothing to the weights.
+             * Transposed eight positions at a time, so that the lines of inT
+             * being written stay few and fill before they leave L1. */
+            int n = r0 / s->H, h = r0 % s->H;
+            for (int rr = 0; rr < nr; rr++) {
+                const float *src = inp + (size_t)n * li.sn + (size_t)g * Cg * li.sc + (size_t)h * W;
+                float *d = inT + (size_t)rr * Wp * Cg;
+                for (int q0 = 0; q0 < W; q0 += 8) {
+                    const int qn = W - q0 < 8 ? W - q0 : 8;
+                    for (int c = 0; c < Cg; c++)
+                        for (int j = 0; j < qn; j++)
+                            d[(size_t)(q0 + j) * Cg + c] = src[(size_t)c * li.sc + q0 + j];
+                }
+                memset(d + (size_t)W * Cg, 0, (size_t)(Wp - W) * Cg * sizeof(float));
+                if (++h == s->H) {
+                    h = 0;
+                    n++;
                 }
             }
             for (int kw = 0; kw < KW; kw++) {
@@ -865,17 +895,21 @@ void mg_conv2d_forward_lay(float *out, mg_layout lo, const float *inp, mg_layout
  * gradients' GEMMs, K the output positions of a chunk. OpenBLAS runs small
  * products on kernels that skip its packing copies, but takes this
  * transposed form there only while M*N <= 1200; for the larger ones up to
- * 10^6 multiply-adds (LeNet's second convolution, a ResNet's first stage)
- * the plain form c += a bt, with b transposed into bt (K,N) here, which costs
- * a copy of the narrow operand only, stays on them and runs about a third
- * faster. */
+ * 10^6 multiply-adds (LeNet's second convolution among them) the plain form
+ * c += a bt, with b transposed into bt (K,N) here, which costs a copy of the
+ * narrow operand only, stays on them and runs about a third faster. */
 static void gemm_abt_acc(float *c, const float *a, int lda, const float *b, int ldb, int M, int N, int K,
                          float *bt)
 {
-    if ((size_t)M * N > 1200 && (double)M * N * K <= 1e6) {
-        for (int k = 0; k < K; k++)
-            for (int n = 0; n < N; n++)
-                bt[(size_t)k * N + n] = b[(size_t)n * ldb + k];
+    if ((size_t)M * N > 1200 && (double)M * N * K <= SMALL_GEMM_MACS) {
+        /* Row by row: b's rows lie a channel apart, often a power of two of
+         * floats, so reading them side by side would thrash one cache set,
+         * while bt is small enough to take the scattered writes in cache. */
+        for (int n = 0; n < N; n++) {
+            const float *brow = b + (size_t)n * ldb;
+            for (int k = 0; k < K; k++)
+                bt[(size_t)k * N + n] = brow[k];
+        }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, a, lda, bt, N, 1.0f, c, N);
         return;
     }

@@ -233,8 +233,9 @@ static inline void mg_vec_grad(float *restrict d, const float *restrict dout, co
  * (relative error 4e-9); above: (1 - e)/(1 + e) with e = exp(-2|x|) from
  * 2^k exp(r), |r| <= ln2/2, exp(r) = 1 + r + r^2 Q(r), Q a degree-4 minimax
  * fit (3e-9); |x| is clamped at 9.5, where tanh rounds to 1. The sign comes
- * back by bits and a NaN passes through. Plain IEEE operations only, so the
- * same input gives the same bits on every machine. */
+ * back by bits and a NaN passes through. Plain IEEE operations in a fixed
+ * order: the same input gives the same bits, on every machine where the
+ * compiler does not contract them into FMAs (GCC's default in ISO C mode). */
 static inline float mg_tanh1(float x)
 {
     const float a = fabsf(x), z = a * a;

@@ -1,14 +1,15 @@
 /* test_fastpath.c: the training engine's fast paths against slower
- * references. Convolutions in the model's channel-major layout (column
- * chunks that run across samples, the tight copies of unpadded stride-1
- * windows, size-keeping convolutions by kernel rows, the flipped-filter
- * input gradient, both forms of the weight-gradient GEMM, a fused ReLU or
- * Tanh) against a direct convolution in
- * double and against central finite differences; the 2x2 max pool's
- * vectorised forward and its whole-input backward against scalar references;
- * the branch-free tanh against tanh in double; the blocked SGD step bitwise
- * against the scalar update; and layers with a fused activation against the
- * same layers followed by an activation operation. */
+ * references. Convolutions in the model's channel-major layout and in NCHW
+ * (column chunks that run across samples, the tight copies of unpadded
+ * stride-1 windows, size-keeping convolutions by kernel rows, the
+ * flipped-filter input gradient, strided 1x1 convolutions that write their
+ * input gradient whole, both forms of the weight-gradient GEMM, a fused ReLU
+ * or Tanh) against a direct convolution in double and against central finite
+ * differences; the 2x2 max pool's vectorised forward and its whole-input
+ * backward against scalar references; the branch-free tanh against tanh in
+ * double; the blocked SGD step bitwise against the scalar update; and layers
+ * with a fused activation against the same layers followed by an activation
+ * operation. */
 #include "mg_test.h"
 #include "miagrid/nn.h"
 #include "nn/nn_internal.h"
