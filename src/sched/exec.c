@@ -123,7 +123,8 @@ static mg_status load_role_data(mg_exec_ctx *ctx, const mg_node *node, role_data
         out->idx[part] = mg_malloc(n, sizeof(uint32_t), "indices", err);
         if (!out->x[part] || !out->y[part] || !out->idx[part])
             MG_FAIL(MG_ERR_NOMEM, "out of memory gathering %zu samples", n);
-        memcpy(out->idx[part], parts[part]->idx, n * sizeof(uint32_t));
+        if (n) /* an empty part (no dev split) has no index array */
+            memcpy(out->idx[part], parts[part]->idx, n * sizeof(uint32_t));
         mg_dataset_gather(ctx->data, parts[part]->idx, n, out->x[part], out->y[part]);
     }
 cleanup:
