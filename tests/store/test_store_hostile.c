@@ -158,7 +158,8 @@ static void test_refused(const char *dir)
     CHECK(strstr(err.msg, "no checksum file") != NULL);
 
     /* Garbage with a garbage checksum line. */
-    write_bytes(opath, "\x89HDF\r\n\x1a\n garbage", 18);
+    static const char garbage[] = "\x89HDF\r\n\x1a\n garbage";
+    write_bytes(opath, garbage, sizeof garbage - 1);
     write_bytes(osidecar, "zz  x\n", 6);
     CHECK(!mg_store_node_complete(s, other));
     CHECK(mg_store_node_open(s, other, &f, &err) == MG_ERR_STATE);
@@ -262,6 +263,30 @@ static void test_checksummed_foreign(const char *dir)
     CHECK(strstr(report, "dataset outputs/member/logits does not read back") != NULL);
     if (!strstr(report, "dataset outputs/member/logits does not read back"))
         fprintf(stderr, "verify said:\n%s", report);
+
+    /* A link out of the file (external) or within it (soft): HDF5 would
+     * follow either into what no checksum vouches for. */
+    for (int kind = 0; kind < 2; kind++) {
+        f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+        if (H5Lexists(f, "outputs/member/logits", H5P_DEFAULT) > 0)
+            H5Ldelete(f, "outputs/member/logits", H5P_DEFAULT);
+        if (kind == 0)
+            H5Lcreate_external("../../a/nodes/elsewhere.h5", "/x", f, "outputs/member/logits", H5P_DEFAULT,
+                               H5P_DEFAULT);
+        else
+            H5Lcreate_soft("/history/loss", f, "outputs/member/logits", H5P_DEFAULT, H5P_DEFAULT);
+        H5Fclose(f);
+        CHECK_OK(mg_store_seal_file(path, path, &err), &err);
+        nf = H5I_INVALID_HID;
+        CHECK(mg_store_node_open(s, key, &nf, &err) == MG_ERR_STATE);
+        CHECK(nf < 0 && strstr(err.msg, "holds soft or external links") != NULL);
+        out = tmpfile();
+        CHECK_OK(mg_store_verify(dir, 0, out, &problems, &err), &err);
+        rewind(out);
+        report[fread(report, 1, sizeof report - 1, out)] = '\0';
+        fclose(out);
+        CHECK(strstr(report, "holds soft or external links") != NULL);
+    }
 
     /* status as an array of strings: not complete, and no overrun. */
     f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
