@@ -22,6 +22,9 @@ if (($# > 0)); then
 fi
 
 stages=${MG_TEST_STAGES:-normal asan fuzz valgrind}
+# As many tests at once as there are cores: most are single-threaded, and
+# the MPI ones oversubscribe anyway.
+jobs=$(nproc)
 summary=()
 t_all=$SECONDS
 for stage in $stages; do
@@ -30,17 +33,17 @@ for stage in $stages; do
   case $stage in
     normal)
       "$here/scripts/build.sh"
-      ctest --test-dir "$build" --output-on-failure -LE valgrind ;;
+      ctest --test-dir "$build" --output-on-failure -j "$jobs" -LE valgrind ;;
     asan)
       MG_BUILD_DIR=$here/build-asan "$here/scripts/build.sh" -DMG_SANITIZE=ON
-      ctest --test-dir "$here/build-asan" --output-on-failure ;;
+      ctest --test-dir "$here/build-asan" --output-on-failure -j "$jobs" ;;
     fuzz)
       CC=clang cmake -S "$here" -B "$here/build-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMG_FUZZ=ON >/dev/null
       cmake --build "$here/build-fuzz" -j "$(nproc)" --target mg_fuzz
-      ctest --test-dir "$here/build-fuzz" --output-on-failure -L fuzz ;;
+      ctest --test-dir "$here/build-fuzz" --output-on-failure -j "$jobs" -L fuzz ;;
     valgrind)
       "$here/scripts/build.sh"
-      ctest --test-dir "$build" --output-on-failure -L valgrind ;;
+      ctest --test-dir "$build" --output-on-failure -j "$jobs" -L valgrind ;;
     *)
       echo "test.sh: unknown stage \"$stage\" (normal, asan, fuzz, valgrind)" >&2
       exit 2 ;;
