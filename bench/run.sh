@@ -38,6 +38,12 @@ for m in $models; do
   [[ -n ${steps[$m]:-} ]] || { echo "run.sh: unknown model '$m' (lenet5, mlp, resnet20)" >&2; exit 2; }
 done
 
+# One thread for both engines, whatever the BLAS: torch.set_num_threads(1)
+# limits OpenMP but not an OpenBLAS that torch calls, whose idle second thread
+# then spins against whatever else runs. OPENBLAS_CORETYPE, when set, picks
+# the GEMM kernels of both (the table prints which ones ran).
+export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
+
 # ---- build --------------------------------------------------------------------
 if [[ ! -f $build/CMakeCache.txt ]]; then
   cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
