@@ -561,12 +561,12 @@ mg_status mg_run(const mg_grid *g, const mg_plan *p, mg_store *s, MPI_Comm comm,
 
     MG_CHECK(tracker_init(&t, g, p, s, o.retry_failed, err));
     if (!o.quiet) {
-        size_t todo = p->n_nodes - t.reused - t.failed - t.skipped;
-        if (todo == 0 && t.failed == 0)
+        size_t to_compute = p->n_nodes - t.reused - t.failed - t.skipped;
+        if (to_compute == 0 && t.failed == 0)
             printf("all %zu nodes are complete in the store: nothing to compute\n", p->n_nodes);
         else
-            printf("%zu nodes: %zu complete in the store, %zu to compute on %d %s%s\n", p->n_nodes, t.reused, todo,
-                   size > 1 ? size - 1 : 1, size > 1 ? "workers" : "rank", "");
+            printf("%zu nodes: %zu complete in the store, %zu to compute on %d %s\n", p->n_nodes, t.reused,
+                   to_compute, size > 1 ? size - 1 : 1, size > 1 ? "workers" : "rank");
         if (t.failed)
             printf("%zu node(s) failed in an earlier run and %zu depend on them: not retried "
                    "(use --retry-failed)\n", t.failed, t.skipped);
