@@ -42,13 +42,15 @@ done
 # limits OpenMP but not an OpenBLAS that torch calls, whose idle second thread
 # then spins against whatever else runs. OPENBLAS_CORETYPE, when set, picks
 # the GEMM kernels of both (the table prints which ones ran).
+# (nproc honours OMP_NUM_THREADS: the cores are counted without it.)
+ncpu=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 
 # ---- build --------------------------------------------------------------------
 if [[ ! -f $build/CMakeCache.txt ]]; then
   cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 fi
-cmake --build "$build" --target mg_bench -j "$(nproc)" >/dev/null
+cmake --build "$build" --target mg_bench -j "$ncpu" >/dev/null
 bench=$build/mg_bench
 
 # ---- PyTorch ------------------------------------------------------------------
@@ -92,7 +94,6 @@ median() { sort -g | awk '{v[NR] = $1} END {if (NR == 0) print "nan"; else if (N
 
 # ---- the machine ----------------------------------------------------------------
 cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
-ncpu=$(nproc)
 os=$( (. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME") || uname -sr)
 cc=$(sed -n 's/^CMAKE_C_COMPILER:[A-Z]*=//p' "$build/CMakeCache.txt")
 ccver=$("${cc:-cc}" --version 2>/dev/null | head -1)
