@@ -33,6 +33,7 @@ mg_status mg_data_idx_append(const char *images_path, const char *labels_path, i
  * plain (*plain = 1), and for gzip its compressed size times deflate's
  * largest expansion (about 1032; *plain = 0), so a header's promise can be
  * checked before anything is allocated for it. */
+#define MG_GZ_MAX_EXPANSION 1100 /* deflate's largest expansion, about 1032, rounded up */
 mg_status mg_data_gz_capacity(gzFile f, const char *path, uint64_t *max_bytes, int *plain, mg_error *err);
 
 /* Refuse (MG_ERR_NOMEM, naming path and what) a buffer of `bytes` that the

@@ -106,7 +106,7 @@ mg_status mg_data_gz_capacity(gzFile f, const char *path, uint64_t *max_bytes, i
     if (*plain)
         *max_bytes = size;
     else
-        *max_bytes = size > UINT64_MAX / 1100 ? UINT64_MAX : size * 1100;
+        *max_bytes = size > UINT64_MAX / MG_GZ_MAX_EXPANSION ? UINT64_MAX : size * MG_GZ_MAX_EXPANSION;
     return MG_OK;
 }
 

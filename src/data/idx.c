@@ -95,6 +95,29 @@ static mg_status idx_expect_end(gzFile f, const char *path, uint64_t promised, c
     return MG_OK;
 }
 
+/* The bytes a header promises after its own header_bytes must fit in the
+ * file: a plain file must hold them, a gzip file must be able to expand to
+ * them. Checked before anything is allocated for them. */
+static mg_status check_promise(gzFile f, const char *path, uint64_t header_bytes, uint64_t promised,
+                               const char *what, mg_error *err)
+{
+    uint64_t capacity = 0;
+    int plain = 0;
+    mg_status st = mg_data_gz_capacity(f, path, &capacity, &plain, err);
+    if (st != MG_OK)
+        return st;
+    uint64_t room = capacity > header_bytes ? capacity - header_bytes : 0;
+    if (promised <= room)
+        return MG_OK;
+    if (plain)
+        return mg_error_set(err, MG_ERR_DATA, "%s: truncated: header promises %llu bytes of %s data, found %llu",
+                            path, (unsigned long long)promised, what, (unsigned long long)room);
+    return mg_error_set(err, MG_ERR_DATA,
+                        "%s: truncated: header promises %llu bytes of %s data, more than its %llu compressed "
+                        "bytes can hold", path, (unsigned long long)promised, what,
+                        (unsigned long long)(capacity / MG_GZ_MAX_EXPANSION));
+}
+
 static mg_status idx_read_images(const char *path, mg_dataset *d, size_t *n_new, mg_error *err)
 {
     mg_status st = MG_OK;
@@ -120,16 +143,7 @@ static mg_status idx_read_images(const char *path, mg_dataset *d, size_t *n_new,
     size_t promised = n * dim;
     /* A header can promise anything; the file and the memory must hold it
      * before a byte is allocated. */
-    uint64_t capacity = 0;
-    int plain = 0;
-    MG_CHECK(mg_data_gz_capacity(f, path, &capacity, &plain, err));
-    uint64_t room = capacity > 16 ? capacity - 16 : 0;
-    if ((uint64_t)promised > room && plain)
-        MG_FAIL(MG_ERR_DATA, "%s: truncated: header promises %zu bytes of pixel data, found %llu", path, promised,
-                (unsigned long long)room);
-    if ((uint64_t)promised > room)
-        MG_FAIL(MG_ERR_DATA, "%s: truncated: header promises %zu bytes of pixel data, more than its %llu "
-                "compressed bytes can hold", path, promised, (unsigned long long)(capacity / 1100));
+    MG_CHECK(check_promise(f, path, 16, promised, "pixel", err));
     MG_CHECK(mg_data_check_memory(path, (double)(d->n + n) * (double)dim * sizeof(float), "the images as floats",
                                   err));
 
@@ -182,16 +196,7 @@ static mg_status idx_read_labels(const char *path, int n_classes, size_t n_image
     if ((size_t)n_labels != n_images)
         MG_FAIL(MG_ERR_DATA, "%s: holds %u labels but %s holds %zu images", path,
                 (unsigned)n_labels, images_path, n_images);
-    uint64_t capacity = 0;
-    int plain = 0;
-    MG_CHECK(mg_data_gz_capacity(f, path, &capacity, &plain, err));
-    uint64_t room = capacity > 8 ? capacity - 8 : 0;
-    if ((uint64_t)n_labels > room && plain)
-        MG_FAIL(MG_ERR_DATA, "%s: truncated: header promises %u bytes of label data, found %llu", path,
-                (unsigned)n_labels, (unsigned long long)room);
-    if ((uint64_t)n_labels > room)
-        MG_FAIL(MG_ERR_DATA, "%s: truncated: header promises %u bytes of label data, more than its %llu "
-                "compressed bytes can hold", path, (unsigned)n_labels, (unsigned long long)(capacity / 1100));
+    MG_CHECK(check_promise(f, path, 8, n_labels, "label", err));
     raw = mg_malloc(n_labels, 1, "IDX labels", err);
     if (!raw)
         MG_CHECK(MG_ERR_NOMEM);
