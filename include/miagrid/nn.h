@@ -441,7 +441,38 @@ typedef struct {
     size_t n_params, n_buffers;
     float *best_params;      /* early stopping: parameters and buffers at hist.best_epoch; */
     float *best_buffers;     /* NULL when patience is 0 (best_buffers also without buffers) */
+    const struct mg_train_plugin *plugin; /* a training regime (a defense), NULL: plain training;
+                                           * set with mg_train_state_set_plugin */
 } mg_train_state;
+
+/* A training regime's hooks into mg_train_run: what the defenses change in
+ * training. Every hook is optional (NULL: plain training's behaviour). The
+ * regime owns `user` and whatever state it keeps there; save and load put
+ * that state in checkpoints, so a resumed run gives the same bits. */
+typedef struct mg_train_plugin {
+    const char *name;        /* recorded in checkpoints; a checkpoint resumes only under the same name */
+    void *user;
+    /* Before epoch `epoch` (0-based): choose the rows of the training data
+     * this epoch uses. rows has room for the n samples and holds 0..n-1 on
+     * entry; write the chosen rows to its front and set *n_rows (1..n). The
+     * epoch's shuffle then permutes them. */
+    mg_status (*epoch_rows)(void *user, int epoch, uint32_t *rows, size_t *n_rows, mg_error *err);
+    /* One minibatch in place of the plain forward and backward: xb (b,
+     * in_dim) and yb (b) are the batch (augmented), rows (b) their rows in
+     * the training data. Leave in the model's gradients (zeroed before the
+     * call) what the optimiser should apply, and set *loss (the batch's mean
+     * training loss) and *n_correct (argmax(logits) == y among the b). */
+    mg_status (*step)(void *user, mg_model *m, const float *xb, const int32_t *yb, const uint32_t *rows, int b,
+                      int epoch, double *loss, int *n_correct, mg_error *err);
+    /* Checkpoints: write the regime's state into group loc / read it back.
+     * load must check everything before changing anything (MG_ERR_STATE). */
+    mg_status (*save)(void *user, hid_t loc, mg_error *err);
+    mg_status (*load)(void *user, hid_t loc, mg_error *err);
+} mg_train_plugin;
+
+/* Train s under plugin p (NULL: plain training), which must outlive the
+ * state's use. Set it before loading a checkpoint or running. */
+void mg_train_state_set_plugin(mg_train_state *s, const mg_train_plugin *p);
 
 /* Check cfg and set up a state that trains model m from scratch: epoch 0, a fresh
  * optimiser (zero state), shuffle = *rng, and the augment and dropout

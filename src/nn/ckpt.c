@@ -11,7 +11,8 @@
  *   rng/shuffle, rng/augment, rng/dropout       uint64[4] xoshiro state
  *   best/params, best/buffers                   float (early stopping only)
  *   history/{loss,train_acc,seconds,lr,dev_acc} double[epochs_done]
- * train_cfg and model_layout are fingerprints checked on load: a checkpoint
+ *   regime/                                     a training regime's own state (mg_train_plugin)
+ * train_cfg (which names the regime, if any) and model_layout are fingerprints checked on load: a checkpoint
  * only resumes the training it was written by.
  */
 #include "miagrid/nn.h"
@@ -99,13 +100,22 @@ static mg_status write_rng(hid_t loc, const char *path, const mg_rng *r, mg_erro
     return mg_h5_write(loc, path, H5T_NATIVE_UINT64, 1, dims, r->s, err);
 }
 
+/* A regime's name joins the fingerprint: its state is part of what resumes. */
+static void describe_regime(const mg_train_state *s, mg_strbuf *b)
+{
+    if (s->plugin)
+        mg_strbuf_printf(b, " regime=%s", s->plugin->name ? s->plugin->name : "unnamed");
+}
+
 mg_status mg_train_state_save(hid_t loc, mg_model *m, const mg_train_state *s, mg_error *err)
 {
     mg_status st = MG_OK;
+    hid_t grp = H5I_INVALID_HID;
     mg_strbuf desc;
     char layout[33];
     mg_strbuf_init(&desc);
     describe_cfg(&s->cfg, &desc);
+    describe_regime(s, &desc);
     if (desc.oom)
         MG_FAIL(MG_ERR_NOMEM, "checkpoint: out of memory");
     model_layout(m, layout);
@@ -146,7 +156,15 @@ mg_status mg_train_state_save(hid_t loc, mg_model *m, const mg_train_state *s, m
         MG_CHECK(write_doubles(loc, "history/lr", s->hist.lr, e, err));
         MG_CHECK(write_doubles(loc, "history/dev_acc", s->hist.dev_acc, e, err));
     }
+    if (s->plugin && s->plugin->save) {
+        grp = H5Gcreate2(loc, "regime", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        if (grp < 0)
+            MG_FAIL(MG_ERR_HDF5, "checkpoint: cannot create group regime");
+        MG_CHECK(s->plugin->save(s->plugin->user, grp, err));
+    }
 cleanup:
+    if (grp >= 0)
+        H5Gclose(grp);
     mg_strbuf_free(&desc);
     return st;
 }
@@ -205,6 +223,7 @@ static void first_difference(const char *a, const char *b, char *ta, char *tb, s
 mg_status mg_train_state_load(hid_t loc, mg_model *m, mg_train_state *s, mg_error *err)
 {
     mg_status st = MG_OK;
+    hid_t grp = H5I_INVALID_HID;
     mg_strbuf desc;
     char *text = NULL, layout[33], *ta = NULL, *tb = NULL;
     float *params = NULL, *masks = NULL, *buffers = NULL, *m1 = NULL, *m2 = NULL, *bp = NULL, *bb = NULL;
@@ -227,6 +246,7 @@ mg_status mg_train_state_load(hid_t loc, mg_model *m, mg_train_state *s, mg_erro
         MG_FAIL(MG_ERR_HDF5, "not a miagrid training checkpoint of this version (format \"%.100s\", expected \"%s\")",
                 text, CKPT_FORMAT);
     describe_cfg(&s->cfg, &desc);
+    describe_regime(s, &desc);
     if (desc.oom)
         MG_FAIL(MG_ERR_NOMEM, "checkpoint: out of memory");
     MG_CHECK(mg_h5_get_attr_str(loc, "train_cfg", text, CFG_DESC_MAX, err));
@@ -262,6 +282,14 @@ mg_status mg_train_state_load(hid_t loc, mg_model *m, mg_train_state *s, mg_erro
     for (int i = 0; i < 5 && epochs_done > 0; i++)
         MG_CHECK(read_exact(loc, hist_paths[i], H5T_NATIVE_DOUBLE, (size_t)epochs_done, (void **)&hist[i], err));
 
+    /* The regime checks its own state before changing it, and nothing after
+     * it can fail. */
+    if (s->plugin && s->plugin->load) {
+        grp = H5Gopen2(loc, "regime", H5P_DEFAULT);
+        if (grp < 0)
+            MG_FAIL(MG_ERR_STATE, "no state of the %s regime in the checkpoint", s->plugin->name);
+        MG_CHECK(s->plugin->load(s->plugin->user, grp, err));
+    }
     /* Everything is read and checked: commit. */
     memcpy(mg_model_params(m), params, s->n_params * sizeof(float));
     memcpy(mg_model_masks(m), masks, s->n_params * sizeof(float));
@@ -286,6 +314,8 @@ mg_status mg_train_state_load(hid_t loc, mg_model *m, mg_train_state *s, mg_erro
     s->epochs_done = (int)epochs_done;
     s->finished = (int)finished;
 cleanup:
+    if (grp >= 0)
+        H5Gclose(grp);
     mg_strbuf_free(&desc);
     free(text), free(ta), free(tb);
     free(params), free(masks), free(buffers), free(m1), free(m2), free(bp), free(bb);

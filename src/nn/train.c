@@ -37,6 +37,11 @@ void mg_train_state_free(mg_train_state *s)
     s->best_params = s->best_buffers = NULL;
 }
 
+void mg_train_state_set_plugin(mg_train_state *s, const mg_train_plugin *p)
+{
+    s->plugin = p;
+}
+
 void mg_train_state_take_history(mg_train_state *s, mg_history *out)
 {
     *out = s->hist;
@@ -122,6 +127,7 @@ mg_status mg_train_run(mg_model *m, const mg_train_data *d, mg_train_state *s, m
     int attached = 0;
     const mg_train_cfg *cfg = &s->cfg;
     const size_t n = d->n;
+    const mg_train_plugin *plug = s->plugin;
 
     if (!s->opt.m1 || s->n_params != mg_model_n_params(m) || s->n_buffers != mg_model_n_buffers(m))
         MG_FAIL(MG_ERR_ARG, "training: the state was set up for another model (%zu parameters and %zu buffers; "
@@ -168,12 +174,23 @@ mg_status mg_train_run(mg_model *m, const mg_train_data *d, mg_train_state *s, m
         s->opt.cfg.lr = lr;
         for (size_t i = 0; i < n; i++)
             perm[i] = (uint32_t)i;
-        mg_rng_shuffle_u32(&s->shuffle, perm, n);
+        size_t n_rows = n;
+        if (plug && plug->epoch_rows) {
+            MG_CHECK(plug->epoch_rows(plug->user, e, perm, &n_rows, err));
+            if (n_rows < 1 || n_rows > n)
+                MG_FAIL(MG_ERR_ARG, "training: the %s regime chose %zu rows for epoch %d (need 1 to %zu)",
+                        plug->name, n_rows, e + 1, n);
+            for (size_t i = 0; i < n_rows; i++)
+                if (perm[i] >= n)
+                    MG_FAIL(MG_ERR_ARG, "training: the %s regime chose row %u of %zu", plug->name,
+                            (unsigned)perm[i], n);
+        }
+        mg_rng_shuffle_u32(&s->shuffle, perm, n_rows);
         double loss_sum = 0.0;
         size_t correct = 0;
         long step = 0;
-        for (size_t start = 0; start < n; start += (size_t)bmax, step++) {
-            int b = (int)(n - start < (size_t)bmax ? n - start : (size_t)bmax);
+        for (size_t start = 0; start < n_rows; start += (size_t)bmax, step++) {
+            int b = (int)(n_rows - start < (size_t)bmax ? n_rows - start : (size_t)bmax);
             for (int j = 0; j < b; j++) {
                 uint32_t r = perm[start + (size_t)j];
                 const float *src = d->x + (size_t)r * dim;
@@ -188,8 +205,12 @@ mg_status mg_train_run(mg_model *m, const mg_train_data *d, mg_train_state *s, m
             double loss = 0.0;
             int nc = 0;
             mg_model_zero_grad(m);
-            MG_CHECK(mg_model_forward(m, xb, b, 1, NULL, err));
-            MG_CHECK(mg_model_backward(m, yb, b, &loss, &nc, err));
+            if (plug && plug->step) {
+                MG_CHECK(plug->step(plug->user, m, xb, yb, perm + start, b, e, &loss, &nc, err));
+            } else {
+                MG_CHECK(mg_model_forward(m, xb, b, 1, NULL, err));
+                MG_CHECK(mg_model_backward(m, yb, b, &loss, &nc, err));
+            }
             if (!isfinite(loss))
                 MG_FAIL(MG_ERR_NUMERIC, "training diverged: loss is %s at epoch %d, step %ld (lr %g)",
                         isnan(loss) ? "nan" : "inf", e + 1, step + 1, lr);
@@ -197,8 +218,8 @@ mg_status mg_train_run(mg_model *m, const mg_train_data *d, mg_train_state *s, m
             loss_sum += loss * b;
             correct += (size_t)nc;
         }
-        h->loss[e] = loss_sum / (double)n;
-        h->train_acc[e] = (double)correct / (double)n;
+        h->loss[e] = loss_sum / (double)n_rows;
+        h->train_acc[e] = (double)correct / (double)n_rows;
         h->lr[e] = lr;
         h->dev_acc[e] = NAN;
         if (d->dev_n) {
