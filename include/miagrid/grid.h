@@ -59,9 +59,33 @@ typedef struct {
     char canon[MG_CANON_MAX];
 } mg_prune_spec;
 
+/* Where a defense applies (mg_defense_spec.phase): the dense training, the
+ * pruned model's fine-tuning, or both. */
+enum { MG_PHASE_DENSE = 1u, MG_PHASE_PRUNE = 2u, MG_PHASE_BOTH = 3u };
+
+/* A defense and its parameters; only those of `name` are set (the rest 0).
+ * The README's defense table gives each one's meaning, default and paper. */
 typedef struct {
-    char name[MG_NAME_MAX];   /* "none" */
-    char canon[MG_CANON_MAX];
+    char name[MG_NAME_MAX];   /* "none", "base", "label-smoothing", "adv-reg", "dp-sgd", "relaxloss",
+                               * "ppb", "rsw", "rmr", "swmr" */
+    unsigned phase;           /* MG_PHASE_* bits; 0 for none */
+    double weight_decay;      /* base: L2 coefficient */
+    int patience;             /* base: early-stopping patience in epochs (needs dev parts) */
+    double smoothing;         /* label-smoothing: epsilon */
+    double gamma;             /* adv-reg: weight of the adversarial term */
+    int k_steps;              /* adv-reg: inference-model steps per classifier step */
+    double attack_lr;         /* adv-reg: the inference model's learning rate */
+    double noise_multiplier;  /* dp-sgd: sigma */
+    double max_grad_norm;     /* dp-sgd: clipping bound C */
+    double delta;             /* dp-sgd: the delta epsilon is reported at */
+    double alpha;             /* relaxloss: target loss */
+    double lambda;            /* ppb: weight of the KL term */
+    char mem_scores[1024];    /* rsw, rmr, swmr: CSV file of index,score memorisation scores */
+    int width, step;          /* rsw, swmr: window width and step per class, in samples */
+    int ascending;            /* rsw, swmr: rank by ascending score (default: descending) */
+    double tau;               /* rmr, swmr: memorisation-score threshold of risky samples */
+    double lambda_r, lambda_g; /* rmr, swmr: L2 weights of risky and other samples */
+    char canon[MG_CANON_MAX]; /* none: {"name":"none"}, as always */
 } mg_defense_spec;
 
 typedef struct {
@@ -154,9 +178,11 @@ typedef struct {
                               * rewind point); attack: 2 (target model, shadow model) */
     size_t inputs[2];        /* node indices */
     /* Indices into the grid's axes, for the fields that apply to this kind;
-     * MG_NO_INDEX for the others. train: dataset, arch, seed. prune: those
-     * and prune, defense. attack: those of its models (prune and defense
-     * MG_NO_INDEX when the models are dense) and attack. */
+     * MG_NO_INDEX for the others. train: dataset, arch, seed, and defense
+     * when the cell's defense acts on dense training (phase dense or both).
+     * prune: those and prune, defense. attack: those of its models (prune
+     * MG_NO_INDEX when the models are dense, defense when they are also
+     * undefended) and attack. */
     size_t dataset, arch, prune, defense, attack, seed;
     double sparsity;         /* prune: the sparsity this node prunes to (a stage's, for chains);
                               * attack on pruned models: the cell's; 0 otherwise */

@@ -87,7 +87,14 @@ static const char *const activations[] = {"relu", "tanh", NULL};
 static const char *const prune_methods[] = {"l1-unstructured", "l1-unstructured-global", "random-unstructured",
                                             "l1-structured", "l2-structured", "slim", "butterfly", NULL};
 static const char *const prune_schedules[] = {"one-shot", "iterative", "imp", NULL};
-static const char *const defense_names[] = {"none", NULL};
+static const char *const defense_names[] = {"none", "base", "label-smoothing", "adv-reg", "dp-sgd", "relaxloss",
+                                            "ppb", "rsw", "rmr", "swmr", NULL};
+static const char *const defense_keys[] = {"name", "phase", "weight_decay", "patience", "smoothing", "gamma", "k",
+                                           "lr", "noise_multiplier", "max_grad_norm", "delta", "alpha", "lambda",
+                                           "mem_scores", "width", "step", "order", "tau", "lambda_r", "lambda_g",
+                                           NULL};
+static const char *const defense_phases[] = {"dense", "prune", "both", NULL};
+static const char *const rsw_orders[] = {"descending", "ascending", NULL};
 
 /* ---- messages ------------------------------------------------------------------- */
 
@@ -1409,6 +1416,189 @@ static mg_status parse_named(const pctx *c, yaml_node_t *n, const char *key, con
     return canon_store(c, &b, n, key, canon_out);
 }
 
+/* A defense's parameters: which defenses take each key, its range and
+ * default. Defaults follow the papers (README, "Defenses"). */
+typedef enum { DP_DOUBLE, DP_INT, DP_PATH, DP_ORDER } dparam_kind;
+typedef struct {
+    const char *key;
+    const char *defenses;    /* space-separated names */
+    dparam_kind kind;
+    double lo, hi;
+    int lo_open, hi_open;
+    double def;              /* DP_PATH: required when def != 0 */
+    const char *expected;
+    size_t off;
+} dparam;
+
+#define DOFF(f) offsetof(mg_defense_spec, f)
+static const dparam dparams[] = {
+    {"weight_decay", "base", DP_DOUBLE, 0, 1, 1, 0, 5e-4, "an L2 coefficient in (0, 1]", DOFF(weight_decay)},
+    {"patience", "base", DP_INT, 1, 100000, 0, 0, 5, "a number of epochs >= 1", DOFF(patience)},
+    {"smoothing", "label-smoothing", DP_DOUBLE, 0, 1, 1, 1, 0.1, "a smoothing epsilon in (0, 1)", DOFF(smoothing)},
+    {"gamma", "adv-reg", DP_DOUBLE, 0, 1e6, 1, 0, 1.0, "a weight > 0", DOFF(gamma)},
+    {"k", "adv-reg", DP_INT, 1, 1000, 0, 0, 1, "a number of inference-model steps from 1 to 1000", DOFF(k_steps)},
+    {"lr", "adv-reg", DP_DOUBLE, 0, 10, 1, 0, 1e-3, "a learning rate in (0, 10]", DOFF(attack_lr)},
+    {"noise_multiplier", "dp-sgd", DP_DOUBLE, 0, 1e6, 0, 0, 1.1, "a noise multiplier >= 0",
+     DOFF(noise_multiplier)},
+    {"max_grad_norm", "dp-sgd", DP_DOUBLE, 0, 1e6, 1, 0, 1.0, "a clipping bound > 0", DOFF(max_grad_norm)},
+    {"delta", "dp-sgd", DP_DOUBLE, 0, 1, 1, 1, 1e-5, "a delta in (0, 1)", DOFF(delta)},
+    {"alpha", "relaxloss", DP_DOUBLE, 0, 1e3, 1, 0, 1.0, "a target loss > 0", DOFF(alpha)},
+    {"lambda", "ppb", DP_DOUBLE, 0, 1e6, 1, 0, 1.0, "a weight > 0", DOFF(lambda)},
+    {"mem_scores", "rsw rmr swmr", DP_PATH, 0, 0, 0, 0, 1, "the path of a CSV file of index,score rows",
+     DOFF(mem_scores)},
+    {"width", "rsw swmr", DP_INT, 1, 100000000, 0, 0, 0, "a window width >= 1 (samples per class)", DOFF(width)},
+    {"step", "rsw swmr", DP_INT, 1, 100000000, 0, 0, 0, "a sliding step >= 1 (samples per class)", DOFF(step)},
+    {"order", "rsw swmr", DP_ORDER, 0, 0, 0, 0, 0, "descending or ascending", DOFF(ascending)},
+    {"tau", "rmr swmr", DP_DOUBLE, -1, 1, 0, 0, 0.6, "a memorisation-score threshold in [-1, 1]", DOFF(tau)},
+    {"lambda_r", "rmr swmr", DP_DOUBLE, 0, 1e3, 0, 0, 0.1, "an L2 weight >= 0", DOFF(lambda_r)},
+    {"lambda_g", "rmr swmr", DP_DOUBLE, 0, 1e3, 0, 0, 5e-4, "an L2 weight >= 0", DOFF(lambda_g)},
+};
+#undef DOFF
+
+static int word_in(const char *word, const char *list)
+{
+    size_t n = strlen(word);
+    for (const char *p = list; *p;) {
+        size_t l = strcspn(p, " ");
+        if (l == n && !strncmp(p, word, n))
+            return 1;
+        p += l + (p[l] == ' ');
+    }
+    return 0;
+}
+
+/* A defense: a name, or {name, phase, its parameters}. The canonical form
+ * lists the name, the phase and every parameter (defaults included), keys
+ * sorted, so two spellings of one defense share nodes; "none" keeps the
+ * form {"name":"none"}. */
+static mg_status parse_defense(const pctx *c, yaml_node_t *n, const char *key, mg_defense_spec *d)
+{
+    char k[KEY_MAX], list[256], expected[400];
+    mg_status st = MG_OK;
+    yaml_node_t *name = n;
+    int is_map = n && n->type == YAML_MAPPING_NODE;
+    join(defense_names, list, sizeof list);
+    snprintf(expected, sizeof expected, "a defense name (one of: %s) or {name, phase, parameters}", list);
+    memset(d, 0, sizeof *d);
+    if (is_map) {
+        MG_CHECK(check_map(c, n, key, expected, defense_keys));
+        name = map_get(c, n, "name");
+        MG_CHECK(require(c, n, name, key, "name", expected));
+        sub_key(k, key, "name");
+    } else {
+        snprintf(k, sizeof k, "%s", key);
+    }
+    MG_CHECK(get_choice(c, name, k, "defense", defense_names, d->name, sizeof d->name));
+    int none = !strcmp(d->name, "none");
+    /* The pruning defenses act on fine-tuning, as their papers apply them;
+     * the others on every training of the model. */
+    int pruning_defense = word_in(d->name, "ppb rsw rmr swmr");
+    d->phase = none ? 0u : pruning_defense ? MG_PHASE_PRUNE : MG_PHASE_BOTH;
+    yaml_node_t *ph = is_map ? sub_value(c, n, key, "phase", k) : NULL;
+    if (ph) {
+        if (none)
+            return perr(c, ph, k, "defense none has no phase");
+        char phase[16];
+        MG_CHECK(get_choice(c, ph, k, "phase", defense_phases, phase, sizeof phase));
+        d->phase = !strcmp(phase, "dense") ? MG_PHASE_DENSE : !strcmp(phase, "prune") ? MG_PHASE_PRUNE
+                                                                                      : MG_PHASE_BOTH;
+    }
+    for (size_t i = 0; i < sizeof dparams / sizeof *dparams; i++) {
+        const dparam *p = &dparams[i];
+        yaml_node_t *v = is_map ? sub_value(c, n, key, p->key, k) : NULL;
+        char *field = (char *)d + p->off;
+        if (!word_in(d->name, p->defenses)) {
+            if (v)
+                return perr(c, v, k, "is not a parameter of defense %s (it belongs to: %s)", d->name,
+                            p->defenses);
+            continue;
+        }
+        long lv = 0;
+        switch (p->kind) {
+        case DP_DOUBLE:
+            *(double *)(void *)field = p->def;
+            if (v)
+                MG_CHECK(get_double(c, v, k, p->lo, p->lo_open, p->hi, p->hi_open, p->expected,
+                                    (double *)(void *)field));
+            break;
+        case DP_INT:
+            *(int *)(void *)field = (int)p->def;
+            if (v) {
+                MG_CHECK(get_long(c, v, k, (long)p->lo, (long)p->hi, p->expected, &lv));
+                *(int *)(void *)field = (int)lv;
+            }
+            if (*(int *)(void *)field == 0) {
+                sub_key(k, key, p->key);
+                return perr(c, n, k, "defense %s needs %s: %s", d->name, p->key, p->expected);
+            }
+            break;
+        case DP_PATH:
+            if (!v) {
+                sub_key(k, key, p->key);
+                return perr(c, n, k, "defense %s needs %s: %s", d->name, p->key, p->expected);
+            }
+            MG_CHECK(get_str(c, v, k, p->expected, field, sizeof d->mem_scores));
+            if (!field[0])
+                return perr(c, v, k, "expected %s, got an empty string", p->expected);
+            break;
+        case DP_ORDER:
+            if (v) {
+                char order[16];
+                MG_CHECK(get_choice(c, v, k, "ranking order", rsw_orders, order, sizeof order));
+                *(int *)(void *)field = !strcmp(order, "ascending");
+            }
+            break;
+        }
+    }
+    mg_strbuf b;
+    mg_strbuf_init(&b);
+    if (none) {
+        canon_name(&b, "name", d->name);
+        return canon_store(c, &b, n, key, d->canon);
+    }
+    /* Keys in sorted order. */
+    static const char *const sorted[] = {"alpha", "delta", "gamma", "k", "lambda", "lambda_g", "lambda_r", "lr",
+                                         "max_grad_norm", "mem_scores", "name", "noise_multiplier", "order",
+                                         "patience", "phase", "smoothing", "step", "tau", "weight_decay", "width",
+                                         NULL};
+    mg_strbuf_append(&b, "{");
+    int first = 1;
+    for (size_t s = 0; sorted[s]; s++) {
+        const char *sk = sorted[s];
+        const dparam *p = NULL;
+        for (size_t i = 0; i < sizeof dparams / sizeof *dparams; i++)
+            if (!strcmp(dparams[i].key, sk))
+                p = &dparams[i];
+        if (p && !word_in(d->name, p->defenses))
+            continue;
+        if (!first)
+            mg_strbuf_append(&b, ",");
+        first = 0;
+        mg_strbuf_json_str(&b, sk);
+        mg_strbuf_append(&b, ":");
+        if (!strcmp(sk, "name")) {
+            mg_strbuf_json_str(&b, d->name);
+        } else if (!strcmp(sk, "phase")) {
+            mg_strbuf_json_str(&b, d->phase == MG_PHASE_DENSE ? "dense" : d->phase == MG_PHASE_PRUNE ? "prune"
+                                                                                                     : "both");
+        } else {
+            const char *field = (const char *)d + p->off;
+            switch (p->kind) {
+            case DP_DOUBLE: mg_strbuf_json_num(&b, *(const double *)(const void *)field); break;
+            case DP_INT: mg_strbuf_printf(&b, "%d", *(const int *)(const void *)field); break;
+            case DP_PATH: mg_strbuf_json_str(&b, field); break;
+            case DP_ORDER:
+                mg_strbuf_json_str(&b, *(const int *)(const void *)field ? "ascending" : "descending");
+                break;
+            }
+        }
+    }
+    mg_strbuf_append(&b, "}");
+    return canon_store(c, &b, n, key, d->canon);
+cleanup:
+    return st;
+}
+
 /* Allocates *items (count elements of `size` bytes) for a list axis. */
 static mg_status axis_alloc(const pctx *c, size_t count, size_t size, const char *what, void **items)
 {
@@ -1497,8 +1687,7 @@ static mg_status parse_axes(const pctx *c, yaml_node_t *root, mg_grid *g)
         g->n_defenses = l.n;
         for (size_t i = 0; i < l.n; i++) {
             item_key(k, "axes.defense", &l, i);
-            MG_CHECK(parse_named(c, list_at(c, &l, i), k, "defense", defense_names, g->defenses[i].name,
-                                 g->defenses[i].canon));
+            MG_CHECK(parse_defense(c, list_at(c, &l, i), k, &g->defenses[i]));
         }
         MG_CHECK(check_unique(c, &l, "axes.defense", "defense", g->defenses[0].canon, sizeof *g->defenses,
                               NULL, NULL));

@@ -128,21 +128,36 @@ cleanup:
     return st;
 }
 
+/* Whether the cell's defense acts on its dense training. */
+static int dense_defended(const mg_grid *g, const size_t idx[MG_AXIS_COUNT])
+{
+    return (g->defenses[idx[MG_AXIS_DEFENSE]].phase & MG_PHASE_DENSE) != 0;
+}
+
+/* An undefended dense model keeps the form it always had; a defended one
+ * names its defense. */
 static void recipe_dense(mg_strbuf *b, const mg_grid *g, const size_t idx[MG_AXIS_COUNT], mg_role r)
 {
-    mg_strbuf_printf(b, "{\"arch\":%s,\"dataset\":%s,\"kind\":\"train\",\"role\":\"%s\",\"seed\":%" PRIu64
-                        ",\"split\":%s,\"train\":%s,\"v\":%d}",
-                     g->archs[idx[MG_AXIS_ARCH]].canon, g->datasets[idx[MG_AXIS_DATASET]].canon, mg_role_str(r),
-                     g->seeds[idx[MG_AXIS_SEED]], g->split.canon, g->train.canon, MG_RECIPE_VERSION);
+    mg_strbuf_printf(b, "{\"arch\":%s,\"dataset\":%s,", g->archs[idx[MG_AXIS_ARCH]].canon,
+                     g->datasets[idx[MG_AXIS_DATASET]].canon);
+    if (dense_defended(g, idx))
+        mg_strbuf_printf(b, "\"defense\":%s,", g->defenses[idx[MG_AXIS_DEFENSE]].canon);
+    mg_strbuf_printf(b, "\"kind\":\"train\",\"role\":\"%s\",\"seed\":%" PRIu64 ",\"split\":%s,\"train\":%s,\"v\":%d}",
+                     mg_role_str(r), g->seeds[idx[MG_AXIS_SEED]], g->split.canon, g->train.canon,
+                     MG_RECIPE_VERSION);
 }
 
 /* The weights of the dense training after `epoch` epochs: imp rewinds to them. */
 static void recipe_rewind(mg_strbuf *b, const mg_grid *g, const size_t idx[MG_AXIS_COUNT], mg_role r, int epoch)
 {
-    mg_strbuf_printf(b, "{\"arch\":%s,\"dataset\":%s,\"kind\":\"train\",\"role\":\"%s\",\"seed\":%" PRIu64
+    mg_strbuf_printf(b, "{\"arch\":%s,\"dataset\":%s,", g->archs[idx[MG_AXIS_ARCH]].canon,
+                     g->datasets[idx[MG_AXIS_DATASET]].canon);
+    if (dense_defended(g, idx))
+        mg_strbuf_printf(b, "\"defense\":%s,", g->defenses[idx[MG_AXIS_DEFENSE]].canon);
+    mg_strbuf_printf(b, "\"kind\":\"train\",\"role\":\"%s\",\"seed\":%" PRIu64
                         ",\"split\":%s,\"stop_epoch\":%d,\"train\":%s,\"v\":%d}",
-                     g->archs[idx[MG_AXIS_ARCH]].canon, g->datasets[idx[MG_AXIS_DATASET]].canon, mg_role_str(r),
-                     g->seeds[idx[MG_AXIS_SEED]], g->split.canon, epoch, g->train.canon, MG_RECIPE_VERSION);
+                     mg_role_str(r), g->seeds[idx[MG_AXIS_SEED]], g->split.canon, epoch, g->train.canon,
+                     MG_RECIPE_VERSION);
 }
 
 /* One pruning stage. One-shot keeps the form it always had (no stage, no
@@ -229,6 +244,8 @@ static mg_status plan_cell(plan_impl *pi, const mg_grid *g, const size_t idx[MG_
         proto.arch = idx[MG_AXIS_ARCH];
         proto.seed = idx[MG_AXIS_SEED];
         proto.prune = proto.defense = proto.attack = MG_NO_INDEX;
+        if (dense_defended(g, idx))
+            proto.defense = idx[MG_AXIS_DEFENSE];
         proto.stop_epoch = -1;
         recipe_dense(&b, g, idx, (mg_role)r);
         MG_CHECK(plan_intern(pi, &b, &proto, &dense, err));
@@ -285,7 +302,7 @@ static mg_status plan_cell(plan_impl *pi, const mg_grid *g, const size_t idx[MG_
         proto.arch = idx[MG_AXIS_ARCH];
         proto.seed = idx[MG_AXIS_SEED];
         proto.prune = pruned ? idx[MG_AXIS_PRUNE] : MG_NO_INDEX;
-        proto.defense = pruned ? idx[MG_AXIS_DEFENSE] : MG_NO_INDEX;
+        proto.defense = pruned || dense_defended(g, idx) ? idx[MG_AXIS_DEFENSE] : MG_NO_INDEX;
         proto.attack = a;
         proto.sparsity = sparsity;
         recipe_attack(&b, &g->attacks[a], model_key[MG_ROLE_TARGET], model_key[MG_ROLE_SHADOW]);

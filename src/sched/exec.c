@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "miagrid/attack.h"
+#include "miagrid/defense.h"
 #include "miagrid/nn.h"
 #include "miagrid/prune.h"
 
@@ -344,6 +345,21 @@ cleanup:
     return st;
 }
 
+/* The training's wall time (the epochs', summed over resumed runs): the
+ * time-cost column of the defense comparisons. */
+static mg_status write_train_seconds(hid_t f, const mg_history *h, mg_error *err)
+{
+    double t = 0.0;
+    for (int e = 0; e < h->n_epochs; e++)
+        t += h->seconds[e];
+    hid_t grp = H5Gopen2(f, "metrics", H5P_DEFAULT);
+    if (grp < 0)
+        return mg_error_set(err, MG_ERR_HDF5, "cannot open group /metrics");
+    mg_status st = mg_h5_attr_f64(grp, "train_seconds", t, err);
+    H5Gclose(grp);
+    return st;
+}
+
 /* Where a node's training state lives between runs. Not a ".tmp." name: the
  * store removes those at start-up, and this file must survive a stop. */
 static void checkpoint_path(const mg_exec_ctx *ctx, const mg_node *node, char *buf, size_t n)
@@ -386,7 +402,8 @@ static mg_status epoch_hook(void *user, mg_model *m, const mg_train_state *s, in
 /* Train from the node's checkpoint if a stopped run left one, else from the
  * start; the result is bit-identical either way. */
 static mg_status train_resumable(mg_exec_ctx *ctx, const mg_node *node, mg_model *m, const mg_train_cfg *tc,
-                                 const role_data *rd, mg_history *hist, mg_error *err)
+                                 const mg_train_plugin *plugin, const role_data *rd, mg_history *hist,
+                                 mg_error *err)
 {
     mg_status st = MG_OK;
     mg_train_state ts;
@@ -399,6 +416,7 @@ static mg_status train_resumable(mg_exec_ctx *ctx, const mg_node *node, mg_model
     mg_rng_seed(&rng, seed, node->key, "shuffle");
     MG_CHECK(mg_train_state_init(&ts, m, tc, &rng, err));
     state_ready = 1;
+    mg_train_state_set_plugin(&ts, plugin);
     mg_rng_seed(&ts.augment, seed, node->key, "augment");
     mg_rng_seed(&ts.dropout, seed, node->key, "dropout");
     if (access(path, R_OK) == 0) {
@@ -540,6 +558,8 @@ static mg_status exec_model(mg_exec_ctx *ctx, const mg_node *node, mg_node_write
     mg_rng rng;
     hid_t in = H5I_INVALID_HID;
     uint64_t seed = g->seeds[node->seed];
+    mg_regime *regime = NULL;
+    double *rdp_in = NULL;
     memset(&hist, 0, sizeof hist);
     memset(&rd, 0, sizeof rd);
 
@@ -559,7 +579,17 @@ static mg_status exec_model(mg_exec_ctx *ctx, const mg_node *node, mg_node_write
         /* imp retrains from the rewound weights; the others fine-tune. */
         train_cfg_from(node->n_inputs == 2 ? &g->train : &g->finetune, &tc);
     }
-    MG_CHECK(train_resumable(ctx, node, m, &tc, &rd, &hist, err));
+    /* The defense acts on this training when its phase covers the node's kind. */
+    const mg_defense_spec *ds = node->defense != MG_NO_INDEX ? &g->defenses[node->defense] : NULL;
+    unsigned phase = node->kind == MG_NODE_TRAIN ? MG_PHASE_DENSE : MG_PHASE_PRUNE;
+    if (ds && (ds->phase & phase)) {
+        mg_regime_data rdat = {
+            .y = rd.y[0], .sample_index = rd.idx[0], .n = rd.n[0], .x = rd.x[0],
+            .ref_x = rd.x[2], .ref_y = rd.y[2], .ref_n = rd.n[2], .in_dim = (size_t)mg_model_in_dim(m),
+        };
+        MG_CHECK(mg_regime_create(ds, m, &tc, &rdat, seed, node->key, &regime, err));
+    }
+    MG_CHECK(train_resumable(ctx, node, m, &tc, mg_regime_plugin(regime), &rd, &hist, err));
 
     hid_t f = mg_node_writer_file(w);
     MG_CHECK(mg_h5_attr_str(f, "role", mg_role_str(node->role), err));
@@ -570,9 +600,30 @@ static mg_status exec_model(mg_exec_ctx *ctx, const mg_node *node, mg_node_write
     if (hist.best_epoch > 0)
         MG_CHECK(mg_h5_attr_i64(f, "best_epoch", hist.best_epoch, err));
     MG_CHECK(write_outputs(f, m, &rd, err));
+    MG_CHECK(write_train_seconds(f, &hist, err));
     if (node->kind == MG_NODE_PRUNE)
         MG_CHECK(write_prune_stats(f, m, err));
+    if (regime) {
+        /* DP-SGD composes with the input model's training, when that was private too. */
+        int in_private = 1;
+        if (node->kind == MG_NODE_PRUNE) {
+            const mg_node *src = &ctx->plan->nodes[node->inputs[0]];
+            MG_CHECK(mg_store_node_open(ctx->store, src->key, &in, err));
+            in_private = H5Lexists(in, "defense", H5P_DEFAULT) > 0 && H5Lexists(in, "defense/rdp", H5P_DEFAULT) > 0;
+            if (in_private) {
+                hsize_t d[4];
+                int nd = 0;
+                MG_CHECK(mg_h5_read(in, "defense/rdp", H5T_NATIVE_DOUBLE, (void **)&rdp_in, d, &nd, err));
+                if (nd != 1 || d[0] != MG_RDP_N_ORDERS)
+                    MG_FAIL(MG_ERR_STATE, "node %s: defense/rdp has %llu values, expected %d", src->key,
+                            (unsigned long long)d[0], MG_RDP_N_ORDERS);
+            }
+        }
+        MG_CHECK(mg_regime_write(regime, f, hist.n_epochs, rdp_in, in_private, err));
+    }
 cleanup:
+    free(rdp_in);
+    mg_regime_destroy(&regime);
     if (in >= 0)
         H5Fclose(in);
     mg_history_free(&hist);

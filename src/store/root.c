@@ -15,7 +15,7 @@
  * turns into a DataFrame in one call. */
 #define W_LABEL 64
 #define W_KEY 33
-#define W_AXES 512
+#define W_AXES 2048
 
 typedef struct {
     uint32_t cell_id;

@@ -6,6 +6,7 @@ usage: test_e2e.py CASE --miagrid BIN --mpiexec MPIEXEC --tmp DIR
 Each CASE is one CTest test; the script exits non-zero on the first failure.
 """
 import argparse
+import json
 import os
 import re
 import shutil
@@ -65,11 +66,15 @@ def write_grid(path, text):
     return path
 
 
-def metrics(store):
+def metrics(store, timings=False):
+    """The tidy metrics table; without `timings`, less the wall times
+    (*_seconds), the only metrics that differ from run to run."""
     with h5py.File(os.path.join(store, "results.h5"), "r") as f:
         df = pd.DataFrame(f["metrics"][()])
     for c in ("model", "attack", "metric", "node"):
         df[c] = df[c].str.decode("utf-8")
+    if not timings:
+        df = df[~df.metric.str.endswith("_seconds")]
     return df.sort_values(["cell_id", "model", "attack", "metric"]).reset_index(drop=True)
 
 
@@ -467,7 +472,67 @@ def case_attacks(r):
         check(node["per_class/metrics"].shape == (10, 4), "per-class metrics are stored for each of 10 classes")
 
 
+def case_defenses(r):
+    """Every defense runs through the grid, on 1 and 3 ranks with the same
+    bits; the phase decides which models are defended; DP-SGD reports its
+    epsilon, composed over dense training and fine-tuning; every model
+    reports its training and defense time."""
+    s = r.fresh("defenses")
+    rng = np.random.default_rng(0)
+    mem = os.path.join(s, "mem.csv")
+    with open(mem, "w") as f:
+        f.write("index,score\n")
+        for i, v in enumerate(rng.uniform(-0.2, 1.0, 70000)):
+            f.write(f"{i},{v:.4f}\n")
+    defenses = ("[none, base, label-smoothing, {name: adv-reg, k: 2}, {name: dp-sgd, noise_multiplier: 1.0}, "
+                "relaxloss, ppb, {name: rsw, mem_scores: %s, width: 12, step: 4}, "
+                "{name: rmr, mem_scores: %s, tau: 0.5}, {name: swmr, mem_scores: %s, width: 12, step: 4}, "
+                "{name: ppb, lambda: 2.0, phase: both}]" % (mem, mem, mem))
+    g = write_grid(os.path.join(s, "def.yaml"), open(TINY).read()
+                   .replace("arch: [lenet5, {name: mlp, hidden: [32], activation: tanh}]", "arch: [{name: mlp, hidden: [32]}]")
+                   .replace("shadow_test: 200}", "shadow_test: 200, target_dev: 100, shadow_dev: 100}")
+                   .replace("finetune: {epochs: 1, lr: 0.01}", "finetune: {epochs: 3, lr: 0.01}")
+                   .replace("defense: [none]", "defense: " + defenses))
+    r.run(g, s, ranks=3)
+    check_store(s, 22)
+    s1 = r.fresh("defenses-1")
+    r.run(g, s1, ranks=1)
+    a, b = metrics(s), metrics(s1)
+    check(len(a) == len(b) and np.array_equal(a["value"].to_numpy(), b["value"].to_numpy()),
+          "defended grids give the same bits on 1 and 3 ranks")
+    t = metrics(s, timings=True)
+    for name in ("train_seconds", "defense_seconds"):
+        v = t[(t.metric == name) & (t.attack == "")].value
+        check(len(v) > 0 and (v >= 0).all(), f"{name} is recorded for the models")
+    with h5py.File(os.path.join(s, "results.h5"), "r") as f:
+        cells = pd.DataFrame(f["cells"][()])
+        cells["defense"] = cells["defense"].str.decode("utf-8")
+        dense = {}
+        for _, c in cells[cells.sparsity == 0].iterrows():
+            d = json.loads(c["axes"].decode())["defense"]
+            dense[d["name"] if d.get("phase") != "both" or d["name"] != "ppb" else "ppb-both"] = c.target_model.decode()
+        check(dense["ppb"] == dense["none"] == dense["rsw"],
+              "defenses of the pruning phase leave the dense model undefended and shared")
+        check(len({dense[d] for d in ("base", "label-smoothing", "adv-reg", "dp-sgd", "relaxloss", "none")}) == 6,
+              "defenses of both phases train their own dense models")
+        check(dense["ppb-both"] not in (dense["none"], dense["ppb"]), "ppb on both phases trains its own dense model")
+        dp = cells[cells.defense == "dp-sgd"]
+        eps = {}
+        for _, c in dp.iterrows():
+            node = f["nodes/" + c.target_model.decode()]
+            e = node["metrics"].attrs["epsilon"]
+            check(np.isfinite(e) and e > 0 and node["defense/rdp"].shape == (151,), "DP-SGD reports a finite epsilon")
+            eps[c.sparsity] = e
+        check(eps[0.5] > eps[0.0], "fine-tuning adds to the dense training's privacy cost")
+        base = f["nodes/" + dense["base"]]
+        check(np.isfinite(base["history/dev_acc"][()]).all(), "base stops early on the dev part")
+        for _, c in cells[(cells.sparsity > 0) & cells.defense.isin(["rsw", "swmr"])].iterrows():
+            node = f["nodes/" + c.target_model.decode()]
+            check(len(node["history/loss"][()]) == 3, f"{c.defense}: fine-tuning runs its epochs on windows")
+
+
 CASES = {
+    "defenses": case_defenses,
     "attacks": case_attacks,
     "prune_schedules": case_prune_schedules,
     "cifar_archs": case_cifar_archs,

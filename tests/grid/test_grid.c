@@ -328,8 +328,8 @@ static void test_errors(void)
     EXPECT_ERROR("name: t\nattacks: [loss, lisa]\naxes: {arch: lenet5}\n",
                  "t.yaml:2:17: attacks[1]: unknown attack \"lisa\"; expected one of: loss, conf, entropy, mentropy, "
                  "hconf, nn, top3-nn, nn-cls, gap");
-    EXPECT_ERROR("name: t\naxes:\n  arch: lenet5\n  defense: [ppb]\n",
-                 "axes.defense[0]: unknown defense \"ppb\"; expected one of: none");
+    EXPECT_ERROR("name: t\naxes:\n  arch: lenet5\n  defense: [mixup]\n",
+                 "axes.defense[0]: unknown defense \"mixup\"; expected one of: none, base, label-smoothing");
     EXPECT_ERROR("name: t\naxes:\n  arch: lenet5\n  dataset: cifar11\n",
                  "t.yaml:4:12: axes.dataset: unknown dataset \"cifar11\"; expected one of: fashion-mnist");
     EXPECT_ERROR("name: t\naxes:\n  arch: {name: lenet5, hidden: [3]}\n", "axes.arch: unknown key \"hidden\"");
