@@ -264,31 +264,61 @@ typedef struct {
     long positions;
     /* The prunable tensor whose output channels are this layer's input
      * channels through channel-wise operations only (batch norm, activation,
-     * pooling, flatten), or -1 (the model's input, or an addition or
-     * concatenation in between). */
+     * dropout, pooling including global average pooling, flatten), or -1
+     * (the model's input, or an addition or concatenation in between). It
+     * comes before the layer in the tensor table. */
     long producer;
 } mg_prune_geom;
 
+/* Geometry of any model mg_model_create builds, read off its graph; geom
+ * holds mg_model_n_tensors entries, those of tensors that are not prunable
+ * {0, -1}.
+ *   positions: a convolution's OH*OW; a linear layer's rows per sample (1 on
+ *              a feature vector); L for both projections of self-attention
+ *              (whose attention products are not counted).
+ *   producer:  followed back from the layer's input through batch norm,
+ *              activations, dropout, max and average pooling, global average
+ *              pooling and flatten to the convolution or linear layer that
+ *              made those channels. A convolution takes it only when the
+ *              channels are still a map's channels, a linear layer only when
+ *              they lie on its input's last axis (a flattened or globally
+ *              pooled map, whose channels take consecutive runs of H*W
+ *              features or one feature each, or another linear layer's
+ *              outputs). -1 at the input, after an addition (a residual sum:
+ *              a channel is dead only if every summand's is), a
+ *              concatenation, a layer norm or an attention layer, and for
+ *              an attention out-projection.
+ * For a chain of linear layers this is mg_prune_geom_chain's. MG_ERR_NOMEM,
+ * or MG_ERR_INTERNAL if a layer's weight is missing from the table. */
+mg_status mg_prune_geom_model(const mg_model *m, mg_prune_geom *geom, mg_error *err);
+
 /* Geometry of a model whose prunable tensors are linear layers in a chain
  * (the MLPs): positions 1, producer the previous one. MG_ERR_ARG naming the
- * first tensor that is not such a layer. geom holds mg_model_n_tensors entries. */
+ * first tensor that is not such a layer. geom holds mg_model_n_tensors
+ * entries. It needs only the tensor table; mg_prune_geom_model covers every
+ * architecture. */
 mg_status mg_prune_geom_chain(const mg_model *m, mg_prune_geom *geom, mg_error *err);
 
 /* Per prunable tensor and in total. "kept" counts mask 1, "nonzero" values
  * != 0 (a masked entry is 0, so nonzero <= kept).
  *
  * MACs (with a geometry): a dense layer costs positions * count. Pruned, it
- * costs positions * (weights with mask 1 whose row is alive and whose input
- * channel is alive), where a row (filter, neuron) is alive when any of its
- * weights has mask 1, and an input channel is dead when the producer's row for
- * it is dead (grouped convolutions map channels by group; a linear layer
- * after a flattened convolution maps inputs/channels consecutive inputs to a
- * channel). So removing a filter removes its own MACs and the next layer's
- * MACs on that channel, as if the network were physically slimmed (a pruned
- * channel's constant bias or batch-norm shift is taken as folded away), and
- * unstructured sparsity counts as ideal sparse kernels would. Only
- * convolutions and linear layers are counted: not batch norm, activations,
- * pooling, biases or additions. FLOPs are 2 * MACs if one counts both. */
+ * costs positions * (weights with mask 1 whose input channel is alive), where
+ * an input channel is dead when the producer's row (filter, neuron) for it is
+ * dead, and a row is alive when one of its weights with mask 1 reads an alive
+ * input channel (any weight with mask 1 when the layer has no producer).
+ * Grouped convolutions map channels by group (a depthwise filter reads its
+ * own channel only, so a dead channel kills the depthwise filter after it
+ * and that one's channel in the layer after); a linear layer after a
+ * flattened convolution maps inputs/channels consecutive inputs to a channel
+ * (one after global average pooling). So removing a filter removes its own
+ * MACs and the next layer's MACs on that channel, as if the network were
+ * physically slimmed (a dead channel's constant bias or batch-norm shift is
+ * taken as folded away), except across an addition or concatenation
+ * (producer -1), and unstructured sparsity counts as ideal sparse kernels
+ * would. Only convolutions and linear layers are counted: not batch norm,
+ * activations, pooling, biases, additions or attention products. FLOPs are
+ * 2 * MACs if one counts both. */
 typedef struct {
     size_t n;                 /* prunable tensors */
     size_t *tensor;           /* (n) index into the tensor table */
@@ -308,9 +338,10 @@ typedef struct {
 } mg_prune_stats_t;
 
 /* Fill *out for m (zeroed first; free with mg_prune_stats_free even on
- * failure). geom (mg_model_n_tensors entries) may be NULL: then has_macs is 0.
- * A geometry whose producer is not a prunable tensor, or whose producer's rows
- * do not divide this layer's input channels: MG_ERR_ARG. */
+ * failure). geom (mg_model_n_tensors entries, e.g. from mg_prune_geom_model)
+ * may be NULL: then has_macs is 0. A geometry whose producer is not an
+ * earlier prunable tensor, or whose producer's rows do not divide this
+ * layer's input channels: MG_ERR_ARG. */
 mg_status mg_prune_stats(const mg_model *m, const mg_prune_geom *geom, mg_prune_stats_t *out, mg_error *err);
 void mg_prune_stats_free(mg_prune_stats_t *s);
 

@@ -1,9 +1,11 @@
 /*
  * nn_internal.h: the model graph shared by the engine (model.c), the
- * architecture builders (arch.c) and the tests. A model is a list of
- * operations in execution order over "values" (per-sample tensors): value 0
- * is the input and each operation produces one new value from one or more
- * earlier ones, so residual adds and concatenations are ordinary operations.
+ * architecture builders (arch.c), the layer geometry of the pruning
+ * statistics (prune/geom.c, which only reads it) and the tests. A model is a
+ * list of operations in execution order over "values" (per-sample tensors):
+ * value 0 is the input and each operation produces one new value from one or
+ * more earlier ones, so residual adds and concatenations are ordinary
+ * operations.
  * Parameters, gradients and masks are single blocks sliced by the tensor
  * table; batch-norm running statistics live in a separate buffer block.
  */

@@ -483,7 +483,8 @@ cleanup:
 }
 
 /* Per-layer and total non-zeros, the compression ratio (Wang et al., Table 4)
- * and, where the layer geometry is known, the multiply-accumulates saved. */
+ * and the multiply-accumulates saved, with the layer geometry read off the
+ * model's graph. */
 static mg_status write_prune_stats(hid_t f, const mg_model *m, mg_error *err)
 {
     mg_status st = MG_OK;
@@ -495,10 +496,7 @@ static mg_status write_prune_stats(hid_t f, const mg_model *m, mg_error *err)
     geom = mg_calloc(mg_model_n_tensors(m), sizeof *geom, "layer geometry", err);
     if (!geom)
         MG_FAIL(MG_ERR_NOMEM, "out of memory for pruning statistics");
-    if (mg_prune_geom_chain(m, geom, NULL) != MG_OK) {
-        free(geom);
-        geom = NULL; /* not a chain of linear layers: no MAC count */
-    }
+    MG_CHECK(mg_prune_geom_model(m, geom, err));
     MG_CHECK(mg_prune_stats(m, geom, &ps, err));
     grp = H5Gopen2(f, "metrics", H5P_DEFAULT);
     if (grp < 0)

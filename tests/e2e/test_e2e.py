@@ -419,7 +419,12 @@ attacks: [loss, conf]
         check(len(h["lr"][()]) == 2 and h["lr"][1] < h["lr"][0], "the cosine schedule lowered the learning rate")
         check(np.all(np.isfinite(h["dev_acc"][()])), "the dev set was evaluated every epoch")
         pruned = cells[(cells.arch == b"vgg16_bn") & (cells.sparsity == 0.5)].target_model.iloc[0].decode()
-        check(abs(f["nodes/" + pruned]["metrics"].attrs["sparsity"] - 0.5) < 0.01, "vgg16_bn was pruned to 50 %")
+        pn = f["nodes/" + pruned]
+        check(abs(pn["metrics"].attrs["sparsity"] - 0.5) < 0.01, "vgg16_bn was pruned to 50 %")
+        # 313,201,664 MACs per sample: the sum over layers of C_out * C_in * 9 * OH * OW, plus 512 * 10.
+        check(int(pn["prune_stats/macs_dense"][()].sum()) == 313201664
+              and abs(pn["metrics"].attrs["macs_saved"] - 0.5) < 0.01,
+              "vgg16_bn's multiply-accumulates are stored: 313.2 M per sample dense, half of them saved")
 
 
 def case_prune_schedules(r):
