@@ -213,6 +213,8 @@ typedef struct {
     const int32_t *ref_y;
     size_t ref_n;
     size_t in_dim;
+    const double *mem;             /* (n) memorisation scores of the members for rsw, rmr and swmr, or NULL:
+                                    * read them from the defense's mem_scores file */
 } mg_regime_data;
 
 typedef struct mg_regime mg_regime;

@@ -59,6 +59,9 @@ typedef struct {
     char canon[MG_CANON_MAX];
 } mg_prune_spec;
 
+/* Most subset models a memorisation-score estimate may take. */
+#define MG_MAX_SUBSETS 256
+
 /* Where a defense applies (mg_defense_spec.phase): the dense training, the
  * pruned model's fine-tuning, or both. */
 enum { MG_PHASE_DENSE = 1u, MG_PHASE_PRUNE = 2u, MG_PHASE_BOTH = 3u };
@@ -80,7 +83,9 @@ typedef struct {
     double delta;             /* dp-sgd: the delta epsilon is reported at */
     double alpha;             /* relaxloss: target loss */
     double lambda;            /* ppb: weight of the KL term */
-    char mem_scores[1024];    /* rsw, rmr, swmr: CSV file of index,score memorisation scores */
+    char mem_scores[1024];    /* rsw, rmr, swmr: CSV file of index,score memorisation scores, or "" */
+    int subsets;              /* rsw, rmr, swmr: else the scores come from this many subset models */
+    double subset_fraction;   /* ... each trained on this fraction of the members */
     int width, step;          /* rsw, swmr: window width and step per class, in samples */
     int ascending;            /* rsw, swmr: rank by ascending score (default: descending) */
     double tau;               /* rmr, swmr: memorisation-score threshold of risky samples */
@@ -191,7 +196,23 @@ typedef struct {
                               * dense training (imp's rewind point; 0: the initial weights);
                               * -1 trains all epochs */
     size_t n_uses;           /* how many references from cells and nodes resolve to this node */
+    int subset;              /* train: >= 1 makes this subset model number `subset` of a memorisation-score
+                              * estimate (trained undefended on a random part of the role's members, the
+                              * part's size from the defense at `defense`); 0 otherwise */
+    size_t extra_first;      /* further inputs: nodes extra_first .. extra_first + n_extra - 1, the */
+    size_t n_extra;          /* subset models whose scores a WeMem defense uses (n_extra 0: none) */
 } mg_node;
+
+/* All of a node's inputs, the two kinds together: the first n_inputs are
+ * inputs[], then the extra range. */
+static inline size_t mg_node_n_deps(const mg_node *n)
+{
+    return n->n_inputs + n->n_extra;
+}
+static inline size_t mg_node_dep(const mg_node *n, size_t k)
+{
+    return k < n->n_inputs ? n->inputs[k] : n->extra_first + (k - n->n_inputs);
+}
 
 typedef struct {
     size_t id;

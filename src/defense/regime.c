@@ -354,7 +354,12 @@ mg_status mg_regime_create(const mg_defense_spec *d, mg_model *m, mg_train_cfg *
         r->mem = mg_malloc(data->n, sizeof(double), "memorisation scores", err);
         if (!r->mem)
             MG_CHECK(MG_ERR_NOMEM);
-        MG_CHECK(mg_memscore_read_csv(d->mem_scores, data->sample_index, data->n, r->mem, err));
+        if (data->mem)
+            memcpy(r->mem, data->mem, data->n * sizeof *r->mem);
+        else if (d->mem_scores[0])
+            MG_CHECK(mg_memscore_read_csv(d->mem_scores, data->sample_index, data->n, r->mem, err));
+        else
+            MG_FAIL(MG_ERR_ARG, "defense %s: no memorisation scores given", d->name);
         if (!is(r, "rmr")) {
             r->ranked = mg_malloc(data->n, sizeof(uint32_t), "ranking", err);
             r->class_start = mg_malloc((size_t)r->K + 1, sizeof(size_t), "ranking", err);

@@ -91,8 +91,8 @@ static const char *const defense_names[] = {"none", "base", "label-smoothing", "
                                             "ppb", "rsw", "rmr", "swmr", NULL};
 static const char *const defense_keys[] = {"name", "phase", "weight_decay", "patience", "smoothing", "gamma", "k",
                                            "lr", "noise_multiplier", "max_grad_norm", "delta", "alpha", "lambda",
-                                           "mem_scores", "width", "step", "order", "tau", "lambda_r", "lambda_g",
-                                           NULL};
+                                           "mem_scores", "subsets", "subset_fraction", "width", "step", "order",
+                                           "tau", "lambda_r", "lambda_g", NULL};
 static const char *const defense_phases[] = {"dense", "prune", "both", NULL};
 static const char *const rsw_orders[] = {"descending", "ascending", NULL};
 
@@ -1430,6 +1430,7 @@ typedef struct {
     size_t off;
 } dparam;
 
+_Static_assert(MG_MAX_SUBSETS == 256, "the subsets message states the limit");
 #define DOFF(f) offsetof(mg_defense_spec, f)
 static const dparam dparams[] = {
     {"weight_decay", "base", DP_DOUBLE, 0, 1, 1, 0, 5e-4, "an L2 coefficient in (0, 1]", DOFF(weight_decay)},
@@ -1444,8 +1445,12 @@ static const dparam dparams[] = {
     {"delta", "dp-sgd", DP_DOUBLE, 0, 1, 1, 1, 1e-5, "a delta in (0, 1)", DOFF(delta)},
     {"alpha", "relaxloss", DP_DOUBLE, 0, 1e3, 1, 0, 1.0, "a target loss > 0", DOFF(alpha)},
     {"lambda", "ppb", DP_DOUBLE, 0, 1e6, 1, 0, 1.0, "a weight > 0", DOFF(lambda)},
-    {"mem_scores", "rsw rmr swmr", DP_PATH, 0, 0, 0, 0, 1, "the path of a CSV file of index,score rows",
+    {"mem_scores", "rsw rmr swmr", DP_PATH, 0, 0, 0, 0, 0, "the path of a CSV file of index,score rows",
      DOFF(mem_scores)},
+    {"subsets", "rsw rmr swmr", DP_INT, 2, MG_MAX_SUBSETS, 0, 0, -1,
+     "a number of subset models from 2 to 256", DOFF(subsets)},
+    {"subset_fraction", "rsw rmr swmr", DP_DOUBLE, 0, 1, 1, 1, 0.7, "a fraction in (0, 1) of the members",
+     DOFF(subset_fraction)},
     {"width", "rsw swmr", DP_INT, 1, 100000000, 0, 0, 0, "a window width >= 1 (samples per class)", DOFF(width)},
     {"step", "rsw swmr", DP_INT, 1, 100000000, 0, 0, 0, "a sliding step >= 1 (samples per class)", DOFF(step)},
     {"order", "rsw swmr", DP_ORDER, 0, 0, 0, 0, 0, "descending or ascending", DOFF(ascending)},
@@ -1522,21 +1527,19 @@ static mg_status parse_defense(const pctx *c, yaml_node_t *n, const char *key, m
                                     (double *)(void *)field));
             break;
         case DP_INT:
-            *(int *)(void *)field = (int)p->def;
+            *(int *)(void *)field = p->def < 0 ? 0 : (int)p->def;
             if (v) {
                 MG_CHECK(get_long(c, v, k, (long)p->lo, (long)p->hi, p->expected, &lv));
                 *(int *)(void *)field = (int)lv;
             }
-            if (*(int *)(void *)field == 0) {
+            if (*(int *)(void *)field == 0 && p->def >= 0) {
                 sub_key(k, key, p->key);
                 return perr(c, n, k, "defense %s needs %s: %s", d->name, p->key, p->expected);
             }
             break;
         case DP_PATH:
-            if (!v) {
-                sub_key(k, key, p->key);
-                return perr(c, n, k, "defense %s needs %s: %s", d->name, p->key, p->expected);
-            }
+            if (!v)
+                break;
             MG_CHECK(get_str(c, v, k, p->expected, field, sizeof d->mem_scores));
             if (!field[0])
                 return perr(c, v, k, "expected %s, got an empty string", p->expected);
@@ -1550,6 +1553,24 @@ static mg_status parse_defense(const pctx *c, yaml_node_t *n, const char *key, m
             break;
         }
     }
+    /* WeMem's scores come from a file or from subset models trained by the grid. */
+    if (word_in(d->name, "rsw rmr swmr")) {
+        yaml_node_t *f = is_map ? map_get(c, n, "mem_scores") : NULL;
+        yaml_node_t *sm = is_map ? map_get(c, n, "subsets") : NULL;
+        sub_key(k, key, "mem_scores");
+        if (!f && !sm)
+            return perr(c, n, key, "defense %s needs memorisation scores: mem_scores (a CSV file of index,score "
+                        "rows) or subsets (how many subset models the grid trains to estimate them)", d->name);
+        if (f && sm)
+            return perr(c, sm, k, "give mem_scores or subsets, not both");
+        yaml_node_t *fr = map_get(c, n, "subset_fraction");
+        if (fr && !sm) {
+            sub_key(k, key, "subset_fraction");
+            return perr(c, fr, k, "only applies with subsets");
+        }
+        if (!sm)
+            d->subset_fraction = 0.0;
+    }
     mg_strbuf b;
     mg_strbuf_init(&b);
     if (none) {
@@ -1559,8 +1580,8 @@ static mg_status parse_defense(const pctx *c, yaml_node_t *n, const char *key, m
     /* Keys in sorted order. */
     static const char *const sorted[] = {"alpha", "delta", "gamma", "k", "lambda", "lambda_g", "lambda_r", "lr",
                                          "max_grad_norm", "mem_scores", "name", "noise_multiplier", "order",
-                                         "patience", "phase", "smoothing", "step", "tau", "weight_decay", "width",
-                                         NULL};
+                                         "patience", "phase", "smoothing", "step", "subset_fraction", "subsets",
+                                         "tau", "weight_decay", "width", NULL};
     mg_strbuf_append(&b, "{");
     int first = 1;
     for (size_t s = 0; sorted[s]; s++) {
@@ -1571,6 +1592,9 @@ static mg_status parse_defense(const pctx *c, yaml_node_t *n, const char *key, m
                 p = &dparams[i];
         if (p && !word_in(d->name, p->defenses))
             continue;
+        if (p && ((p->kind == DP_PATH && !d->mem_scores[0]) || (!strcmp(sk, "subsets") && !d->subsets) ||
+                  (!strcmp(sk, "subset_fraction") && !d->subsets)))
+            continue; /* the score source not taken */
         if (!first)
             mg_strbuf_append(&b, ",");
         first = 0;

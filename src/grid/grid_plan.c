@@ -147,6 +147,40 @@ static void recipe_dense(mg_strbuf *b, const mg_grid *g, const size_t idx[MG_AXI
                      MG_RECIPE_VERSION);
 }
 
+/* Whether the cell's defense estimates memorisation scores with subset models. */
+static int uses_subsets(const mg_grid *g, const size_t idx[MG_AXIS_COUNT])
+{
+    return g->defenses[idx[MG_AXIS_DEFENSE]].subsets > 0;
+}
+
+/* Subset model `index` of `count`: the dense training's recipe on a part of
+ * the members, without the defense it serves (the scores measure plain
+ * training's memorisation). */
+static void recipe_subset(mg_strbuf *b, const mg_grid *g, const size_t idx[MG_AXIS_COUNT], mg_role r, int index)
+{
+    const mg_defense_spec *d = &g->defenses[idx[MG_AXIS_DEFENSE]];
+    mg_strbuf_printf(b, "{\"arch\":%s,\"dataset\":%s,\"kind\":\"train\",\"role\":\"%s\",\"seed\":%" PRIu64
+                        ",\"split\":%s,\"subset\":{\"count\":%d,\"fraction\":",
+                     g->archs[idx[MG_AXIS_ARCH]].canon, g->datasets[idx[MG_AXIS_DATASET]].canon, mg_role_str(r),
+                     g->seeds[idx[MG_AXIS_SEED]], g->split.canon, d->subsets);
+    mg_strbuf_json_num(b, d->subset_fraction);
+    mg_strbuf_printf(b, ",\"index\":%d},\"train\":%s,\"v\":%d}", index, g->train.canon, MG_RECIPE_VERSION);
+}
+
+/* A recipe that reads subset models names them: replaces its closing brace
+ * with ,"memscore":[keys]}. */
+static void recipe_add_subsets(mg_strbuf *b, const plan_impl *pi, const mg_node *proto)
+{
+    if (!proto->n_extra || b->len == 0)
+        return;
+    b->len--; /* the final '}' */
+    b->s[b->len] = '\0';
+    mg_strbuf_append(b, ",\"memscore\":[");
+    for (size_t i = 0; i < proto->n_extra; i++)
+        mg_strbuf_printf(b, "%s\"%s\"", i ? "," : "", pi->pub.nodes[proto->extra_first + i].key);
+    mg_strbuf_append(b, "]}");
+}
+
 /* The weights of the dense training after `epoch` epochs: imp rewinds to them. */
 static void recipe_rewind(mg_strbuf *b, const mg_grid *g, const size_t idx[MG_AXIS_COUNT], mg_role r, int epoch)
 {
@@ -247,8 +281,31 @@ static mg_status plan_cell(plan_impl *pi, const mg_grid *g, const size_t idx[MG_
         if (dense_defended(g, idx))
             proto.defense = idx[MG_AXIS_DEFENSE];
         proto.stop_epoch = -1;
+        size_t extra_first = 0, n_extra = 0;
+        if (uses_subsets(g, idx)) {
+            /* Interned together, a role's subset models are consecutive nodes. */
+            mg_node sp = proto;
+            sp.defense = idx[MG_AXIS_DEFENSE]; /* whose estimate: the count and fraction, not a regime */
+            for (int k = 0; k < g->defenses[idx[MG_AXIS_DEFENSE]].subsets; k++) {
+                size_t at = 0;
+                sp.subset = k + 1;
+                recipe_subset(&b, g, idx, (mg_role)r, k);
+                MG_CHECK(plan_intern(pi, &b, &sp, &at, err));
+                if (k == 0)
+                    extra_first = at;
+                else if (at != extra_first + (size_t)k)
+                    MG_FAIL(MG_ERR_INTERNAL, "subset models of one estimate are not consecutive nodes");
+                n_extra++;
+            }
+        }
+        if (dense_defended(g, idx)) {
+            proto.extra_first = extra_first;
+            proto.n_extra = n_extra;
+        }
         recipe_dense(&b, g, idx, (mg_role)r);
+        recipe_add_subsets(&b, pi, &proto);
         MG_CHECK(plan_intern(pi, &b, &proto, &dense, err));
+        proto.extra_first = proto.n_extra = 0;
         cell->model[r] = dense;
         if (pruned) {
             const mg_prune_spec *ps = &g->prunes[idx[MG_AXIS_PRUNE]];
@@ -267,8 +324,14 @@ static mg_status plan_cell(plan_impl *pi, const mg_grid *g, const size_t idx[MG_
             char rewind_key[33] = "";
             if (imp) {
                 proto.stop_epoch = ps->rewind_epoch;
+                if (dense_defended(g, idx)) {
+                    proto.extra_first = extra_first;
+                    proto.n_extra = n_extra;
+                }
                 recipe_rewind(&b, g, idx, (mg_role)r, ps->rewind_epoch);
+                recipe_add_subsets(&b, pi, &proto);
                 MG_CHECK(plan_intern(pi, &b, &proto, &rewind, err));
+                proto.extra_first = proto.n_extra = 0;
                 memcpy(rewind_key, pi->pub.nodes[rewind].key, sizeof rewind_key);
                 proto.stop_epoch = -1;
             }
@@ -284,7 +347,12 @@ static mg_status plan_cell(plan_impl *pi, const mg_grid *g, const size_t idx[MG_
                 proto.defense = idx[MG_AXIS_DEFENSE];
                 proto.sparsity = stages[k];
                 proto.stage = k + 1;
+                if (g->defenses[idx[MG_AXIS_DEFENSE]].phase & MG_PHASE_PRUNE) {
+                    proto.extra_first = extra_first;
+                    proto.n_extra = n_extra;
+                }
                 recipe_prune(&b, g, idx, (mg_role)r, input, imp ? rewind_key : NULL, stages[k], k + 1);
+                recipe_add_subsets(&b, pi, &proto);
                 MG_CHECK(plan_intern(pi, &b, &proto, &prev, err));
             }
             cell->model[r] = prev;
@@ -437,6 +505,10 @@ void mg_plan_print(const mg_grid *g, const mg_plan *p, FILE *f)
             fprintf(f, "  stage %d", n->stage);
         if (n->kind == MG_NODE_TRAIN && n->stop_epoch >= 0)
             fprintf(f, "  rewind point: epoch %d", n->stop_epoch);
+        if (n->subset)
+            fprintf(f, "  subset model %d", n->subset);
+        if (n->n_extra)
+            fprintf(f, "  subset models %zu..%zu", n->extra_first, n->extra_first + n->n_extra - 1);
         fputc('\n', f);
     }
     fprintf(f, "%zu cells, %zu nodes (%zu train, %zu prune, %zu attack); %zu references, %zu shared\n", p->n_cells,

@@ -545,6 +545,140 @@ cleanup:
     return st;
 }
 
+/* The members a subset model trains on: round(fraction * n) of the role's
+ * members (at least 1, at most n - 1, so every estimate has both sides),
+ * drawn from the node's own stream and kept in row order. The role's full
+ * member arrays move to *full (whose idx[1..2] stay NULL) and rd->*[0]
+ * become the subset's; in_sub (n) marks the chosen rows. */
+static mg_status take_subset(const mg_exec_ctx *ctx, const mg_node *node, role_data *rd, role_data *full,
+                             uint8_t **in_sub, mg_error *err)
+{
+    mg_status st = MG_OK;
+    const mg_defense_spec *d = &ctx->grid->defenses[node->defense];
+    const size_t n = rd->n[0], dim = mg_dataset_dim(ctx->data);
+    uint32_t *perm = NULL;
+    float *x = NULL;
+    int32_t *y = NULL;
+    uint32_t *idx = NULL;
+    mg_rng rng;
+    if (n < 2)
+        MG_FAIL(MG_ERR_CONFIG, "a memorisation-score estimate needs at least 2 members, the role has %zu", n);
+    size_t m = (size_t)llround(d->subset_fraction * (double)n);
+    m = m < 1 ? 1 : m > n - 1 ? n - 1 : m;
+    perm = mg_malloc(n, sizeof *perm, "subset", err);
+    *in_sub = mg_calloc(n, 1, "subset", err);
+    x = mg_malloc(m * dim, sizeof *x, "subset", err);
+    y = mg_malloc(m, sizeof *y, "subset", err);
+    idx = mg_malloc(m, sizeof *idx, "subset", err);
+    if (!perm || !*in_sub || !x || !y || !idx)
+        MG_FAIL(MG_ERR_NOMEM, "out of memory drawing a subset of %zu members", n);
+    for (size_t i = 0; i < n; i++)
+        perm[i] = (uint32_t)i;
+    mg_rng_seed(&rng, ctx->grid->seeds[node->seed], node->key, "subset");
+    mg_rng_shuffle_u32(&rng, perm, n);
+    for (size_t i = 0; i < m; i++)
+        (*in_sub)[perm[i]] = 1;
+    for (size_t i = 0, k = 0; i < n; i++) {
+        if (!(*in_sub)[i])
+            continue;
+        memcpy(x + k * dim, rd->x[0] + i * dim, dim * sizeof *x);
+        y[k] = rd->y[0][i];
+        idx[k++] = rd->idx[0][i];
+    }
+    memset(full, 0, sizeof *full);
+    full->x[0] = rd->x[0], full->y[0] = rd->y[0], full->idx[0] = rd->idx[0], full->n[0] = n;
+    rd->x[0] = x, rd->y[0] = y, rd->idx[0] = idx, rd->n[0] = m;
+    x = NULL, y = NULL, idx = NULL;
+cleanup:
+    free(perm);
+    free(x);
+    free(y);
+    free(idx);
+    return st;
+}
+
+/* A subset model's record for the estimate: which members it trained on and
+ * which of all the members it classifies correctly. */
+static mg_status write_subset_record(hid_t f, mg_model *m, const role_data *full, const uint8_t *in_sub,
+                                     mg_error *err)
+{
+    mg_status st = MG_OK;
+    const size_t n = full->n[0];
+    const int K = mg_model_n_classes(m);
+    float *logits = mg_malloc(n * (size_t)K, sizeof *logits, "logits", err);
+    uint8_t *correct = mg_malloc(n, 1, "correct", err);
+    if (!logits || !correct)
+        MG_FAIL(MG_ERR_NOMEM, "out of memory scoring %zu members", n);
+    MG_CHECK(mg_model_predict(m, full->x[0], n, logits, err));
+    for (size_t i = 0; i < n; i++) {
+        const float *z = logits + i * (size_t)K;
+        int best = 0;
+        for (int k = 1; k < K; k++)
+            if (z[k] > z[best])
+                best = k;
+        correct[i] = best == full->y[0][i];
+    }
+    hsize_t d = n;
+    MG_CHECK(mg_h5_write(f, "memscore/in_subset", H5T_NATIVE_UINT8, 1, &d, in_sub, err));
+    MG_CHECK(mg_h5_write(f, "memscore/correct", H5T_NATIVE_UINT8, 1, &d, correct, err));
+    MG_CHECK(mg_h5_write(f, "memscore/sample_index", H5T_NATIVE_UINT32, 1, &d, full->idx[0], err));
+cleanup:
+    free(logits);
+    free(correct);
+    return st;
+}
+
+/* Feldman's estimate from the node's subset models, for the role's members
+ * in rd's order: *mem (n) and the count of members no model left out or took. */
+static mg_status estimate_scores(mg_exec_ctx *ctx, const mg_node *node, const role_data *rd, double **mem,
+                                 size_t *n_undefined, mg_error *err)
+{
+    mg_status st = MG_OK;
+    const size_t n = rd->n[0], K = node->n_extra;
+    uint8_t *in = NULL, *correct = NULL;
+    void *buf = NULL;
+    hid_t f = H5I_INVALID_HID;
+    const mg_node *src = NULL;
+    in = mg_malloc(K * n, 1, "memorisation estimate", err);
+    correct = mg_malloc(K * n, 1, "memorisation estimate", err);
+    *mem = mg_malloc(n ? n : 1, sizeof **mem, "memorisation scores", err);
+    if (!in || !correct || !*mem)
+        MG_FAIL(MG_ERR_NOMEM, "out of memory estimating memorisation scores");
+    for (size_t k = 0; k < K; k++) {
+        src = &ctx->plan->nodes[node->extra_first + k];
+        static const char *const paths[3] = {"memscore/in_subset", "memscore/correct", "memscore/sample_index"};
+        MG_CHECK(mg_store_node_open(ctx->store, src->key, &f, err));
+        for (int p = 0; p < 3; p++) {
+            hsize_t d[4];
+            int nd = 0;
+            MG_CHECK(mg_h5_read(f, paths[p], p == 2 ? H5T_NATIVE_UINT32 : H5T_NATIVE_UINT8, &buf, d, &nd, err));
+            if (nd != 1 || d[0] != n)
+                MG_FAIL(MG_ERR_STATE, "node %s: %s has %llu values for %zu members", src->key, paths[p],
+                        (unsigned long long)(nd == 1 ? d[0] : 0), n);
+            if (p < 2)
+                memcpy((p ? correct : in) + k * n, buf, n);
+            else if (n && memcmp(buf, rd->idx[0], n * sizeof(uint32_t)) != 0)
+                MG_FAIL(MG_ERR_STATE, "node %s scored other members than this node trains on", src->key);
+            free(buf);
+            buf = NULL;
+        }
+        H5Fclose(f);
+        f = H5I_INVALID_HID;
+    }
+    MG_CHECK(mg_memscore_subsets(n, (int)K, in, correct, *mem, n_undefined, err));
+cleanup:
+    if (f >= 0)
+        H5Fclose(f);
+    free(buf);
+    free(in);
+    free(correct);
+    if (st != MG_OK) {
+        free(*mem);
+        *mem = NULL;
+    }
+    return st;
+}
+
 static mg_status exec_model(mg_exec_ctx *ctx, const mg_node *node, mg_node_writer *w, mg_error *err)
 {
     mg_status st = MG_OK;
@@ -557,11 +691,19 @@ static mg_status exec_model(mg_exec_ctx *ctx, const mg_node *node, mg_node_write
     hid_t in = H5I_INVALID_HID;
     uint64_t seed = g->seeds[node->seed];
     mg_regime *regime = NULL;
-    double *rdp_in = NULL;
+    double *rdp_in = NULL, *mem = NULL;
+    size_t n_undefined = 0;
+    role_data full;
+    uint8_t *in_sub = NULL;
     memset(&hist, 0, sizeof hist);
     memset(&rd, 0, sizeof rd);
+    memset(&full, 0, sizeof full);
 
     MG_CHECK(load_role_data(ctx, node, &rd, err));
+    if (node->subset)
+        MG_CHECK(take_subset(ctx, node, &rd, &full, &in_sub, err));
+    if (node->n_extra)
+        MG_CHECK(estimate_scores(ctx, node, &rd, &mem, &n_undefined, err));
     MG_CHECK(make_model(ctx, node, &m, err));
     if (node->kind == MG_NODE_TRAIN) {
         mg_rng_seed(&rng, seed, node->key, "init");
@@ -578,12 +720,13 @@ static mg_status exec_model(mg_exec_ctx *ctx, const mg_node *node, mg_node_write
         train_cfg_from(node->n_inputs == 2 ? &g->train : &g->finetune, &tc);
     }
     /* The defense acts on this training when its phase covers the node's kind. */
-    const mg_defense_spec *ds = node->defense != MG_NO_INDEX ? &g->defenses[node->defense] : NULL;
+    const mg_defense_spec *ds = node->defense != MG_NO_INDEX && !node->subset ? &g->defenses[node->defense] : NULL;
     unsigned phase = node->kind == MG_NODE_TRAIN ? MG_PHASE_DENSE : MG_PHASE_PRUNE;
     if (ds && (ds->phase & phase)) {
         mg_regime_data rdat = {
             .y = rd.y[0], .sample_index = rd.idx[0], .n = rd.n[0], .x = rd.x[0],
             .ref_x = rd.x[2], .ref_y = rd.y[2], .ref_n = rd.n[2], .in_dim = (size_t)mg_model_in_dim(m),
+            .mem = mem,
         };
         MG_CHECK(mg_regime_create(ds, m, &tc, &rdat, seed, node->key, &regime, err));
     }
@@ -599,6 +742,14 @@ static mg_status exec_model(mg_exec_ctx *ctx, const mg_node *node, mg_node_write
         MG_CHECK(mg_h5_attr_i64(f, "best_epoch", hist.best_epoch, err));
     MG_CHECK(write_outputs(f, m, &rd, err));
     MG_CHECK(write_train_seconds(f, &hist, err));
+    if (node->subset)
+        MG_CHECK(write_subset_record(f, m, &full, in_sub, err));
+    if (mem) {
+        hsize_t d = rd.n[0];
+        MG_CHECK(mg_h5_write(f, "defense/mem_scores", H5T_NATIVE_DOUBLE, 1, &d, mem, err));
+        MG_CHECK(mg_h5_write(f, "defense/mem_sample_index", H5T_NATIVE_UINT32, 1, &d, rd.idx[0], err));
+        MG_CHECK(mg_h5_attr_i64(f, "mem_scores_undefined", (int64_t)n_undefined, err));
+    }
     if (node->kind == MG_NODE_PRUNE)
         MG_CHECK(write_prune_stats(f, m, err));
     if (regime) {
@@ -621,6 +772,9 @@ static mg_status exec_model(mg_exec_ctx *ctx, const mg_node *node, mg_node_write
     }
 cleanup:
     free(rdp_in);
+    free(mem);
+    free(in_sub);
+    role_data_free(&full);
     mg_regime_destroy(&regime);
     if (in >= 0)
         H5Fclose(in);

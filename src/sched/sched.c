@@ -211,8 +211,8 @@ static mg_status tracker_init(tracker *t, const mg_grid *g, const mg_plan *p, mg
         !t->fail_msg)
         MG_FAIL(MG_ERR_NOMEM, "out of memory tracking %zu nodes", n);
     for (size_t i = 0; i < n; i++)
-        for (size_t k = 0; k < p->nodes[i].n_inputs; k++)
-            t->n_consumers[p->nodes[i].inputs[k]]++;
+        for (size_t k = 0; k < mg_node_n_deps(&p->nodes[i]); k++)
+            t->n_consumers[mg_node_dep(&p->nodes[i], k)]++;
     for (size_t i = 0; i < n; i++) {
         t->consumers[i] = mg_calloc(t->n_consumers[i], sizeof(size_t), "consumers", err);
         if (!t->consumers[i])
@@ -220,8 +220,8 @@ static mg_status tracker_init(tracker *t, const mg_grid *g, const mg_plan *p, mg
         t->n_consumers[i] = 0;
     }
     for (size_t i = 0; i < n; i++)
-        for (size_t k = 0; k < p->nodes[i].n_inputs; k++) {
-            size_t in = p->nodes[i].inputs[k];
+        for (size_t k = 0; k < mg_node_n_deps(&p->nodes[i]); k++) {
+            size_t in = mg_node_dep(&p->nodes[i], k);
             t->consumers[in][t->n_consumers[in]++] = i;
         }
     /* Upward rank: consumers come after their inputs, so a reverse sweep sees
@@ -260,8 +260,8 @@ static mg_status tracker_init(tracker *t, const mg_grid *g, const mg_plan *p, mg
     for (size_t i = 0; i < n; i++) {
         if (t->state[i] != MG_NODE_PENDING)
             continue;
-        for (size_t k = 0; k < p->nodes[i].n_inputs; k++)
-            t->waiting[i] += t->state[p->nodes[i].inputs[k]] != MG_NODE_DONE;
+        for (size_t k = 0; k < mg_node_n_deps(&p->nodes[i]); k++)
+            t->waiting[i] += t->state[mg_node_dep(&p->nodes[i], k)] != MG_NODE_DONE;
         if (t->waiting[i] == 0)
             heap_push(t, i);
     }

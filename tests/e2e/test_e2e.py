@@ -492,14 +492,14 @@ def case_defenses(r):
     defenses = ("[none, base, label-smoothing, {name: adv-reg, k: 2}, {name: dp-sgd, noise_multiplier: 1.0}, "
                 "relaxloss, ppb, {name: rsw, mem_scores: %s, width: 12, step: 4}, "
                 "{name: rmr, mem_scores: %s, tau: 0.5}, {name: swmr, mem_scores: %s, width: 12, step: 4}, "
-                "{name: ppb, lambda: 2.0, phase: both}]" % (mem, mem, mem))
+                "{name: ppb, lambda: 2.0, phase: both}, {name: rmr, subsets: 4, tau: 0.3}]" % (mem, mem, mem))
     g = write_grid(os.path.join(s, "def.yaml"), open(TINY).read()
                    .replace("arch: [lenet5, {name: mlp, hidden: [32], activation: tanh}]", "arch: [{name: mlp, hidden: [32]}]")
                    .replace("shadow_test: 200}", "shadow_test: 200, target_dev: 100, shadow_dev: 100}")
                    .replace("finetune: {epochs: 1, lr: 0.01}", "finetune: {epochs: 3, lr: 0.01}")
                    .replace("defense: [none]", "defense: " + defenses))
     r.run(g, s, ranks=3)
-    check_store(s, 22)
+    check_store(s, 24)
     s1 = r.fresh("defenses-1")
     r.run(g, s1, ranks=1)
     a, b = metrics(s), metrics(s1)
@@ -531,6 +531,13 @@ def case_defenses(r):
         check(eps[0.5] > eps[0.0], "fine-tuning adds to the dense training's privacy cost")
         base = f["nodes/" + dense["base"]]
         check(np.isfinite(base["history/dev_acc"][()]).all(), "base stops early on the dev part")
+        est = [c for _, c in cells[(cells.sparsity > 0) & (cells.defense == "rmr")].iterrows()
+               if "subsets" in json.loads(c["axes"].decode())["defense"]]
+        check(len(est) == 1, "one cell estimates its memorisation scores with subset models")
+        node = f["nodes/" + est[0].target_model.decode()]
+        mem = node["defense/mem_scores"][()]
+        check(mem.shape == (200,) and (mem >= -1).all() and (mem <= 1).all() and mem.std() > 0,
+              "the estimated memorisation scores are stored with the node that used them")
         for _, c in cells[(cells.sparsity > 0) & cells.defense.isin(["rsw", "swmr"])].iterrows():
             node = f["nodes/" + c.target_model.decode()]
             check(len(node["history/loss"][()]) == 3, f"{c.defense}: fine-tuning runs its epochs on windows")

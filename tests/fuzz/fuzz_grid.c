@@ -35,8 +35,8 @@ static void check_plan(const mg_grid *g, const mg_plan *p)
         const mg_node *n = &p->nodes[i];
         fz_require(mg_plan_find(p, n->key) == i, "every node is found by its key");
         fz_require(strlen(n->key) == 32 && n->recipe && n->recipe[0] == '{', "a node has a key and a recipe");
-        for (size_t k = 0; k < n->n_inputs; k++)
-            fz_require(n->inputs[k] < i, "inputs precede their consumers");
+        for (size_t k = 0; k < mg_node_n_deps(n); k++)
+            fz_require(mg_node_dep(n, k) < i, "inputs precede their consumers");
         fz_require(n->n_uses >= 1, "every node is used");
     }
     for (size_t i = 0; i < p->n_cells; i++) {

@@ -63,9 +63,9 @@ static void check_plan_invariants(const mg_plan *p)
         keyed = keyed && !strcmp(key, n->key);
         found = found && mg_plan_find(p, n->key) == i;
         refs += n->n_uses;
-        for (size_t k = 0; k < n->n_inputs; k++) {
-            topo = topo && n->inputs[k] < i;
-            named = named && strstr(n->recipe, p->nodes[n->inputs[k]].key) != NULL;
+        for (size_t k = 0; k < mg_node_n_deps(n); k++) {
+            topo = topo && mg_node_dep(n, k) < i;
+            named = named && strstr(n->recipe, p->nodes[mg_node_dep(n, k)].key) != NULL;
         }
     }
     CHECK(topo);

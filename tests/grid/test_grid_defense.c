@@ -108,7 +108,15 @@ static void test_errors(void)
     EXPECT_ERROR("name: t\naxes:\n  arch: lenet5\n  defense: [{name: adv-reg, k: 0}]\n",
                  "axes.defense[0].k: expected a number of inference-model steps from 1 to 1000");
     EXPECT_ERROR("name: t\naxes:\n  arch: lenet5\n  defense: [rsw]\n",
-                 "axes.defense[0].mem_scores: defense rsw needs mem_scores");
+                 "axes.defense[0].width: defense rsw needs width");
+    EXPECT_ERROR("name: t\naxes:\n  arch: lenet5\n  defense: [{name: rsw, width: 4, step: 1}]\n",
+                 "axes.defense[0]: defense rsw needs memorisation scores: mem_scores");
+    EXPECT_ERROR("name: t\naxes:\n  arch: lenet5\n  defense: [{name: rmr, mem_scores: m.csv, subsets: 4}]\n",
+                 "axes.defense[0].mem_scores: give mem_scores or subsets, not both");
+    EXPECT_ERROR("name: t\naxes:\n  arch: lenet5\n  defense: [{name: rmr, mem_scores: m.csv, subset_fraction: 0.5}]\n",
+                 "axes.defense[0].subset_fraction: only applies with subsets");
+    EXPECT_ERROR("name: t\naxes:\n  arch: lenet5\n  defense: [{name: rmr, subsets: 1}]\n",
+                 "axes.defense[0].subsets: expected a number of subset models from 2 to 256");
     EXPECT_ERROR("name: t\naxes:\n  arch: lenet5\n  defense: [{name: rsw, mem_scores: m.csv, width: 4}]\n",
                  "axes.defense[0].step: defense rsw needs step");
     EXPECT_ERROR("name: t\naxes:\n  arch: lenet5\n  defense: [{name: swmr, mem_scores: m.csv, width: 4, step: 1, "
@@ -172,8 +180,50 @@ static void test_plan(void)
     mg_grid_destroy(&g);
 }
 
+/* rmr with 3 subset models: per role 3 subset nodes, consecutive, named in
+ * the recipes of the prune nodes that use them, shared across sparsities. */
+static void test_subsets(void)
+{
+    mg_error err;
+    mg_plan *p = NULL;
+    mg_grid *g = grid_with("[none, {name: rmr, subsets: 3, subset_fraction: 0.5}]", "[0.5, 0.7]");
+    if (!g)
+        return;
+    CHECK_STR_EQ(g->defenses[1].canon, "{\"lambda_g\":0.0005,\"lambda_r\":0.1,\"name\":\"rmr\",\"phase\":\"prune\","
+                                       "\"subset_fraction\":0.5,\"subsets\":3,\"tau\":0.6}");
+    CHECK_OK(mg_plan_build(g, &p, &err), &err);
+    if (p) {
+        CHECK_INT_EQ(count_kind(p, MG_NODE_TRAIN), 2 + 6);
+        size_t with_extra = 0, subsets = 0;
+        for (size_t i = 0; i < p->n_nodes; i++) {
+            const mg_node *n = &p->nodes[i];
+            subsets += n->subset > 0;
+            if (n->subset)
+                CHECK(strstr(n->recipe, "\"subset\":{\"count\":3,\"fraction\":0.5,\"index\":") != NULL);
+            if (!n->n_extra)
+                continue;
+            with_extra++;
+            CHECK_INT_EQ(n->kind, MG_NODE_PRUNE);
+            CHECK_INT_EQ(n->n_extra, 3);
+            for (size_t k = 0; k < n->n_extra; k++) {
+                const mg_node *sn = &p->nodes[n->extra_first + k];
+                CHECK_INT_EQ(sn->subset, (int)k + 1);
+                CHECK_INT_EQ(sn->role, n->role);
+                CHECK(n->extra_first + k < i);
+                CHECK(strstr(n->recipe, sn->key) != NULL);
+            }
+            CHECK_INT_EQ(mg_node_n_deps(n), 4);
+        }
+        CHECK_INT_EQ(subsets, 6);
+        CHECK_INT_EQ(with_extra, 4); /* rmr's two sparsities, two roles */
+    }
+    mg_plan_destroy(&p);
+    mg_grid_destroy(&g);
+}
+
 int main(void)
 {
+    test_subsets();
     test_defaults();
     test_errors();
     test_plan();

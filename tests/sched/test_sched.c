@@ -37,12 +37,12 @@ static mg_status fake(void *user, int rank, size_t node, mg_error *err)
     recorder *r = user;
     (void)rank;
     const mg_node *n = &r->p->nodes[node];
-    for (size_t k = 0; k < n->n_inputs; k++) {
+    for (size_t k = 0; k < mg_node_n_deps(n); k++) {
         int seen = 0;
         for (size_t i = 0; i < r->n; i++)
-            seen |= r->order[i] == n->inputs[k];
+            seen |= r->order[i] == mg_node_dep(n, k);
         if (!seen)
-            return mg_error_set(err, MG_ERR_INTERNAL, "node %zu ran before its input %zu", node, n->inputs[k]);
+            return mg_error_set(err, MG_ERR_INTERNAL, "node %zu ran before its input %zu", node, mg_node_dep(n, k));
     }
     r->order[r->n++] = node;
     if (r->stop_after && r->n == r->stop_after)
