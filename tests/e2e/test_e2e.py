@@ -6,6 +6,7 @@ usage: test_e2e.py CASE --miagrid BIN --mpiexec MPIEXEC --tmp DIR
 Each CASE is one CTest test; the script exits non-zero on the first failure.
 """
 import argparse
+import io
 import json
 import os
 import re
@@ -541,6 +542,20 @@ def case_defenses(r):
         for _, c in cells[(cells.sparsity > 0) & cells.defense.isin(["rsw", "swmr"])].iterrows():
             node = f["nodes/" + c.target_model.decode()]
             check(len(node["history/loss"][()]) == 3, f"{c.defense}: fine-tuning runs its epochs on windows")
+    # The comparison table: one row per defense and sparsity, the strongest
+    # attack as the metrics table has it, changes measured from none.
+    script = os.path.join(HERE, "..", "..", "analysis", "mgdefense.py")
+    p = subprocess.run([sys.executable, script, s, "--format", "csv"], capture_output=True, text=True)
+    check(p.returncode == 0, "mgdefense.py reads the store: " + p.stderr[-300:])
+    table = pd.read_csv(io.StringIO(p.stdout))
+    check(len(table) == 24 and table.defense.nunique() == 12, "one row per defense (12, the two rmr told apart) and sparsity")
+    none = table[table.defense == "none"]
+    check((none.d_acc == 0).all() and (none.d_attack == 0).all(), "changes are measured from none")
+    ba = a[(a.model == "target") & (a.metric == "balanced_acc") & (a.attack != "")]
+    cid = int(cells[(cells.defense == "dp-sgd") & (cells.sparsity > 0)].cell_id.iloc[0])
+    row = table[(table.defense == "dp-sgd") & (table.sparsity > 0)].iloc[0]
+    check(abs(row.attack_acc - ba[ba.cell_id == cid].value.max()) < 1e-12 and np.isfinite(row.epsilon),
+          "the strongest attack and epsilon are the store's")
 
 
 CASES = {
