@@ -25,8 +25,9 @@ mg_status mg_attack_score(const char *attack, const float *logits, const int32_t
 int mg_attack_known(const char *attack);
 const char *mg_attack_known_list(void);
 /* The attacks a grid may name: those of mg_attack_run that need only the
- * target's and the shadow model's outputs (samia, gonon, lira and rmia need
- * sensitivity features or reference models that nodes do not produce yet). */
+ * target's and the shadow models' outputs and sensitivity features, which
+ * attack nodes compute (lira and rmia need reference models that nodes do
+ * not produce yet). */
 int mg_attack_grid_known(const char *attack);
 const char *mg_attack_grid_list(void);
 

@@ -96,6 +96,7 @@ typedef struct {
 typedef struct {
     char name[MG_NAME_MAX];   /* "loss", "conf" */
     char canon[MG_CANON_MAX];
+    int gonon_depth;          /* gonon: mg_attack_cfg.gonon_depth (0: their grid of depths); 0 otherwise */
 } mg_attack_spec;
 
 /* Most milestones a multistep schedule takes (as MG_LR_MAX_MILESTONES in nn.h). */
@@ -180,7 +181,7 @@ typedef struct {
     char key[33];            /* first 32 hex digits of SHA-256(recipe) */
     char *recipe;            /* canonical JSON; includes the keys of the inputs */
     size_t n_inputs;         /* train: 0; prune: 1 (the model pruned), imp: 2 (the model pruned, the
-                              * rewind point); attack: 2 (target model, shadow model) */
+                              * rewind point); attack: 2 (target model, shadow model 0) */
     size_t inputs[2];        /* node indices */
     /* Indices into the grid's axes, for the fields that apply to this kind;
      * MG_NO_INDEX for the others. train: dataset, arch, seed, and defense
@@ -201,17 +202,28 @@ typedef struct {
                               * part's size from the defense at `defense`); 0 otherwise */
     size_t extra_first;      /* further inputs: nodes extra_first .. extra_first + n_extra - 1, the */
     size_t n_extra;          /* subset models whose scores a WeMem defense uses (n_extra 0: none) */
+    int shadow_index;        /* train, prune of role shadow: which of the split's shadow models
+                              * (0 .. data.split.shadows - 1); 0 otherwise */
+    const size_t *shadows;   /* attack: the n_shadows shadow models it pools (node indices, in the
+                              * split's order; shadows[0] == inputs[1]). They are rarely consecutive
+                              * nodes (each is the end of its own chain), so this points into the */
+    size_t n_shadows;        /* plan's per-cell lists (mg_cell.shadows). Other kinds: NULL, 0 */
 } mg_node;
 
-/* All of a node's inputs, the two kinds together: the first n_inputs are
- * inputs[], then the extra range. */
+/* All of a node's inputs, the three kinds together: the first n_inputs are
+ * inputs[], then the extra range, then an attack's shadow models after the
+ * first (which is inputs[1]). */
 static inline size_t mg_node_n_deps(const mg_node *n)
 {
-    return n->n_inputs + n->n_extra;
+    return n->n_inputs + n->n_extra + (n->n_shadows > 1 ? n->n_shadows - 1 : 0);
 }
 static inline size_t mg_node_dep(const mg_node *n, size_t k)
 {
-    return k < n->n_inputs ? n->inputs[k] : n->extra_first + (k - n->n_inputs);
+    if (k < n->n_inputs)
+        return n->inputs[k];
+    if (k < n->n_inputs + n->n_extra)
+        return n->extra_first + (k - n->n_inputs);
+    return n->shadows[1 + k - n->n_inputs - n->n_extra];
 }
 
 typedef struct {
@@ -219,6 +231,8 @@ typedef struct {
     size_t dataset, arch, prune, sparsity, defense, seed; /* indices into the grid's axes */
     size_t model[2];         /* node index of the target [MG_ROLE_TARGET] and shadow [MG_ROLE_SHADOW] model */
     size_t *attack_nodes;    /* grid->n_attacks node indices, in the grid's attack order */
+    size_t *shadows;         /* the n_shadows (data.split.shadows) shadow models the attacks pool, */
+    size_t n_shadows;        /* in the split's order; shadows[0] == model[MG_ROLE_SHADOW] */
 } mg_cell;
 
 typedef struct {
@@ -233,8 +247,9 @@ typedef struct {
  * 0 evaluates the dense models directly: it has no prune nodes. Cells are
  * numbered 0..n_cells-1 in the order dataset, arch, prune, sparsity,
  * defense, seed, with dataset varying slowest and seed fastest. Each cell
- * references, per role, its dense node and (sparsity > 0) its prune node,
- * then one attack node per attack; n_refs counts these references, and each
+ * references, for the target and each of the split's shadow models, its
+ * dense node and (sparsity > 0) its prune nodes, then one attack node per
+ * attack pooling every shadow model; n_refs counts these references, and each
  * node's n_uses the ones resolving to it, so n_refs - n_nodes references
  * were served by a node shared with another cell. The plan must come from
  * mg_plan_build (it carries a private key index for mg_plan_find). */

@@ -75,6 +75,7 @@ static const char *const arch_keys[] = {"name", "hidden", "activation", "preset"
 static const char *const plain_arch_keys[] = {"name", "init", NULL};
 static const char *const prune_keys[] = {"method", "schedule", "rounds", "rate", "rewind_epoch", "factors", NULL};
 static const char *const name_keys[] = {"name", NULL};
+static const char *const gonon_keys[] = {"name", "depth", NULL};
 static const char *const exclude_keys[] = {"dataset", "arch", "prune", "sparsity", "defense",
                                            "seed", NULL};
 
@@ -1407,8 +1408,8 @@ static mg_status parse_named(const pctx *c, yaml_node_t *n, const char *key, con
     mg_attack_kind ak;
     if (!accepted && !mg_attack_grid_known(name_out) && mg_attack_kind_parse(name_out, &ak) == 0)
         return perr(c, name, k,
-                    "attack \"%s\" needs sensitivity features or reference models, which grid nodes do not "
-                    "produce yet; expected one of: %s", name_out, list);
+                    "attack \"%s\" needs reference models, which grid nodes do not produce yet; expected one "
+                    "of: %s", name_out, list);
     if (accepted ? !in_list(name_out, accepted) : !mg_attack_grid_known(name_out))
         return perr(c, name, k, "unknown %s \"%s\"; expected one of: %s", what, name_out, list);
     mg_strbuf_init(&b);
@@ -1725,6 +1726,47 @@ cleanup:
     return st;
 }
 
+/* One attack: a name or {name: ...} (parse_named), where gonon also takes
+ * `depth`, its discriminator (mg_attack_cfg.gonon_depth: 1 to 3 hidden
+ * layers, or 0, the default, for the paper's choice among them on held-out
+ * shadow samples). gonon's canonical form always names its depth, so
+ * `gonon` and {name: gonon, depth: 0} are one attack. */
+static mg_status parse_attack(const pctx *c, yaml_node_t *n, const char *key, mg_attack_spec *a)
+{
+    static const char expected[] = "{name: gonon, depth: <0 to 3>}";
+    char k[KEY_MAX];
+    mg_strbuf b;
+    yaml_node_t *depth = map_get(c, n, "depth");
+    mg_status st = MG_OK;
+    if (!depth) {
+        st = parse_named(c, n, key, "attack", NULL, a->name, a->canon);
+        if (st != MG_OK || strcmp(a->name, "gonon") != 0)
+            return st;
+    } else {
+        yaml_node_t *name = map_get(c, n, "name");
+        long v = 0;
+        st = check_map(c, n, key, expected, gonon_keys);
+        if (st == MG_OK)
+            st = require(c, n, name, key, "name", expected);
+        sub_key(k, key, "name");
+        if (st == MG_OK)
+            st = get_str(c, name, k, expected, a->name, MG_NAME_MAX);
+        sub_key(k, key, "depth");
+        if (st == MG_OK && strcmp(a->name, "gonon") != 0)
+            return perr(c, depth, k, "key \"depth\" does not apply to attack \"%s\"; only gonon takes it "
+                        "(accepted keys: name)", a->name);
+        if (st == MG_OK)
+            st = get_long(c, depth, k, 0, 3, "a gonon depth from 0 to 3 (0: chosen among 1 to 3 hidden layers)",
+                          &v);
+        if (st != MG_OK)
+            return st;
+        a->gonon_depth = (int)v;
+    }
+    mg_strbuf_init(&b);
+    mg_strbuf_printf(&b, "{\"depth\":%d,\"name\":\"gonon\"}", a->gonon_depth);
+    return canon_store(c, &b, n, key, a->canon);
+}
+
 static mg_status parse_attacks(const pctx *c, yaml_node_t *n, mg_grid *g)
 {
     char k[KEY_MAX];
@@ -1745,9 +1787,12 @@ static mg_status parse_attacks(const pctx *c, yaml_node_t *n, mg_grid *g)
     g->n_attacks = l.n;
     for (size_t i = 0; i < l.n; i++) {
         item_key(k, "attacks", &l, i);
-        MG_CHECK(parse_named(c, list_at(c, &l, i), k, "attack", NULL, g->attacks[i].name, g->attacks[i].canon));
+        MG_CHECK(parse_attack(c, list_at(c, &l, i), k, &g->attacks[i]));
     }
     MG_CHECK(check_unique(c, &l, "attacks", "attack", g->attacks[0].canon, sizeof *g->attacks, NULL, NULL));
+    /* The store's metrics name an attack by its name alone. */
+    MG_CHECK(check_unique(c, &l, "attacks", "attack name (the metrics table tells attacks apart by name, so a grid "
+                          "runs one gonon depth)", g->attacks[0].name, sizeof *g->attacks, NULL, NULL));
 cleanup:
     return st;
 }

@@ -21,6 +21,7 @@ typedef struct {
     size_t *slots;        /* open addressing on the key: node index + 1, 0 = empty */
     size_t n_slots;       /* a power of two, kept at least twice the node count */
     size_t *attack_block; /* every cell's attack_nodes, one allocation */
+    size_t *shadow_block; /* every cell's shadows, one allocation: attack nodes point into it */
 } plan_impl;
 
 const char *mg_node_kind_str(mg_node_kind k)
@@ -134,17 +135,28 @@ static int dense_defended(const mg_grid *g, const size_t idx[MG_AXIS_COUNT])
     return (g->defenses[idx[MG_AXIS_DEFENSE]].phase & MG_PHASE_DENSE) != 0;
 }
 
+/* Shadow model i > 0 of a split with several: its training recipes (dense,
+ * subset, rewind point) name the index between "seed" and "split"; its prune
+ * nodes differ through their input. Shadow 0 names none, so it keeps the key
+ * it had when a cell trained one shadow model. */
+static void recipe_shadow_index(mg_strbuf *b, int shadow)
+{
+    if (shadow > 0)
+        mg_strbuf_printf(b, "\"shadow\":%d,", shadow);
+}
+
 /* An undefended dense model keeps the form it always had; a defended one
  * names its defense. */
-static void recipe_dense(mg_strbuf *b, const mg_grid *g, const size_t idx[MG_AXIS_COUNT], mg_role r)
+static void recipe_dense(mg_strbuf *b, const mg_grid *g, const size_t idx[MG_AXIS_COUNT], mg_role r, int shadow)
 {
     mg_strbuf_printf(b, "{\"arch\":%s,\"dataset\":%s,", g->archs[idx[MG_AXIS_ARCH]].canon,
                      g->datasets[idx[MG_AXIS_DATASET]].canon);
     if (dense_defended(g, idx))
         mg_strbuf_printf(b, "\"defense\":%s,", g->defenses[idx[MG_AXIS_DEFENSE]].canon);
-    mg_strbuf_printf(b, "\"kind\":\"train\",\"role\":\"%s\",\"seed\":%" PRIu64 ",\"split\":%s,\"train\":%s,\"v\":%d}",
-                     mg_role_str(r), g->seeds[idx[MG_AXIS_SEED]], g->split.canon, g->train.canon,
-                     MG_RECIPE_VERSION);
+    mg_strbuf_printf(b, "\"kind\":\"train\",\"role\":\"%s\",\"seed\":%" PRIu64 ",", mg_role_str(r),
+                     g->seeds[idx[MG_AXIS_SEED]]);
+    recipe_shadow_index(b, shadow);
+    mg_strbuf_printf(b, "\"split\":%s,\"train\":%s,\"v\":%d}", g->split.canon, g->train.canon, MG_RECIPE_VERSION);
 }
 
 /* Whether the cell's defense estimates memorisation scores with subset models. */
@@ -156,13 +168,15 @@ static int uses_subsets(const mg_grid *g, const size_t idx[MG_AXIS_COUNT])
 /* Subset model `index` of `count`: the dense training's recipe on a part of
  * the members, without the defense it serves (the scores measure plain
  * training's memorisation). */
-static void recipe_subset(mg_strbuf *b, const mg_grid *g, const size_t idx[MG_AXIS_COUNT], mg_role r, int index)
+static void recipe_subset(mg_strbuf *b, const mg_grid *g, const size_t idx[MG_AXIS_COUNT], mg_role r, int shadow,
+                          int index)
 {
     const mg_defense_spec *d = &g->defenses[idx[MG_AXIS_DEFENSE]];
-    mg_strbuf_printf(b, "{\"arch\":%s,\"dataset\":%s,\"kind\":\"train\",\"role\":\"%s\",\"seed\":%" PRIu64
-                        ",\"split\":%s,\"subset\":{\"count\":%d,\"fraction\":",
+    mg_strbuf_printf(b, "{\"arch\":%s,\"dataset\":%s,\"kind\":\"train\",\"role\":\"%s\",\"seed\":%" PRIu64 ",",
                      g->archs[idx[MG_AXIS_ARCH]].canon, g->datasets[idx[MG_AXIS_DATASET]].canon, mg_role_str(r),
-                     g->seeds[idx[MG_AXIS_SEED]], g->split.canon, d->subsets);
+                     g->seeds[idx[MG_AXIS_SEED]]);
+    recipe_shadow_index(b, shadow);
+    mg_strbuf_printf(b, "\"split\":%s,\"subset\":{\"count\":%d,\"fraction\":", g->split.canon, d->subsets);
     mg_strbuf_json_num(b, d->subset_fraction);
     mg_strbuf_printf(b, ",\"index\":%d},\"train\":%s,\"v\":%d}", index, g->train.canon, MG_RECIPE_VERSION);
 }
@@ -182,16 +196,18 @@ static void recipe_add_subsets(mg_strbuf *b, const plan_impl *pi, const mg_node 
 }
 
 /* The weights of the dense training after `epoch` epochs: imp rewinds to them. */
-static void recipe_rewind(mg_strbuf *b, const mg_grid *g, const size_t idx[MG_AXIS_COUNT], mg_role r, int epoch)
+static void recipe_rewind(mg_strbuf *b, const mg_grid *g, const size_t idx[MG_AXIS_COUNT], mg_role r, int shadow,
+                          int epoch)
 {
     mg_strbuf_printf(b, "{\"arch\":%s,\"dataset\":%s,", g->archs[idx[MG_AXIS_ARCH]].canon,
                      g->datasets[idx[MG_AXIS_DATASET]].canon);
     if (dense_defended(g, idx))
         mg_strbuf_printf(b, "\"defense\":%s,", g->defenses[idx[MG_AXIS_DEFENSE]].canon);
-    mg_strbuf_printf(b, "\"kind\":\"train\",\"role\":\"%s\",\"seed\":%" PRIu64
-                        ",\"split\":%s,\"stop_epoch\":%d,\"train\":%s,\"v\":%d}",
-                     mg_role_str(r), g->seeds[idx[MG_AXIS_SEED]], g->split.canon, epoch, g->train.canon,
-                     MG_RECIPE_VERSION);
+    mg_strbuf_printf(b, "\"kind\":\"train\",\"role\":\"%s\",\"seed\":%" PRIu64 ",", mg_role_str(r),
+                     g->seeds[idx[MG_AXIS_SEED]]);
+    recipe_shadow_index(b, shadow);
+    mg_strbuf_printf(b, "\"split\":%s,\"stop_epoch\":%d,\"train\":%s,\"v\":%d}", g->split.canon, epoch,
+                     g->train.canon, MG_RECIPE_VERSION);
 }
 
 /* One pruning stage. One-shot keeps the form it always had (no stage, no
@@ -247,33 +263,45 @@ static int schedule_stages(const mg_prune_spec *ps, double s, double *out, int m
     return 1;
 }
 
-static void recipe_attack(mg_strbuf *b, const mg_attack_spec *a, const char *target, const char *shadow)
+/* One shadow model keeps the historic form "shadow":"<key>"; several are
+ * named as a list, "shadow":["<key 0>","<key 1>",...], in the split's order. */
+static void recipe_attack(mg_strbuf *b, const mg_attack_spec *a, const mg_plan *p, size_t target,
+                          const size_t *shadows, size_t n_shadows)
 {
     /* "impl" versions the attack library alone: when attacks change (2: per-class
      * thresholds, mg_attack_run), attack nodes are recomputed and trained
      * models are kept. */
-    mg_strbuf_printf(b,
-                     "{\"attack\":%s,\"impl\":%d,\"kind\":\"attack\",\"shadow\":\"%s\",\"target\":\"%s\",\"v\":%d}",
-                     a->canon, MG_ATTACK_IMPL_VERSION, shadow, target, MG_RECIPE_VERSION);
+    mg_strbuf_printf(b, "{\"attack\":%s,\"impl\":%d,\"kind\":\"attack\",\"shadow\":", a->canon,
+                     MG_ATTACK_IMPL_VERSION);
+    if (n_shadows == 1)
+        mg_strbuf_printf(b, "\"%s\"", p->nodes[shadows[0]].key);
+    else
+        for (size_t i = 0; i < n_shadows; i++)
+            mg_strbuf_printf(b, "%c\"%s\"%s", i ? ',' : '[', p->nodes[shadows[i]].key, i + 1 == n_shadows ? "]" : "");
+    mg_strbuf_printf(b, ",\"target\":\"%s\",\"v\":%d}", p->nodes[target].key, MG_RECIPE_VERSION);
 }
 
-/* The nodes of one cell: per role a dense model and (sparsity > 0) its
- * pruned version, then one attack node per attack on the two models. */
+/* The nodes of one cell: for the target and each of the split's shadow
+ * models a dense model and (sparsity > 0) its pruned version, then one
+ * attack node per attack on the target and the pooled shadow models. */
 static mg_status plan_cell(plan_impl *pi, const mg_grid *g, const size_t idx[MG_AXIS_COUNT], mg_cell *cell,
                            mg_error *err)
 {
     mg_status st = MG_OK;
     mg_strbuf b;
     mg_node proto;
-    char model_key[2][33];
     double sparsity = g->sparsities[idx[MG_AXIS_SPARSITY]];
     int pruned = sparsity > 0.0;
     mg_strbuf_init(&b);
-    for (int r = 0; r < 2; r++) {
+    /* m = 0: the target; m = 1 .. n_shadows: shadow model m - 1. */
+    for (size_t m = 0; m <= cell->n_shadows; m++) {
+        int r = m == 0 ? MG_ROLE_TARGET : MG_ROLE_SHADOW;
+        int shadow = m == 0 ? 0 : (int)(m - 1);
         size_t dense = 0;
         memset(&proto, 0, sizeof proto);
         proto.kind = MG_NODE_TRAIN;
         proto.role = (mg_role)r;
+        proto.shadow_index = shadow;
         proto.dataset = idx[MG_AXIS_DATASET];
         proto.arch = idx[MG_AXIS_ARCH];
         proto.seed = idx[MG_AXIS_SEED];
@@ -289,7 +317,7 @@ static mg_status plan_cell(plan_impl *pi, const mg_grid *g, const size_t idx[MG_
             for (int k = 0; k < g->defenses[idx[MG_AXIS_DEFENSE]].subsets; k++) {
                 size_t at = 0;
                 sp.subset = k + 1;
-                recipe_subset(&b, g, idx, (mg_role)r, k);
+                recipe_subset(&b, g, idx, (mg_role)r, shadow, k);
                 MG_CHECK(plan_intern(pi, &b, &sp, &at, err));
                 if (k == 0)
                     extra_first = at;
@@ -302,7 +330,7 @@ static mg_status plan_cell(plan_impl *pi, const mg_grid *g, const size_t idx[MG_
             proto.extra_first = extra_first;
             proto.n_extra = n_extra;
         }
-        recipe_dense(&b, g, idx, (mg_role)r);
+        recipe_dense(&b, g, idx, (mg_role)r, shadow);
         recipe_add_subsets(&b, pi, &proto);
         MG_CHECK(plan_intern(pi, &b, &proto, &dense, err));
         proto.extra_first = proto.n_extra = 0;
@@ -328,7 +356,7 @@ static mg_status plan_cell(plan_impl *pi, const mg_grid *g, const size_t idx[MG_
                     proto.extra_first = extra_first;
                     proto.n_extra = n_extra;
                 }
-                recipe_rewind(&b, g, idx, (mg_role)r, ps->rewind_epoch);
+                recipe_rewind(&b, g, idx, (mg_role)r, shadow, ps->rewind_epoch);
                 recipe_add_subsets(&b, pi, &proto);
                 MG_CHECK(plan_intern(pi, &b, &proto, &rewind, err));
                 proto.extra_first = proto.n_extra = 0;
@@ -357,8 +385,10 @@ static mg_status plan_cell(plan_impl *pi, const mg_grid *g, const size_t idx[MG_
             }
             cell->model[r] = prev;
         }
-        memcpy(model_key[r], pi->pub.nodes[cell->model[r]].key, sizeof model_key[r]);
+        if (r == MG_ROLE_SHADOW)
+            cell->shadows[shadow] = cell->model[r];
     }
+    cell->model[MG_ROLE_SHADOW] = cell->shadows[0];
     for (size_t a = 0; a < g->n_attacks; a++) {
         memset(&proto, 0, sizeof proto);
         proto.kind = MG_NODE_ATTACK;
@@ -373,12 +403,26 @@ static mg_status plan_cell(plan_impl *pi, const mg_grid *g, const size_t idx[MG_
         proto.defense = pruned || dense_defended(g, idx) ? idx[MG_AXIS_DEFENSE] : MG_NO_INDEX;
         proto.attack = a;
         proto.sparsity = sparsity;
-        recipe_attack(&b, &g->attacks[a], model_key[MG_ROLE_TARGET], model_key[MG_ROLE_SHADOW]);
+        proto.shadows = cell->shadows;
+        proto.n_shadows = cell->n_shadows;
+        recipe_attack(&b, &g->attacks[a], &pi->pub, cell->model[MG_ROLE_TARGET], cell->shadows, cell->n_shadows);
         MG_CHECK(plan_intern(pi, &b, &proto, &cell->attack_nodes[a], err));
     }
 cleanup:
     mg_strbuf_free(&b);
     return st;
+}
+
+/* Room for every cell's list of shadow models (data.split.shadows each).
+ * Allocated once, before any node: attack nodes keep pointers into it. */
+static mg_status shadow_lists_alloc(plan_impl *pi, const mg_grid *g, size_t n_cells, mg_error *err)
+{
+    size_t k = g->split.cfg.n_shadows;
+    if (k < 1 || k > MG_SPLIT_MAX_SHADOWS)
+        return mg_error_set(err, MG_ERR_ARG, "%s: data.split.shadows is %zu; expected 1 to %d", g->path, k,
+                            MG_SPLIT_MAX_SHADOWS);
+    pi->shadow_block = mg_calloc(n_cells, k * sizeof *pi->shadow_block, "plan shadow models", err);
+    return pi->shadow_block ? MG_OK : MG_ERR_NOMEM;
 }
 
 mg_status mg_plan_build(const mg_grid *g, mg_plan **out, mg_error *err)
@@ -390,12 +434,6 @@ mg_status mg_plan_build(const mg_grid *g, mg_plan **out, mg_error *err)
     *out = NULL;
     if (!g || g->n_attacks == 0)
         return mg_error_set(err, MG_ERR_ARG, "mg_plan_build: a parsed grid is required");
-    /* Nodes train one shadow model per role; pooling k shadows needs attack
-     * nodes with k shadow inputs, which the planner does not make yet. */
-    if (g->split.cfg.n_shadows > 1)
-        return mg_error_set(err, MG_ERR_CONFIG,
-                            "%s: data.split.shadows: %zu shadow models per cell are not planned yet; use shadows: 1",
-                            g->path, g->split.cfg.n_shadows);
     st = mg_grid_limits(&max_cells, &max_nodes, err);
     if (st != MG_OK)
         return st;
@@ -416,6 +454,7 @@ mg_status mg_plan_build(const mg_grid *g, mg_plan **out, mg_error *err)
     pi->attack_block = mg_calloc(n_cells, g->n_attacks * sizeof *pi->attack_block, "plan attack nodes", err);
     if (!p->cells || !pi->attack_block)
         MG_CHECK(MG_ERR_NOMEM);
+    MG_CHECK(shadow_lists_alloc(pi, g, n_cells, err));
     MG_CHECK(slots_grow(pi, err));
 
     size_t id = 0;
@@ -431,6 +470,8 @@ mg_status mg_plan_build(const mg_grid *g, mg_plan **out, mg_error *err)
         c->defense = idx[MG_AXIS_DEFENSE];
         c->seed = idx[MG_AXIS_SEED];
         c->attack_nodes = pi->attack_block + id * g->n_attacks;
+        c->n_shadows = g->split.cfg.n_shadows;
+        c->shadows = pi->shadow_block + id * c->n_shadows;
         MG_CHECK(plan_cell(pi, g, idx, c, err));
         id++;
         p->n_cells = id;
@@ -456,6 +497,7 @@ void mg_plan_destroy(mg_plan **pp)
     free(pi->pub.nodes);
     free(pi->pub.cells);
     free(pi->attack_block);
+    free(pi->shadow_block);
     free(pi->slots);
     free(pi);
     *pp = NULL;
@@ -509,6 +551,10 @@ void mg_plan_print(const mg_grid *g, const mg_plan *p, FILE *f)
             fprintf(f, "  subset model %d", n->subset);
         if (n->n_extra)
             fprintf(f, "  subset models %zu..%zu", n->extra_first, n->extra_first + n->n_extra - 1);
+        if (n->shadow_index > 0)
+            fprintf(f, "  shadow model %d", n->shadow_index);
+        for (size_t k = 0; n->n_shadows > 1 && k < n->n_shadows; k++)
+            fprintf(f, "%s%zu", k ? "," : "  shadow models ", n->shadows[k]);
         fputc('\n', f);
     }
     fprintf(f, "%zu cells, %zu nodes (%zu train, %zu prune, %zu attack); %zu references, %zu shared\n", p->n_cells,

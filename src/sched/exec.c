@@ -1,6 +1,7 @@
 /* exec.c: computing one node. A train node trains a dense model on its role's
  * members; a prune node prunes its input model and fine-tunes it with the mask
- * held; an attack node scores the target and shadow models' outputs. Each
+ * held; an attack node scores the target and shadow models' outputs (and the
+ * sensitivity features of the models it rebuilds, for samia and gonon). Each
  * writes one node file; inputs are read back from the store, so a node gives
  * the same bits whichever rank runs it. */
 #define _GNU_SOURCE
@@ -111,9 +112,12 @@ static mg_status load_role_data(mg_exec_ctx *ctx, const mg_node *node, role_data
         parts[1] = &roles.target_test;
         parts[2] = &roles.target_dev;
     } else {
-        parts[0] = &roles.shadow_train[0];
-        parts[1] = &roles.shadow_test[0];
-        parts[2] = &roles.shadow_dev[0];
+        size_t i = (size_t)node->shadow_index;
+        if (i >= roles.n_shadows)
+            MG_FAIL(MG_ERR_STATE, "node %s is shadow model %zu, but the split has %zu", node->key, i, roles.n_shadows);
+        parts[0] = &roles.shadow_train[i];
+        parts[1] = &roles.shadow_test[i];
+        parts[2] = &roles.shadow_dev[i];
     }
     size_t dim = mg_dataset_dim(ctx->data);
     for (int part = 0; part < 3; part++) {
@@ -789,6 +793,7 @@ typedef struct {
     float *logits[2];
     int32_t *labels[2];
     uint32_t *index[2];
+    float *sens[2];    /* sensitivity features (n, K), for the attacks that need them; else NULL */
     size_t n[2];
     int K;
 } outputs;
@@ -799,6 +804,7 @@ static void outputs_free(outputs *o)
         free(o->logits[i]);
         free(o->labels[i]);
         free(o->index[i]);
+        free(o->sens[i]);
     }
     memset(o, 0, sizeof *o);
 }
@@ -866,39 +872,111 @@ cleanup:
 
 static mg_attack_split as_split(const outputs *o, int part)
 {
-    mg_attack_split s = {o->logits[part], o->labels[part], NULL, o->n[part]};
+    mg_attack_split s = {o->logits[part], o->labels[part], o->sens[part], o->n[part]};
     return s;
+}
+
+/* Shadow model s of an attack node (inputs[1] is shadow model 0). */
+static size_t attack_shadow(const mg_node *node, size_t s)
+{
+    return s == 0 || !node->shadows ? node->inputs[1] : node->shadows[s];
+}
+
+/* The sensitivity features (samia, gonon) of one model on its members and
+ * non-members, into o->sens. The model is rebuilt from its node file and fed
+ * the samples of its role's split, which must be those its stored outputs
+ * were computed on, in the same order. */
+static mg_status model_sensitivity(mg_exec_ctx *ctx, const mg_node *model_node, const mg_attack_cfg *cfg,
+                                   mg_rng *rng, outputs *o, mg_error *err)
+{
+    static const char *const part[2] = {"member", "nonmember"};
+    mg_status st = MG_OK;
+    role_data rd;
+    mg_model *m = NULL;
+    hid_t f = H5I_INVALID_HID;
+    memset(&rd, 0, sizeof rd);
+    MG_CHECK(load_role_data(ctx, model_node, &rd, err));
+    MG_CHECK(make_model(ctx, model_node, &m, err));
+    MG_CHECK(mg_store_node_open(ctx->store, model_node->key, &f, err));
+    MG_CHECK(read_model(f, m, model_node->key, err));
+    if (mg_model_n_classes(m) != o->K)
+        MG_FAIL(MG_ERR_STATE, "the model has %d classes, its stored outputs %d", mg_model_n_classes(m), o->K);
+    for (int i = 0; i < 2; i++) {
+        if (rd.n[i] != o->n[i] || (o->n[i] && memcmp(rd.idx[i], o->index[i], o->n[i] * sizeof(uint32_t)) != 0))
+            MG_FAIL(MG_ERR_STATE, "outputs/%s/sample_index are not the %zu samples its role's split gives (the "
+                    "split changed since it was computed?)", part[i], rd.n[i]);
+        o->sens[i] = mg_malloc(o->n[i] ? o->n[i] * (size_t)o->K : 1, sizeof(float), "sensitivity features", err);
+        if (!o->sens[i])
+            MG_FAIL(MG_ERR_NOMEM, "out of memory for the sensitivity features of %zu samples", o->n[i]);
+        MG_CHECK(mg_attack_sensitivity(m, rd.x[i], rd.n[i], cfg->sens_draws, cfg->sens_eps, rng, o->sens[i], err));
+    }
+cleanup:
+    if (f >= 0)
+        H5Fclose(f);
+    mg_model_destroy(&m);
+    role_data_free(&rd);
+    if (st != MG_OK)
+        mg_error_prefix(err, "sensitivity features of node %s: ", model_node->key);
+    return st;
+}
+
+/* Sensitivity features of the target and of every shadow model, from one
+ * generator of the attack node's own, drawn in that order (target, then
+ * shadow models 0, 1, ...; members before non-members). */
+static mg_status attack_sensitivity(mg_exec_ctx *ctx, const mg_node *node, const mg_attack_cfg *cfg, outputs *tgt,
+                                    outputs *shd, size_t n_shd, mg_error *err)
+{
+    mg_rng rng;
+    mg_rng_seed(&rng, ctx->grid->seeds[node->seed], node->key, "sensitivity");
+    mg_status st = model_sensitivity(ctx, &ctx->plan->nodes[node->inputs[0]], cfg, &rng, tgt, err);
+    for (size_t s = 0; st == MG_OK && s < n_shd; s++)
+        st = model_sensitivity(ctx, &ctx->plan->nodes[attack_shadow(node, s)], cfg, &rng, &shd[s], err);
+    return st;
 }
 
 static mg_status exec_attack(mg_exec_ctx *ctx, const mg_node *node, mg_node_writer *w, mg_error *err)
 {
     mg_status st = MG_OK;
     const char *attack = ctx->grid->attacks[node->attack].name;
-    outputs tgt, shd;
+    outputs tgt;
+    outputs *shd = NULL;
+    mg_attack_outputs *shadow = NULL;
     mg_attack_cfg cfg;
     mg_attack_result res;
     double *fpr = NULL, *tpr = NULL, *pc = NULL;
     uint32_t *index = NULL;
-    size_t npts = 0;
+    size_t npts = 0, n_shd = node->n_shadows ? node->n_shadows : 1;
     memset(&tgt, 0, sizeof tgt);
-    memset(&shd, 0, sizeof shd);
     memset(&res, 0, sizeof res);
 
+    shd = mg_calloc(n_shd, sizeof *shd, "shadow outputs", err);
+    shadow = mg_calloc(n_shd, sizeof *shadow, "shadow outputs", err);
+    if (!shd || !shadow)
+        MG_FAIL(MG_ERR_NOMEM, "out of memory for %zu shadow models' outputs", n_shd);
     MG_CHECK(read_outputs(ctx, ctx->plan->nodes[node->inputs[0]].key, &tgt, err));
-    MG_CHECK(read_outputs(ctx, ctx->plan->nodes[node->inputs[1]].key, &shd, err));
-    if (tgt.K != shd.K)
-        MG_FAIL(MG_ERR_STATE, "target and shadow models have %d and %d classes", tgt.K, shd.K);
+    for (size_t s = 0; s < n_shd; s++) {
+        MG_CHECK(read_outputs(ctx, ctx->plan->nodes[attack_shadow(node, s)].key, &shd[s], err));
+        if (tgt.K != shd[s].K)
+            MG_FAIL(MG_ERR_STATE, "target and shadow model %zu have %d and %d classes", s, tgt.K, shd[s].K);
+    }
     MG_CHECK(mg_attack_cfg_init(&cfg, attack, err));
     mg_rng_seed(&cfg.rng, ctx->grid->seeds[node->seed], node->key, "attack");
-    mg_attack_outputs shadow = {as_split(&shd, 0), as_split(&shd, 1)};
+    cfg.gonon_depth = ctx->grid->attacks[node->attack].gonon_depth;
+    if (mg_attack_needs(cfg.kind) & MG_ATTACK_NEEDS_SENS)
+        MG_CHECK(attack_sensitivity(ctx, node, &cfg, &tgt, shd, n_shd, err));
     mg_attack_inputs in;
     memset(&in, 0, sizeof in);
     in.n_classes = tgt.K;
     in.target.member = as_split(&tgt, 0);
     in.target.nonmember = as_split(&tgt, 1);
-    in.shadow = &shadow;
-    in.n_shadow = 1;
-    /* The attacker fits on the shadow model, where it knows membership, and
+    /* k shadow models are pooled: the attack fits on all their samples. */
+    for (size_t s = 0; s < n_shd; s++) {
+        shadow[s].member = as_split(&shd[s], 0);
+        shadow[s].nonmember = as_split(&shd[s], 1);
+    }
+    in.shadow = shadow;
+    in.n_shadow = n_shd;
+    /* The attacker fits on the shadow models, where it knows membership, and
      * applies what it learnt to the target. */
     MG_CHECK(mg_attack_run(&cfg, &in, &res, err));
 
@@ -933,7 +1011,10 @@ static mg_status exec_attack(mg_exec_ctx *ctx, const mg_node *node, mg_node_writ
     MG_CHECK(mg_h5_attr_str(f, "per_class_columns", "balanced_acc,auc,tpr_at_1pct_fpr,js_divergence", err));
 cleanup:
     outputs_free(&tgt);
-    outputs_free(&shd);
+    for (size_t s = 0; shd && s < n_shd; s++)
+        outputs_free(&shd[s]);
+    free(shd);
+    free(shadow);
     mg_attack_result_free(&res);
     free(fpr);
     free(tpr);

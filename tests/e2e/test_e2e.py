@@ -558,7 +558,67 @@ def case_defenses(r):
           "the strongest attack and epsilon are the store's")
 
 
+def case_sens_shadows(r):
+    """samia and gonon, whose attack nodes compute sensitivity features from
+    the models they rebuild, on the tiny grid's MLP; then k = 2 shadow models
+    of a mia-prune split pooled by the loss attack."""
+    s = r.fresh("sens")
+    g = write_grid(os.path.join(s, "sens.yaml"), open(TINY).read()
+                   .replace("arch: [lenet5, {name: mlp, hidden: [32], activation: tanh}]",
+                            "arch: [{name: mlp, hidden: [32], activation: tanh}]")
+                   .replace(": 200", ": 100")
+                   .replace("attacks: [loss, conf]", "attacks: [samia, {name: gonon, depth: 1}]"))
+    r.run(g, s, ranks=3)
+    df = metrics(s)
+    for a in ("samia", "gonon"):
+        for model in ("target", "shadow"):
+            sub = df[(df.attack == a) & (df.model == model)]
+            need = {"balanced_acc", "auc", "tpr_at_1pct_fpr", "js_divergence"}
+            check(need <= set(sub.metric) and sub.cell_id.nunique() == 2, f"{a}: {model} metrics of both cells are stored")
+            ba = sub[sub.metric == "balanced_acc"].value
+            check(((ba >= 0.0) & (ba <= 1.0)).all(), f"{a}: {model} balanced accuracies are in [0, 1]")
+    with h5py.File(os.path.join(s, "results.h5"), "r") as f:
+        key = df[df.attack == "gonon"].node.iloc[0]
+        recipe = json.loads(f["nodes/" + key].attrs["recipe"])
+        check(recipe["attack"] == {"depth": 1, "name": "gonon"}, "gonon's depth is in its recipe")
+        sc = f["nodes/" + key + "/scores/score"][()]
+        check(sc.shape == (200,) and np.all(np.isfinite(sc)), "gonon scores every target sample")
+
+    # k = 2 shadow models: each trained on its own part of the attacker's
+    # half, both pooled by every attack node.
+    s2 = r.fresh("shadows")
+    g2 = write_grid(os.path.join(s2, "shadows.yaml"), open(TINY).read()
+                    .replace("arch: [lenet5, {name: mlp, hidden: [32], activation: tanh}]",
+                             "arch: [{name: mlp, hidden: [32], activation: tanh}]")
+                    .replace("split: {target_train: 200, target_test: 200, shadow_train: 200, shadow_test: 200}",
+                             "split: {protocol: mia-prune, shadows: 2}")
+                    .replace("epochs: 5", "epochs: 2")
+                    .replace("attacks: [loss, conf]", "attacks: [loss]")
+                    .replace("e2e-tiny", "e2e-shadows"))
+    out = r.run(g2, s2, extra=["--dry-run"]).stdout
+    check(re.search(r"2 cells, 8 nodes \(3 train, 3 prune, 2 attack\)", out) is not None,
+          "per cell: the target and 2 shadow models, dense and pruned, and one attack node")
+    check(len(re.findall(r"attack +loss .* shadow models \d+,\d+", out)) == 2, "the listing names both shadow models")
+    r.run(g2, s2, ranks=3)
+    df = metrics(s2)
+    ba = df[(df.attack == "loss") & (df.metric == "balanced_acc")].value
+    check(len(ba) == 4 and ((ba >= 0.0) & (ba <= 1.0)).all(), "loss: balanced accuracies of target and pooled shadows")
+    with h5py.File(os.path.join(s2, "results.h5"), "r") as f:
+        cells = pd.DataFrame(f["cells"][()])
+        for _, c in cells.iterrows():
+            att = df[(df.cell_id == c.cell_id) & (df.attack == "loss")].node.iloc[0]
+            shadows = json.loads(f["nodes/" + att].attrs["recipe"])["shadow"]
+            check(isinstance(shadows, list) and len(shadows) == 2 and shadows[0] == c.shadow_model.decode(),
+                  f"cell {c.cell_id}: the attack pools 2 shadow models, the first the cells table's")
+            members = [set(f["nodes/" + k + "/outputs/member/sample_index"][()]) for k in shadows]
+            target = set(f["nodes/" + c.target_model.decode() + "/outputs/member/sample_index"][()])
+            check(members[0] != members[1] and len(members[0]) == len(members[1]),
+                  f"cell {c.cell_id}: each shadow model trains on its own members")
+            check(not (target & (members[0] | members[1])), f"cell {c.cell_id}: no shadow trains on a target member")
+
+
 CASES = {
+    "sens_shadows": case_sens_shadows,
     "defenses": case_defenses,
     "attacks": case_attacks,
     "prune_schedules": case_prune_schedules,
