@@ -57,6 +57,9 @@ typedef struct {
     int rewind_epoch;           /* imp: weights rewound to their values after this training epoch */
     int factors;                /* butterfly: number of butterfly factors (0: all, a dense product) */
     char canon[MG_CANON_MAX];
+    double rho;                 /* admm: penalty of the augmented Lagrangian (Zhang et al.) */
+    int admm_epochs;            /* admm: epochs of ADMM training before the hard pruning */
+    double penalty;             /* slim: L1 penalty on batch-norm scales in the dense training; 0: none */
 } mg_prune_spec;
 
 /* Most subset models a memorisation-score estimate may take. */
@@ -208,6 +211,8 @@ typedef struct {
                               * split's order; shadows[0] == inputs[1]). They are rarely consecutive
                               * nodes (each is the end of its own chain), so this points into the */
     size_t n_shadows;        /* plan's per-cell lists (mg_cell.shadows). Other kinds: NULL, 0 */
+    double bn_l1;            /* train: the L1 penalty on batch-norm scales of the cell's slim pruning
+                              * (mg_train_cfg.bn_l1); 0 otherwise */
 } mg_node;
 
 /* All of a node's inputs, the three kinds together: the first n_inputs are

@@ -369,6 +369,10 @@ typedef struct {
     int patience;             /* early stopping: stop after this many epochs without a better dev
                                * accuracy and restore the best parameters; 0: off (needs a dev set) */
     unsigned augment;         /* MG_AUGMENT_* flags; 0: none (needs the sample's image shape) */
+    double bn_l1;             /* network slimming's sparsity training (Liu et al. 2017): lambda of the L1
+                               * penalty on batch-norm scales, added to the gradients by
+                               * mg_prune_slim_penalty after each step (a regime's too) and before the
+                               * optimiser's; 0: off. Finite and >= 0. */
 } mg_train_cfg;
 
 /* Per-epoch record. */

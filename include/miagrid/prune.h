@@ -179,6 +179,7 @@ typedef struct {
     float *Z, *U;      /* (n) each, sliced by the tensor table; 0 outside the constrained tensors */
     size_t n_tensors;  /* mg_model_n_tensors */
     size_t *n_prune;   /* (n_tensors) entries each constrained tensor must drop; 0 for the others */
+    mg_model *model;   /* the model mg_admm_plugin's hooks act on (set there; NULL before) */
 } mg_admm;
 
 /* Set up ADMM for m: each prunable tensor of count n drops
@@ -203,6 +204,15 @@ double mg_admm_residual(const mg_admm *a, const mg_model *m);
  * |W| (ties by lower index, masked first) get mask 0 and value 0, as
  * mg_prune_l1_unstructured. */
 mg_status mg_admm_finalize(const mg_admm *a, mg_model *m, mg_error *err);
+/* The W-step as a training regime for mg_train_run (mg_train_state_set_plugin),
+ * named "admm": each step is the plain forward and backward followed by
+ * mg_admm_add_grad; before every epoch after the first, mg_admm_update (Z and
+ * U once per epoch, as Zhang et al.), the epoch's rows left as they are; save
+ * and load put rho, Z, U and the per-tensor counts in checkpoints (a
+ * checkpoint of other counts, i.e. another sparsity, is MG_ERR_STATE), so a
+ * run stopped and resumed gives the bits of one run straight through. Sets
+ * a->model = m; a and m must outlive the plugin's use. */
+void mg_admm_plugin(mg_admm *a, mg_model *m, mg_train_plugin *p);
 
 /* ---- butterfly supports (Gonon et al. 2023; Lin et al., NeurIPS 2021) -----------------
  *

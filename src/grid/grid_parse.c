@@ -73,7 +73,8 @@ static const char *const cifar100_keys[] = {"name", "root", "labels", NULL};
 static const char *const cifar100_labels[] = {"fine", "coarse", NULL};
 static const char *const arch_keys[] = {"name", "hidden", "activation", "preset", "init", NULL};
 static const char *const plain_arch_keys[] = {"name", "init", NULL};
-static const char *const prune_keys[] = {"method", "schedule", "rounds", "rate", "rewind_epoch", "factors", NULL};
+static const char *const prune_keys[] = {"method", "schedule", "rounds", "rate", "rewind_epoch", "factors",
+                                         "rho", "admm_epochs", "penalty", NULL};
 static const char *const name_keys[] = {"name", NULL};
 static const char *const gonon_keys[] = {"name", "depth", NULL};
 static const char *const exclude_keys[] = {"dataset", "arch", "prune", "sparsity", "defense",
@@ -86,7 +87,7 @@ static const char *const init_names[] = {"default", "xavier-normal", NULL};
 static const char *const mlp_presets[] = {"location", "purchase", "texas", NULL};
 static const char *const activations[] = {"relu", "tanh", NULL};
 static const char *const prune_methods[] = {"l1-unstructured", "l1-unstructured-global", "random-unstructured",
-                                            "l1-structured", "l2-structured", "slim", "butterfly", NULL};
+                                            "l1-structured", "l2-structured", "slim", "butterfly", "admm", NULL};
 static const char *const prune_schedules[] = {"one-shot", "iterative", "imp", NULL};
 static const char *const defense_names[] = {"none", "base", "label-smoothing", "adv-reg", "dp-sgd", "relaxloss",
                                             "ppb", "rsw", "rmr", "swmr", NULL};
@@ -1273,10 +1274,12 @@ cleanup:
 static mg_status parse_prune(const pctx *c, yaml_node_t *n, const char *key, mg_prune_spec *p)
 {
     static const char expected[] =
-        "a pruning method or {method, schedule, rounds (iterative), rate and rewind_epoch (imp), factors (butterfly)}";
+        "a pruning method or {method, schedule, rounds (iterative), rate and rewind_epoch (imp), factors (butterfly), "
+        "rho and admm_epochs (admm), penalty (slim)}";
     char k[KEY_MAX];
     mg_strbuf b;
     yaml_node_t *method = n, *schedule = NULL, *rounds = NULL, *rate = NULL, *rewind = NULL, *factors = NULL;
+    yaml_node_t *rho = NULL, *admm_epochs = NULL, *penalty = NULL;
     mg_status st = MG_OK;
     int is_map = n && n->type == YAML_MAPPING_NODE;
     if (is_map) {
@@ -1292,6 +1295,9 @@ static mg_status parse_prune(const pctx *c, yaml_node_t *n, const char *key, mg_
         rate = map_get(c, n, "rate");
         rewind = map_get(c, n, "rewind_epoch");
         factors = map_get(c, n, "factors");
+        rho = map_get(c, n, "rho");
+        admm_epochs = map_get(c, n, "admm_epochs");
+        penalty = map_get(c, n, "penalty");
         sub_key(k, key, "method");
     } else {
         snprintf(k, sizeof k, "%s", key);
@@ -1307,10 +1313,25 @@ static mg_status parse_prune(const pctx *c, yaml_node_t *n, const char *key, mg_
             return st;
     }
     int iterative = !strcmp(p->schedule, "iterative"), imp = !strcmp(p->schedule, "imp");
+    int admm = !strcmp(p->method, "admm"), slim = !strcmp(p->method, "slim");
+    /* imp prunes by magnitude and rewinds; ADMM's own training before the
+     * hard pruning has no place in that loop. */
+    if (admm && imp) {
+        sub_key(k, key, "schedule");
+        return perr(c, schedule, k, "method admm does not take schedule imp (imp rewinds and retrains between "
+                    "magnitude prunings); expected one-shot or iterative");
+    }
     p->rounds = iterative ? 5 : 0;
     p->rate = imp ? 0.2 : 0.0;
     p->rewind_epoch = 0;
     p->factors = 0;
+    /* ADMM: rho 1e-3, the default of the ADMM pruning code of Zhang et al.'s
+     * group, and 10 epochs of ADMM training (Z and U updated between epochs).
+     * Slimming's penalty is off unless given, so that slim cells keep sharing
+     * the plain dense models. */
+    p->rho = admm ? 1e-3 : 0.0;
+    p->admm_epochs = admm ? 10 : 0;
+    p->penalty = 0.0;
     /* Options belong to one schedule or method; elsewhere they are mistakes. */
     struct {
         yaml_node_t *node;
@@ -1320,7 +1341,10 @@ static mg_status parse_prune(const pctx *c, yaml_node_t *n, const char *key, mg_
     } opt[] = {{rounds, "rounds", iterative, "schedule: iterative"},
                {rate, "rate", imp, "schedule: imp"},
                {rewind, "rewind_epoch", imp, "schedule: imp"},
-               {factors, "factors", !strcmp(p->method, "butterfly"), "method: butterfly"}};
+               {factors, "factors", !strcmp(p->method, "butterfly"), "method: butterfly"},
+               {rho, "rho", admm, "method: admm"},
+               {admm_epochs, "admm_epochs", admm, "method: admm"},
+               {penalty, "penalty", slim, "method: slim"}};
     for (size_t i = 0; i < sizeof opt / sizeof *opt; i++) {
         if (opt[i].node && !opt[i].allowed) {
             sub_key(k, key, opt[i].name);
@@ -1356,18 +1380,48 @@ static mg_status parse_prune(const pctx *c, yaml_node_t *n, const char *key, mg_
             return st;
         p->factors = (int)v;
     }
+    if (rho) {
+        sub_key(k, key, "rho");
+        st = get_double(c, rho, k, 0.0, 1, INFINITY, 0, "a penalty > 0 (e.g. 1.0e-3)", &p->rho);
+        if (st != MG_OK)
+            return st;
+    }
+    if (admm_epochs) {
+        sub_key(k, key, "admm_epochs");
+        st = get_long(c, admm_epochs, k, 1, 100000, "a whole number of ADMM epochs >= 1", &v);
+        if (st != MG_OK)
+            return st;
+        p->admm_epochs = (int)v;
+    }
+    if (penalty) {
+        sub_key(k, key, "penalty");
+        st = get_double(c, penalty, k, 0.0, 0, INFINITY, 0,
+                        "a number >= 0 (the L1 weight on batch-norm scales, e.g. 1.0e-4; 0: none)", &p->penalty);
+        if (st != MG_OK)
+            return st;
+    }
     /* Keys sorted; options appear only where they apply, so the one-shot
      * canonical form (and every key derived from it) is unchanged. */
     mg_strbuf_init(&b);
+    mg_strbuf_append(&b, "{");
+    if (admm)
+        mg_strbuf_printf(&b, "\"admm_epochs\":%d,", p->admm_epochs);
     if (p->factors || !strcmp(p->method, "butterfly"))
-        mg_strbuf_printf(&b, "{\"factors\":%d,\"method\":", p->factors);
-    else
-        mg_strbuf_append(&b, "{\"method\":");
+        mg_strbuf_printf(&b, "\"factors\":%d,", p->factors);
+    mg_strbuf_append(&b, "\"method\":");
     mg_strbuf_json_str(&b, p->method);
+    if (p->penalty > 0.0) {
+        mg_strbuf_append(&b, ",\"penalty\":");
+        mg_strbuf_json_num(&b, p->penalty);
+    }
     if (imp) {
         mg_strbuf_append(&b, ",\"rate\":");
         mg_strbuf_json_num(&b, p->rate);
         mg_strbuf_printf(&b, ",\"rewind_epoch\":%d", p->rewind_epoch);
+    }
+    if (admm) {
+        mg_strbuf_append(&b, ",\"rho\":");
+        mg_strbuf_json_num(&b, p->rho);
     }
     if (iterative)
         mg_strbuf_printf(&b, ",\"rounds\":%d", p->rounds);

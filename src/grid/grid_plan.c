@@ -145,8 +145,28 @@ static void recipe_shadow_index(mg_strbuf *b, int shadow)
         mg_strbuf_printf(b, "\"shadow\":%d,", shadow);
 }
 
+/* Network slimming's L1 penalty on batch-norm scales, when the cell's
+ * pruning is slim with a penalty: it acts on the dense training. */
+static double slim_penalty(const mg_grid *g, const size_t idx[MG_AXIS_COUNT])
+{
+    const mg_prune_spec *ps = &g->prunes[idx[MG_AXIS_PRUNE]];
+    return strcmp(ps->method, "slim") == 0 ? ps->penalty : 0.0;
+}
+
+/* "slim_penalty":x, after "seed" and a shadow index and before "split",
+ * when there is one. */
+static void recipe_slim_penalty(mg_strbuf *b, const mg_grid *g, const size_t idx[MG_AXIS_COUNT])
+{
+    double pen = slim_penalty(g, idx);
+    if (pen > 0.0) {
+        mg_strbuf_append(b, "\"slim_penalty\":");
+        mg_strbuf_json_num(b, pen);
+        mg_strbuf_append(b, ",");
+    }
+}
+
 /* An undefended dense model keeps the form it always had; a defended one
- * names its defense. */
+ * names its defense, one trained with slimming's penalty the penalty. */
 static void recipe_dense(mg_strbuf *b, const mg_grid *g, const size_t idx[MG_AXIS_COUNT], mg_role r, int shadow)
 {
     mg_strbuf_printf(b, "{\"arch\":%s,\"dataset\":%s,", g->archs[idx[MG_AXIS_ARCH]].canon,
@@ -156,6 +176,7 @@ static void recipe_dense(mg_strbuf *b, const mg_grid *g, const size_t idx[MG_AXI
     mg_strbuf_printf(b, "\"kind\":\"train\",\"role\":\"%s\",\"seed\":%" PRIu64 ",", mg_role_str(r),
                      g->seeds[idx[MG_AXIS_SEED]]);
     recipe_shadow_index(b, shadow);
+    recipe_slim_penalty(b, g, idx);
     mg_strbuf_printf(b, "\"split\":%s,\"train\":%s,\"v\":%d}", g->split.canon, g->train.canon, MG_RECIPE_VERSION);
 }
 
@@ -206,6 +227,7 @@ static void recipe_rewind(mg_strbuf *b, const mg_grid *g, const size_t idx[MG_AX
     mg_strbuf_printf(b, "\"kind\":\"train\",\"role\":\"%s\",\"seed\":%" PRIu64 ",", mg_role_str(r),
                      g->seeds[idx[MG_AXIS_SEED]]);
     recipe_shadow_index(b, shadow);
+    recipe_slim_penalty(b, g, idx);
     mg_strbuf_printf(b, "\"split\":%s,\"stop_epoch\":%d,\"train\":%s,\"v\":%d}", g->split.canon, epoch,
                      g->train.canon, MG_RECIPE_VERSION);
 }
@@ -309,11 +331,13 @@ static mg_status plan_cell(plan_impl *pi, const mg_grid *g, const size_t idx[MG_
         if (dense_defended(g, idx))
             proto.defense = idx[MG_AXIS_DEFENSE];
         proto.stop_epoch = -1;
+        proto.bn_l1 = slim_penalty(g, idx);
         size_t extra_first = 0, n_extra = 0;
         if (uses_subsets(g, idx)) {
             /* Interned together, a role's subset models are consecutive nodes. */
             mg_node sp = proto;
             sp.defense = idx[MG_AXIS_DEFENSE]; /* whose estimate: the count and fraction, not a regime */
+            sp.bn_l1 = 0.0;                    /* plain training's memorisation */
             for (int k = 0; k < g->defenses[idx[MG_AXIS_DEFENSE]].subsets; k++) {
                 size_t at = 0;
                 sp.subset = k + 1;
@@ -368,6 +392,7 @@ static mg_status plan_cell(plan_impl *pi, const mg_grid *g, const size_t idx[MG_
                 char input[33];
                 memcpy(input, pi->pub.nodes[prev].key, sizeof input);
                 proto.kind = MG_NODE_PRUNE;
+                proto.bn_l1 = 0.0;
                 proto.n_inputs = imp ? 2 : 1;
                 proto.inputs[0] = prev;
                 proto.inputs[1] = imp ? rewind : 0;
@@ -547,6 +572,8 @@ void mg_plan_print(const mg_grid *g, const mg_plan *p, FILE *f)
             fprintf(f, "  stage %d", n->stage);
         if (n->kind == MG_NODE_TRAIN && n->stop_epoch >= 0)
             fprintf(f, "  rewind point: epoch %d", n->stop_epoch);
+        if (n->kind == MG_NODE_TRAIN && n->bn_l1 > 0.0)
+            fprintf(f, "  slim penalty %g", n->bn_l1);
         if (n->subset)
             fprintf(f, "  subset model %d", n->subset);
         if (n->n_extra)

@@ -61,6 +61,11 @@ static void describe_cfg(const mg_train_cfg *c, mg_strbuf *b)
     mg_strbuf_printf(b, " patience=%d augment=%s%s%s", c->patience, c->augment ? "" : "none",
                      (c->augment & MG_AUGMENT_CROP) ? "crop" : "",
                      (c->augment & MG_AUGMENT_FLIP) ? ((c->augment & MG_AUGMENT_CROP) ? ",flip" : "flip") : "");
+    /* Only when on, so checkpoints written before the penalty existed still load. */
+    if (c->bn_l1 != 0.0) {
+        mg_strbuf_append(b, " bn_l1=");
+        mg_strbuf_json_num(b, c->bn_l1);
+    }
 }
 
 /* Hash of the tensor table (names, shapes, kinds), so a checkpoint is not

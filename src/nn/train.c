@@ -8,6 +8,7 @@
  * any epoch boundary (ckpt.c).
  */
 #include "miagrid/nn.h"
+#include "miagrid/prune.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -61,6 +62,8 @@ mg_status mg_train_state_init(mg_train_state *s, const mg_model *m, const mg_tra
         MG_FAIL(MG_ERR_ARG, "training: patience %d must be >= 0 (0 turns early stopping off)", cfg->patience);
     if (cfg->augment & ~(unsigned)(MG_AUGMENT_CROP | MG_AUGMENT_FLIP))
         MG_FAIL(MG_ERR_ARG, "training: unknown augmentation flags 0x%x", cfg->augment);
+    if (!(cfg->bn_l1 >= 0.0) || !isfinite(cfg->bn_l1))
+        MG_FAIL(MG_ERR_ARG, "training: bn_l1 %g must be finite and >= 0 (0 turns the penalty off)", cfg->bn_l1);
     MG_CHECK(mg_lr_schedule_check(&cfg->schedule, cfg->epochs, err));
     s->cfg = *cfg;
     s->n_params = mg_model_n_params(m);
@@ -214,6 +217,10 @@ mg_status mg_train_run(mg_model *m, const mg_train_data *d, mg_train_state *s, m
             if (!isfinite(loss))
                 MG_FAIL(MG_ERR_NUMERIC, "training diverged: loss is %s at epoch %d, step %ld (lr %g)",
                         isnan(loss) ? "nan" : "inf", e + 1, step + 1, lr);
+            /* After the regime's step, so that the penalty composes with any
+             * regime that replaces the forward and backward. */
+            if (cfg->bn_l1 > 0.0)
+                mg_prune_slim_penalty(m, cfg->bn_l1);
             mg_optim_step(&s->opt, params, grads, masks);
             loss_sum += loss * b;
             correct += (size_t)nc;

@@ -1,9 +1,10 @@
 /* exec.c: computing one node. A train node trains a dense model on its role's
- * members; a prune node prunes its input model and fine-tunes it with the mask
- * held; an attack node scores the target and shadow models' outputs (and the
- * sensitivity features of the models it rebuilds, for samia and gonon). Each
- * writes one node file; inputs are read back from the store, so a node gives
- * the same bits whichever rank runs it. */
+ * members; a prune node prunes its input model (for ADMM, after a phase of
+ * ADMM training) and fine-tunes it with the mask held; an attack node scores
+ * the target and shadow models' outputs (and the sensitivity features of the
+ * models it rebuilds, for samia and gonon). Each writes one node file; inputs
+ * are read back from the store, so a node gives the same bits whichever rank
+ * runs it. */
 #define _GNU_SOURCE
 #include "miagrid/sched.h"
 
@@ -365,10 +366,15 @@ static mg_status write_train_seconds(hid_t f, const mg_history *h, mg_error *err
 }
 
 /* Where a node's training state lives between runs. Not a ".tmp." name: the
- * store removes those at start-up, and this file must survive a stop. */
-static void checkpoint_path(const mg_exec_ctx *ctx, const mg_node *node, char *buf, size_t n)
+ * store removes those at start-up, and this file must survive a stop. A
+ * training phase before the node's main one (phase non-NULL: ADMM's) has a
+ * file of its own, "<key>.<phase>.ckpt.h5". */
+static void checkpoint_path(const mg_exec_ctx *ctx, const mg_node *node, const char *phase, char *buf, size_t n)
 {
-    snprintf(buf, n, "%s/nodes/%s.ckpt.h5", mg_store_dir(ctx->store), node->key);
+    if (phase)
+        snprintf(buf, n, "%s/nodes/%s.%s.ckpt.h5", mg_store_dir(ctx->store), node->key, phase);
+    else
+        snprintf(buf, n, "%s/nodes/%s.ckpt.h5", mg_store_dir(ctx->store), node->key);
 }
 
 typedef struct {
@@ -404,25 +410,31 @@ static mg_status epoch_hook(void *user, mg_model *m, const mg_train_state *s, in
 }
 
 /* Train from the node's checkpoint if a stopped run left one, else from the
- * start; the result is bit-identical either way. */
+ * start; the result is bit-identical either way. A phase before the main
+ * training (phase non-NULL) has its own checkpoint and random streams, and
+ * saves its final state, which a restart then loads instead of training
+ * again: the file goes only when the node completes. */
 static mg_status train_resumable(mg_exec_ctx *ctx, const mg_node *node, mg_model *m, const mg_train_cfg *tc,
-                                 const mg_train_plugin *plugin, const role_data *rd, mg_history *hist,
-                                 mg_error *err)
+                                 const mg_train_plugin *plugin, const role_data *rd, const char *phase,
+                                 mg_history *hist, mg_error *err)
 {
     mg_status st = MG_OK;
     mg_train_state ts;
     mg_rng rng;
-    char path[4200];
+    char path[4200], stream[3][32];
     uint64_t seed = ctx->grid->seeds[node->seed];
     int state_ready = 0;
     memset(&ts, 0, sizeof ts);
-    checkpoint_path(ctx, node, path, sizeof path);
-    mg_rng_seed(&rng, seed, node->key, "shuffle");
+    checkpoint_path(ctx, node, phase, path, sizeof path);
+    static const char *const names[3] = {"shuffle", "augment", "dropout"};
+    for (int i = 0; i < 3; i++)
+        snprintf(stream[i], sizeof stream[i], "%s%s%s", phase ? phase : "", phase ? "-" : "", names[i]);
+    mg_rng_seed(&rng, seed, node->key, stream[0]);
     MG_CHECK(mg_train_state_init(&ts, m, tc, &rng, err));
     state_ready = 1;
     mg_train_state_set_plugin(&ts, plugin);
-    mg_rng_seed(&ts.augment, seed, node->key, "augment");
-    mg_rng_seed(&ts.dropout, seed, node->key, "dropout");
+    mg_rng_seed(&ts.augment, seed, node->key, stream[1]);
+    mg_rng_seed(&ts.dropout, seed, node->key, stream[2]);
     if (access(path, R_OK) == 0) {
         mg_error e;
         if (mg_train_checkpoint_load(path, m, &ts, &e) != MG_OK) {
@@ -438,6 +450,7 @@ static mg_status train_resumable(mg_exec_ctx *ctx, const mg_node *node, mg_model
         .dev_x = rd->x[2], .dev_y = rd->y[2], .dev_n = rd->n[2],
     };
     hook_state hs = {ctx, path, mg_now(), node->kind == MG_NODE_TRAIN ? node->stop_epoch : -1};
+    int was_finished = ts.finished;
     if (hs.stop_after != 0) {
         st = mg_train_run(m, &d, &ts, epoch_hook, &hs, err);
         /* A rewind point stops on purpose; only then is an interruption done. */
@@ -446,6 +459,8 @@ static mg_status train_resumable(mg_exec_ctx *ctx, const mg_node *node, mg_model
         if (st != MG_OK)
             goto cleanup;
     }
+    if (phase && !was_finished)
+        MG_CHECK(mg_train_checkpoint_save(path, m, &ts, err));
     mg_train_state_take_history(&ts, hist);
 cleanup:
     if (state_ready)
@@ -483,6 +498,60 @@ cleanup:
     if (in >= 0)
         H5Fclose(in);
     mg_model_destroy(&rw);
+    return st;
+}
+
+/* ADMM pruning (Zhang et al., ECCV 2018) from the input model: admm_epochs
+ * epochs of training on the augmented Lagrangian (mg_admm_plugin) with the
+ * finetune optimiser, batch and augmentation at a constant learning rate and
+ * without the cell's defense, which acts on the masked retraining that
+ * follows; then the hard pruning that sets the masks. The schedule and early
+ * stopping are left to the retraining: restoring an earlier epoch's weights
+ * would undo what the Z and U updates converge. The phase's final state stays
+ * in its checkpoint until the node completes, so a restart during the
+ * retraining does not redo it. *residual: ||W - Z|| / ||W|| after the last
+ * epoch; *seconds: the phase's epochs' wall time. */
+static mg_status admm_stage(mg_exec_ctx *ctx, const mg_node *node, mg_model *m, const role_data *rd,
+                            double *residual, double *seconds, mg_error *err)
+{
+    mg_status st = MG_OK;
+    const mg_prune_spec *ps = &ctx->grid->prunes[node->prune];
+    mg_admm a;
+    mg_train_plugin plug;
+    mg_train_cfg tc;
+    mg_history h;
+    memset(&a, 0, sizeof a);
+    memset(&h, 0, sizeof h);
+    MG_CHECK(mg_admm_init(&a, m, node->sparsity, NULL, ps->rho, err));
+    mg_admm_plugin(&a, m, &plug);
+    train_cfg_from(&ctx->grid->finetune, &tc);
+    tc.epochs = ps->admm_epochs;
+    memset(&tc.schedule, 0, sizeof tc.schedule);
+    tc.patience = 0;
+    MG_CHECK(train_resumable(ctx, node, m, &tc, &plug, rd, "admm", &h, err));
+    *residual = mg_admm_residual(&a, m);
+    *seconds = 0.0;
+    for (int e = 0; e < h.n_epochs; e++)
+        *seconds += h.seconds[e];
+    MG_CHECK(mg_admm_finalize(&a, m, err));
+cleanup:
+    mg_history_free(&h);
+    mg_admm_free(&a);
+    return st;
+}
+
+/* ADMM's record: its final primal residual and the time of its epochs. */
+static mg_status write_admm_metrics(hid_t f, double residual, double seconds, mg_error *err)
+{
+    mg_status st = MG_OK;
+    hid_t grp = H5Gopen2(f, "metrics", H5P_DEFAULT);
+    if (grp < 0)
+        MG_FAIL(MG_ERR_HDF5, "cannot open group /metrics");
+    MG_CHECK(mg_h5_attr_f64(grp, "admm_residual", residual, err));
+    MG_CHECK(mg_h5_attr_f64(grp, "admm_seconds", seconds, err));
+cleanup:
+    if (grp >= 0)
+        H5Gclose(grp);
     return st;
 }
 
@@ -699,6 +768,8 @@ static mg_status exec_model(mg_exec_ctx *ctx, const mg_node *node, mg_node_write
     size_t n_undefined = 0;
     role_data full;
     uint8_t *in_sub = NULL;
+    double admm_residual = 0.0, admm_seconds = 0.0;
+    int admm_ran = 0;
     memset(&hist, 0, sizeof hist);
     memset(&rd, 0, sizeof rd);
     memset(&full, 0, sizeof full);
@@ -719,10 +790,17 @@ static mg_status exec_model(mg_exec_ctx *ctx, const mg_node *node, mg_node_write
         MG_CHECK(read_model(in, m, src->key, err));
         H5Fclose(in);
         in = H5I_INVALID_HID;
-        MG_CHECK(prune_stage(ctx, node, m, err));
+        if (strcmp(g->prunes[node->prune].method, "admm") == 0) {
+            MG_CHECK(admm_stage(ctx, node, m, &rd, &admm_residual, &admm_seconds, err));
+            admm_ran = 1;
+        } else {
+            MG_CHECK(prune_stage(ctx, node, m, err));
+        }
         /* imp retrains from the rewound weights; the others fine-tune. */
         train_cfg_from(node->n_inputs == 2 ? &g->train : &g->finetune, &tc);
     }
+    if (node->kind == MG_NODE_TRAIN)
+        tc.bn_l1 = node->bn_l1; /* slimming's sparsity training, whatever the defense's step */
     /* The defense acts on this training when its phase covers the node's kind. */
     const mg_defense_spec *ds = node->defense != MG_NO_INDEX && !node->subset ? &g->defenses[node->defense] : NULL;
     unsigned phase = node->kind == MG_NODE_TRAIN ? MG_PHASE_DENSE : MG_PHASE_PRUNE;
@@ -734,7 +812,7 @@ static mg_status exec_model(mg_exec_ctx *ctx, const mg_node *node, mg_node_write
         };
         MG_CHECK(mg_regime_create(ds, m, &tc, &rdat, seed, node->key, &regime, err));
     }
-    MG_CHECK(train_resumable(ctx, node, m, &tc, mg_regime_plugin(regime), &rd, &hist, err));
+    MG_CHECK(train_resumable(ctx, node, m, &tc, mg_regime_plugin(regime), &rd, NULL, &hist, err));
 
     hid_t f = mg_node_writer_file(w);
     MG_CHECK(mg_h5_attr_str(f, "role", mg_role_str(node->role), err));
@@ -746,6 +824,8 @@ static mg_status exec_model(mg_exec_ctx *ctx, const mg_node *node, mg_node_write
         MG_CHECK(mg_h5_attr_i64(f, "best_epoch", hist.best_epoch, err));
     MG_CHECK(write_outputs(f, m, &rd, err));
     MG_CHECK(write_train_seconds(f, &hist, err));
+    if (admm_ran)
+        MG_CHECK(write_admm_metrics(f, admm_residual, admm_seconds, err));
     if (node->subset)
         MG_CHECK(write_subset_record(f, m, &full, in_sub, err));
     if (mem) {
@@ -758,8 +838,8 @@ static mg_status exec_model(mg_exec_ctx *ctx, const mg_node *node, mg_node_write
         MG_CHECK(write_prune_stats(f, m, err));
     if (regime) {
         /* DP-SGD composes with the input model's training, when that was private too. */
-        int in_private = 1;
-        if (node->kind == MG_NODE_PRUNE) {
+        int in_private = !admm_ran; /* ADMM's training is not private */
+        if (node->kind == MG_NODE_PRUNE && !admm_ran) {
             const mg_node *src = &ctx->plan->nodes[node->inputs[0]];
             MG_CHECK(mg_store_node_open(ctx->store, src->key, &in, err));
             in_private = H5Lexists(in, "defense", H5P_DEFAULT) > 0 && H5Lexists(in, "defense/rdp", H5P_DEFAULT) > 0;
@@ -1048,7 +1128,9 @@ mg_status mg_exec_node(mg_exec_ctx *ctx, size_t idx, mg_error *err)
     MG_CHECK(mg_node_writer_commit(&w, err));
     if (node->kind != MG_NODE_ATTACK) {
         char ckpt[4200];
-        checkpoint_path(ctx, node, ckpt, sizeof ckpt);
+        checkpoint_path(ctx, node, NULL, ckpt, sizeof ckpt);
+        unlink(ckpt);
+        checkpoint_path(ctx, node, "admm", ckpt, sizeof ckpt);
         unlink(ckpt);
     }
 cleanup:

@@ -617,8 +617,167 @@ def case_sens_shadows(r):
             check(not (target & (members[0] | members[1])), f"cell {c.cell_id}: no shadow trains on a target member")
 
 
+def check_exact_masks(node, sparsity, what):
+    """Every masked tensor of an unstructured node drops exactly round(s * n)
+    entries (half to even, as the library), and its masked weights are 0."""
+    for layer in node["model"]:
+        g = node["model"][layer]
+        if "mask" not in g:
+            continue
+        m, w = g["mask"][()], g["weight"][()]
+        check(int((m == 0).sum()) == round(sparsity * m.size) and np.all(w[m == 0] == 0.0),
+              f"{what}: {layer} drops exactly round({sparsity} * {m.size}) weights, all 0")
+
+
+def wait_for(pred, proc, limit=300):
+    deadline = time.time() + limit
+    while time.time() < deadline and proc.poll() is None:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def admm_ckpts(store, finished):
+    """Keys of the ADMM phases whose checkpoint is there with that `finished` flag."""
+    out = []
+    d = os.path.join(store, "nodes")
+    for f in os.listdir(d) if os.path.isdir(d) else []:
+        if f.endswith(".admm.ckpt.h5"):
+            try:
+                with h5py.File(os.path.join(d, f), "r") as h:
+                    if int(h.attrs["finished"]) == finished:
+                        out.append(f[:32])
+            except OSError:
+                pass  # being renamed into place
+    return out
+
+
+def case_admm_slim(r):
+    """ADMM pruning (one-shot and iterative) reaches exactly the requested
+    sparsity with its residual recorded; stopping in the ADMM phase and after
+    it resumes to the bits of a run straight through without redoing a
+    finished phase; slimming's penalty trains dense models of its own with
+    smaller batch-norm scales."""
+    s = r.fresh("admm")
+    g = write_grid(os.path.join(s, "admm.yaml"), open(TINY).read()
+                   .replace("arch: [lenet5, {name: mlp, hidden: [32], activation: tanh}]", "arch: [{name: mlp, hidden: [32]}]")
+                   .replace("finetune: {epochs: 1, lr: 0.01}", "finetune: {epochs: 2, lr: 0.01}")
+                   .replace("prune: [l1-unstructured]",
+                            "prune: [{method: admm, admm_epochs: 2}, "
+                            "{method: admm, schedule: iterative, rounds: 2, admm_epochs: 2}]"))
+    out = r.run(g, s, extra=["--dry-run"]).stdout
+    check("(2 train, 6 prune, 6 attack)" in out,
+          "admm shares the dense models; the iterative schedule adds a stage node per role")
+    r.run(g, s, ranks=2)
+    check_store(s, 4)
+    df = metrics(s)
+    with h5py.File(os.path.join(s, "results.h5"), "r") as f:
+        cells = pd.DataFrame(f["cells"][()])
+        for _, c in cells[cells.sparsity > 0].iterrows():
+            for role in ("target_model", "shadow_model"):
+                key = c[role].decode()
+                node = f["nodes/" + key]
+                check_exact_masks(node, 0.5, f"cell {c.cell_id} {role[:6]}")
+                res = node["metrics"].attrs["admm_residual"]
+                check(np.isfinite(res) and 0.0 <= res < 1.0, f"the ADMM residual is recorded ({res:.4f})")
+                check(len(node["history/loss"][()]) == 2, "the masked retraining runs the finetune epochs")
+            if c.prune.endswith(b"iterative"):
+                first = json.loads(f["nodes/" + c.target_model.decode()].attrs["recipe"])["input"]
+                check_exact_masks(f["nodes/" + first], 1 - 0.5 ** 0.5, "the first iterative stage")
+    check(len(df[(df.metric == "admm_residual") & (df.attack == "")]) == 4,
+          "the residual is in the metrics table for the pruned models of both cells")
+    check(not [x for x in os.listdir(os.path.join(s, "nodes")) if x.endswith(".ckpt.h5")],
+          "no checkpoint is left once the nodes complete")
+
+    # Stop in the ADMM phase, then in the retraining after it; resume.
+    st = r.fresh("admm-stop")
+    sg = write_grid(os.path.join(st, "stop.yaml"), open(TINY).read()
+                    .replace("e2e-tiny", "e2e-admm-stop").replace(": 200", ": 2000")
+                    .replace("arch: [lenet5, {name: mlp, hidden: [32], activation: tanh}]", "arch: [lenet5]")
+                    .replace("epochs: 5", "epochs: 2")
+                    .replace("finetune: {epochs: 1, lr: 0.01}", "finetune: {epochs: 6, lr: 0.01}")
+                    .replace("prune: [l1-unstructured]", "prune: [{method: admm, admm_epochs: 4}]")
+                    .replace("sparsity: [0.0, 0.5]", "sparsity: [0.5]"))
+    cmd = [r.miagrid, "--checkpoint-every", "0.001", "--store", st, sg]
+
+    def stopped_run(pred, what):
+        print("$ " + " ".join(cmd), flush=True)
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        hit = wait_for(pred, p)
+        p.send_signal(signal.SIGTERM)
+        o, e = p.communicate(timeout=300)
+        print(o[-1500:], e[-1500:])
+        check(hit and p.returncode == 3, f"a run stopped {what} exits 3 (got {p.returncode})")
+
+    stopped_run(lambda: admm_ckpts(st, 0) or admm_ckpts(st, 1), "in an ADMM phase")
+    mid = admm_ckpts(st, 0)
+    print(f"ADMM checkpoints mid-phase: {len(mid)}, finished: {len(admm_ckpts(st, 1))}")
+    # A phase finished in this run (one finished before may complete first).
+    before = set(admm_ckpts(st, 1))
+    stopped_run(lambda: set(admm_ckpts(st, 1)) - before, "after an ADMM phase")
+    done = sorted(set(admm_ckpts(st, 1)) - before)
+    check(len(done) == 1, "a finished ADMM phase keeps its state until its node completes")
+    key = done[0]
+    with h5py.File(os.path.join(st, "nodes", key + ".admm.ckpt.h5"), "r") as h:
+        admm_time = 0.0
+        for v in h["history/seconds"][()]:
+            admm_time += float(v)  # in the order the node sums them
+    p = r.run(sg, st)
+    check(summary_counts(p.stdout)["left"] == 0, "the third run completes the grid")
+    with h5py.File(os.path.join(st, "nodes", key + ".h5"), "r") as h:
+        check(h["metrics"].attrs["admm_seconds"] == admm_time,
+              "the resumed node took its ADMM phase from the checkpoint instead of training it again")
+    check(not [x for x in os.listdir(os.path.join(st, "nodes")) if x.endswith(".ckpt.h5")],
+          "both checkpoints go when the node completes")
+    s2 = r.fresh("admm-straight")
+    r.run(sg, s2)
+    a, b = metrics(st), metrics(s2)
+    check(np.array_equal(a["value"].to_numpy(), b["value"].to_numpy()) and a["node"].equals(b["node"]),
+          "stopped in and after the ADMM phase and resumed, the grid gives the bits of a run straight through")
+
+    # Slimming's penalty: dense models of their own, with smaller scales.
+    sl = r.fresh("slim")
+    data = os.path.join(sl, "cifar-10-batches-bin")
+    os.makedirs(data)
+    write_cifar10(data)
+    gs = write_grid(os.path.join(sl, "slim.yaml"), f"""
+name: e2e-slim
+seeds: [0]
+data:
+  split: {{target_train: 60, target_test: 60, shadow_train: 60, shadow_test: 60}}
+train: {{epochs: 1, batch: 20, optimizer: sgd, lr: 0.05, momentum: 0.9}}
+finetune: {{epochs: 1, lr: 0.01}}
+axes:
+  dataset: [{{name: cifar10, root: {data}}}]
+  arch: [resnet20]
+  prune: [slim, {{method: slim, penalty: 0.1}}]
+  sparsity: [0.0, 0.5]
+attacks: [loss]
+""")
+    r.run(gs, sl, ranks=2)
+    with h5py.File(os.path.join(sl, "results.h5"), "r") as f:
+        cells = pd.DataFrame(f["cells"][()])
+        dense = {}
+        for _, c in cells[cells.sparsity == 0].iterrows():
+            pen = json.loads(c["axes"].decode())["prune"].get("penalty", 0)
+            dense[pen] = c.target_model.decode()
+        check(len(dense) == 2 and dense[0] != dense[0.1], "slim with a penalty trains dense models of its own")
+
+        def gamma_l1(key):
+            m = f["nodes/" + key]["model"]
+            return sum(float(np.abs(m[l]["weight"][()]).sum()) for l in m if "running_mean" in m[l])
+        g0, g1 = gamma_l1(dense[0]), gamma_l1(dense[0.1])
+        check(g1 < g0, f"the penalty shrinks the batch-norm scales (sum |gamma| {g1:.2f} < {g0:.2f})")
+        for _, c in cells[cells.sparsity > 0].iterrows():
+            node = f["nodes/" + c.target_model.decode()]
+            want = dense[json.loads(c["axes"].decode())["prune"].get("penalty", 0)]
+            check(json.loads(node.attrs["recipe"])["input"] == want, f"cell {c.cell_id} prunes its own dense model")
+
+
 CASES = {
     "sens_shadows": case_sens_shadows,
+    "admm_slim": case_admm_slim,
     "defenses": case_defenses,
     "attacks": case_attacks,
     "prune_schedules": case_prune_schedules,
