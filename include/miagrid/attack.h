@@ -24,10 +24,10 @@ mg_status mg_attack_score(const char *attack, const float *logits, const int32_t
                           int n_classes, double *score, mg_error *err);
 int mg_attack_known(const char *attack);
 const char *mg_attack_known_list(void);
-/* The attacks a grid may name: those of mg_attack_run that need only the
- * target's and the shadow models' outputs and sensitivity features, which
- * attack nodes compute (lira and rmia need reference models that nodes do
- * not produce yet). */
+/* The attacks a grid may name: every attack of mg_attack_run. Attack nodes
+ * compute what they need from the target's and the shadow models' outputs and
+ * sensitivity features, and lira and rmia get reference models that the grid
+ * trains as nodes of their own. */
 int mg_attack_grid_known(const char *attack);
 const char *mg_attack_grid_list(void);
 

@@ -96,10 +96,19 @@ typedef struct {
     char canon[MG_CANON_MAX]; /* none: {"name":"none"}, as always */
 } mg_defense_spec;
 
+/* Most reference models one lira or rmia attack may take. */
+#define MG_MAX_REFERENCES 1024
+
 typedef struct {
-    char name[MG_NAME_MAX];   /* "loss", "conf" */
+    char name[MG_NAME_MAX];   /* "loss", "conf", ...; "lira-offline" is lira with online false */
     char canon[MG_CANON_MAX];
     int gonon_depth;          /* gonon: mg_attack_cfg.gonon_depth (0: their grid of depths); 0 otherwise */
+    /* lira and rmia (mg_attack_cfg's fields of the same names); 0 for the others */
+    int references;           /* reference models, each a train node of its own */
+    int lira_online;          /* 1: online (the references' pool holds the target's candidates) */
+    int lira_global_var;      /* resolved: 1 one variance for all examples, 0 per example */
+    double rmia_a;            /* in [0, 1]; < 0: tuned */
+    double rmia_gamma;        /* > 0 */
 } mg_attack_spec;
 
 /* Most milestones a multistep schedule takes (as MG_LR_MAX_MILESTONES in nn.h). */
@@ -203,8 +212,9 @@ typedef struct {
     int subset;              /* train: >= 1 makes this subset model number `subset` of a memorisation-score
                               * estimate (trained undefended on a random part of the role's members, the
                               * part's size from the defense at `defense`); 0 otherwise */
-    size_t extra_first;      /* further inputs: nodes extra_first .. extra_first + n_extra - 1, the */
-    size_t n_extra;          /* subset models whose scores a WeMem defense uses (n_extra 0: none) */
+    size_t extra_first;      /* further inputs: nodes extra_first .. extra_first + n_extra - 1: on */
+    size_t n_extra;          /* train and prune nodes the subset models whose scores a WeMem defense
+                              * uses, on attack nodes the attack's reference models (n_extra 0: none) */
     int shadow_index;        /* train, prune of role shadow: which of the split's shadow models
                               * (0 .. data.split.shadows - 1); 0 otherwise */
     const size_t *shadows;   /* attack: the n_shadows shadow models it pools (node indices, in the
@@ -213,11 +223,18 @@ typedef struct {
     size_t n_shadows;        /* plan's per-cell lists (mg_cell.shadows). Other kinds: NULL, 0 */
     double bn_l1;            /* train: the L1 penalty on batch-norm scales of the cell's slim pruning
                               * (mg_train_cfg.bn_l1); 0 otherwise */
+    int reference;           /* train: >= 1 makes this reference model number `reference` (index + 1) of
+                              * ref_count of lira and rmia: trained undefended and dense on about half
+                              * of a pool: the population's first half, or with ref_online the target's
+                              * members and non-members */
+    int ref_count;
+    int ref_online;
 } mg_node;
 
 /* All of a node's inputs, the three kinds together: the first n_inputs are
- * inputs[], then the extra range, then an attack's shadow models after the
- * first (which is inputs[1]). */
+ * inputs[], then the extra range (a train or prune node's WeMem subset models,
+ * or an attack node's reference models), then an attack's shadow models after
+ * the first (which is inputs[1]). */
 static inline size_t mg_node_n_deps(const mg_node *n)
 {
     return n->n_inputs + n->n_extra + (n->n_shadows > 1 ? n->n_shadows - 1 : 0);

@@ -24,7 +24,8 @@ int mg_attack_grid_known(const char *attack)
     mg_attack_kind k;
     if (!attack || mg_attack_kind_parse(attack, &k) != 0)
         return 0;
-    return (mg_attack_needs(k) & ~(unsigned)(MG_ATTACK_NEEDS_SHADOW | MG_ATTACK_NEEDS_SENS)) == 0;
+    return (mg_attack_needs(k) & ~(unsigned)(MG_ATTACK_NEEDS_SHADOW | MG_ATTACK_NEEDS_SENS |
+                                             MG_ATTACK_NEEDS_REF | MG_ATTACK_NEEDS_POP)) == 0;
 }
 
 const char *mg_attack_grid_list(void)

@@ -1459,11 +1459,6 @@ static mg_status parse_named(const pctx *c, yaml_node_t *n, const char *key, con
     mg_status st = get_str(c, name, k, expected, name_out, MG_NAME_MAX);
     if (st != MG_OK)
         return st;
-    mg_attack_kind ak;
-    if (!accepted && !mg_attack_grid_known(name_out) && mg_attack_kind_parse(name_out, &ak) == 0)
-        return perr(c, name, k,
-                    "attack \"%s\" needs reference models, which grid nodes do not produce yet; expected one "
-                    "of: %s", name_out, list);
     if (accepted ? !in_list(name_out, accepted) : !mg_attack_grid_known(name_out))
         return perr(c, name, k, "unknown %s \"%s\"; expected one of: %s", what, name_out, list);
     mg_strbuf_init(&b);
@@ -1821,6 +1816,123 @@ static mg_status parse_attack(const pctx *c, yaml_node_t *n, const char *key, mg
     return canon_store(c, &b, n, key, a->canon);
 }
 
+/* ---- lira and rmia: the attacks that train reference models ------------------------------ */
+
+static const char *const ref_attack_keys[] = {"name", "references", "online", "global_variance", "a", "gamma",
+                                              NULL};
+static const char *const lira_keys[] = {"name", "references", "online", "global_variance", NULL};
+static const char *const rmia_keys[] = {"name", "references", "a", "gamma", NULL};
+
+/* Whether an attacks entry names lira or rmia (as a name or {name: ...}). */
+static int is_ref_attack(const pctx *c, yaml_node_t *n)
+{
+    yaml_node_t *name = n && n->type == YAML_MAPPING_NODE ? map_get(c, n, "name") : n;
+    if (!name || name->type != YAML_SCALAR_NODE)
+        return 0;
+    return !strcmp(sval(name), "lira") || !strcmp(sval(name), "rmia");
+}
+
+/* lira and rmia: a name or {name, references, and the attack's options}.
+ * references is required (it is the cost: one trained model each); the
+ * options default as attack.h does (Carlini et al.: online, global variance
+ * below 64 references; Zarifzadeh et al.: a = 0.33, gamma = 1), resolved in
+ * the canonical form. The references train on the population pool, so the
+ * split must have one. */
+static mg_status parse_ref_attack(const pctx *c, yaml_node_t *n, const char *key, const mg_grid *g,
+                                  mg_attack_spec *a)
+{
+    static const char lira_expected[] = "{name: lira, references: <1 to 1024>, online: true|false, "
+                                        "global_variance: true|false}";
+    static const char rmia_expected[] = "{name: rmia, references: <1 to 1024>, a: <number in [0, 1]> or tune, "
+                                        "gamma: <number > 0>}";
+    _Static_assert(MG_MAX_REFERENCES == 1024, "the messages state the limit");
+    char k[KEY_MAX];
+    mg_status st = MG_OK;
+    mg_strbuf b;
+    yaml_node_t *v, *name = n;
+    int is_map = n->type == YAML_MAPPING_NODE;
+    mg_strbuf_init(&b);
+    if (is_map) {
+        MG_CHECK(check_map(c, n, key, "a mapping of attack options", ref_attack_keys));
+        name = map_get(c, n, "name");
+        sub_key(k, key, "name");
+    } else {
+        snprintf(k, sizeof k, "%s", key);
+    }
+    MG_CHECK(get_str(c, name, k, "lira or rmia", a->name, sizeof a->name));
+    const int lira = !strcmp(a->name, "lira");
+    const char *expected = lira ? lira_expected : rmia_expected;
+    if (is_map)
+        MG_CHECK(check_applies(c, n, key, lira ? "attack lira" : "attack rmia", lira ? lira_keys : rmia_keys));
+    v = is_map ? sub_value(c, n, key, "references", k) : NULL;
+    if (!v) {
+        st = perr(c, n, key, "attack %s needs the number of its reference models; expected %s", a->name, expected);
+        goto cleanup;
+    }
+    long refs = 0;
+    MG_CHECK(get_long(c, v, k, 1, MG_MAX_REFERENCES, "a number of reference models from 1 to 1024", &refs));
+    a->references = (int)refs;
+    if (lira) {
+        a->lira_online = 1;
+        a->lira_global_var = a->references < 64; /* Carlini et al.: per-example variances need many models */
+        if ((v = sub_value(c, n, key, "online", k)))
+            MG_CHECK(get_bool(c, v, k, &a->lira_online));
+        if ((v = sub_value(c, n, key, "global_variance", k)))
+            MG_CHECK(get_bool(c, v, k, &a->lira_global_var));
+        mg_strbuf_printf(&b, "{\"global_variance\":%s,\"name\":\"lira\",\"online\":%s,\"references\":%d}",
+                         a->lira_global_var ? "true" : "false", a->lira_online ? "true" : "false", a->references);
+        /* The store names an attack's metrics by its name: the two lira tests get two. */
+        if (!a->lira_online)
+            snprintf(a->name, sizeof a->name, "lira-offline");
+    } else {
+        a->rmia_a = 0.33;
+        a->rmia_gamma = 1.0;
+        if ((v = sub_value(c, n, key, "a", k))) {
+            if (v->type == YAML_SCALAR_NODE && !strcmp(sval(v), "tune")) {
+                if (a->references < 2) {
+                    st = perr(c, v, k, "tuning a attacks reference model 0 with the others, so it needs at least 2 "
+                              "reference models, got %d; expected a number in [0, 1], or references >= 2", a->references);
+                    goto cleanup;
+                }
+                a->rmia_a = -1.0;
+            } else {
+                MG_CHECK(get_double(c, v, k, 0.0, 0, 1.0, 0, "a number in [0, 1], or tune", &a->rmia_a));
+            }
+        }
+        if ((v = sub_value(c, n, key, "gamma", k)))
+            MG_CHECK(get_double(c, v, k, 0.0, 1, 1e6, 0, "a number in (0, 1e6]", &a->rmia_gamma));
+        mg_strbuf_append(&b, "{\"a\":");
+        if (a->rmia_a < 0.0)
+            mg_strbuf_append(&b, "\"tune\"");
+        else
+            mg_strbuf_json_num(&b, a->rmia_a);
+        mg_strbuf_append(&b, ",\"gamma\":");
+        mg_strbuf_json_num(&b, a->rmia_gamma);
+        mg_strbuf_printf(&b, ",\"name\":\"rmia\",\"references\":%d}", a->references);
+    }
+    /* Offline, the references train on halves of the population's first half
+     * and RMIA compares with its second half, so each part needs a sample or
+     * two; online lira's references train on the target's candidates. */
+    const mg_split_cfg *sc = &g->split.cfg;
+    int none = sc->population == 0 && (sc->protocol == MG_PROTO_FOUR_WAY || sc->protocol == MG_PROTO_EXPLICIT);
+    if (!(lira && a->lira_online) && (none || (sc->population > 0 && sc->population < 4))) {
+        st = perr(c, n, key, "attack %s trains its reference models on the population pool, and data.split %s; "
+                  "expected data.split.population: <samples> (at least 4)", a->name,
+                  none ? "has none" : "has fewer than 4 samples in it");
+        goto cleanup;
+    }
+    for (const mg_attack_spec *o = g->attacks; o < a; o++)
+        if (!strcmp(o->name, a->name)) {
+            st = perr(c, n, key, "a second %s attack; the store names an attack's metrics by its name, so a grid runs "
+                      "one each of lira, lira-offline and rmia; expected a single %s entry", a->name, a->name);
+            goto cleanup;
+        }
+    MG_CHECK(canon_store(c, &b, n, key, a->canon));
+cleanup:
+    mg_strbuf_free(&b);
+    return st;
+}
+
 static mg_status parse_attacks(const pctx *c, yaml_node_t *n, mg_grid *g)
 {
     char k[KEY_MAX];
@@ -1841,7 +1953,10 @@ static mg_status parse_attacks(const pctx *c, yaml_node_t *n, mg_grid *g)
     g->n_attacks = l.n;
     for (size_t i = 0; i < l.n; i++) {
         item_key(k, "attacks", &l, i);
-        MG_CHECK(parse_attack(c, list_at(c, &l, i), k, &g->attacks[i]));
+        if (is_ref_attack(c, list_at(c, &l, i)))
+            MG_CHECK(parse_ref_attack(c, list_at(c, &l, i), k, g, &g->attacks[i]));
+        else
+            MG_CHECK(parse_attack(c, list_at(c, &l, i), k, &g->attacks[i]));
     }
     MG_CHECK(check_unique(c, &l, "attacks", "attack", g->attacks[0].canon, sizeof *g->attacks, NULL, NULL));
     /* The store's metrics name an attack by its name alone. */

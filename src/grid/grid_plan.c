@@ -303,9 +303,83 @@ static void recipe_attack(mg_strbuf *b, const mg_attack_spec *a, const mg_plan *
     mg_strbuf_printf(b, ",\"target\":\"%s\",\"v\":%d}", p->nodes[target].key, MG_RECIPE_VERSION);
 }
 
+/* ---- reference models of lira and rmia ------------------------------------------------- */
+
+/* Offline lira and rmia train their references on the population; online
+ * lira trains them on the target's candidates (its members and non-members). */
+static int ref_pool_online(const mg_attack_spec *a)
+{
+    return !strcmp(a->name, "lira") && a->lira_online;
+}
+
+/* Reference model `index` of `count` on a pool: the undefended dense
+ * training (the attacker models how the target was trained, not its
+ * defense or pruning) on about half of the pool. */
+static void recipe_reference(mg_strbuf *b, const mg_grid *g, const size_t idx[MG_AXIS_COUNT], int index, int count,
+                             int online)
+{
+    mg_strbuf_printf(b, "{\"arch\":%s,\"dataset\":%s,\"kind\":\"train\",\"reference\":{\"count\":%d,\"index\":%d,"
+                        "\"pool\":\"%s\"},\"role\":\"target\",\"seed\":%" PRIu64 ",\"split\":%s,\"train\":%s,\"v\":%d}",
+                     g->archs[idx[MG_AXIS_ARCH]].canon, g->datasets[idx[MG_AXIS_DATASET]].canon, count, index,
+                     online ? "candidates" : "population", g->seeds[idx[MG_AXIS_SEED]], g->split.canon,
+                     g->train.canon, MG_RECIPE_VERSION);
+}
+
+/* The reference models of one lira or rmia attack of a cell, interned
+ * together so they are consecutive nodes; *first gets the first. Attacks
+ * and cells with the same pool and count (and dataset, arch, seed) ask for
+ * the same recipes, so they find them in place and share them. */
+static mg_status plan_references(plan_impl *pi, const mg_grid *g, const size_t idx[MG_AXIS_COUNT],
+                                 const mg_attack_spec *a, size_t *first, mg_error *err)
+{
+    mg_status st = MG_OK;
+    mg_strbuf b;
+    mg_node proto;
+    const int on = ref_pool_online(a);
+    mg_strbuf_init(&b);
+    for (int r = 0; r < a->references; r++) {
+        size_t at = 0;
+        memset(&proto, 0, sizeof proto);
+        proto.kind = MG_NODE_TRAIN;
+        proto.role = MG_ROLE_TARGET;
+        proto.dataset = idx[MG_AXIS_DATASET];
+        proto.arch = idx[MG_AXIS_ARCH];
+        proto.seed = idx[MG_AXIS_SEED];
+        proto.prune = proto.defense = proto.attack = MG_NO_INDEX;
+        proto.stop_epoch = -1;
+        proto.reference = r + 1;
+        proto.ref_count = a->references;
+        proto.ref_online = on;
+        recipe_reference(&b, g, idx, r, a->references, on);
+        MG_CHECK(plan_intern(pi, &b, &proto, &at, err));
+        if (r == 0)
+            *first = at;
+        else if (at != *first + (size_t)r)
+            MG_FAIL(MG_ERR_INTERNAL, "the reference models of one attack are not consecutive nodes");
+    }
+cleanup:
+    mg_strbuf_free(&b);
+    return st;
+}
+
+/* An attack that reads reference models names them: replaces its closing
+ * brace with ,"references":[keys]}. */
+static void recipe_add_references(mg_strbuf *b, const plan_impl *pi, const mg_node *proto)
+{
+    if (!proto->n_extra || b->len == 0)
+        return;
+    b->len--; /* the final '}' */
+    b->s[b->len] = '\0';
+    mg_strbuf_append(b, ",\"references\":[");
+    for (size_t i = 0; i < proto->n_extra; i++)
+        mg_strbuf_printf(b, "%s\"%s\"", i ? "," : "", pi->pub.nodes[proto->extra_first + i].key);
+    mg_strbuf_append(b, "]}");
+}
+
 /* The nodes of one cell: for the target and each of the split's shadow
  * models a dense model and (sparsity > 0) its pruned version, then one
- * attack node per attack on the target and the pooled shadow models. */
+ * attack node per attack on the target and the pooled shadow models (lira
+ * and rmia after their reference models). */
 static mg_status plan_cell(plan_impl *pi, const mg_grid *g, const size_t idx[MG_AXIS_COUNT], mg_cell *cell,
                            mg_error *err)
 {
@@ -415,6 +489,9 @@ static mg_status plan_cell(plan_impl *pi, const mg_grid *g, const size_t idx[MG_
     }
     cell->model[MG_ROLE_SHADOW] = cell->shadows[0];
     for (size_t a = 0; a < g->n_attacks; a++) {
+        size_t ref_first = 0;
+        if (g->attacks[a].references)
+            MG_CHECK(plan_references(pi, g, idx, &g->attacks[a], &ref_first, err));
         memset(&proto, 0, sizeof proto);
         proto.kind = MG_NODE_ATTACK;
         proto.role = MG_ROLE_TARGET;
@@ -430,7 +507,12 @@ static mg_status plan_cell(plan_impl *pi, const mg_grid *g, const size_t idx[MG_
         proto.sparsity = sparsity;
         proto.shadows = cell->shadows;
         proto.n_shadows = cell->n_shadows;
+        if (g->attacks[a].references) {
+            proto.extra_first = ref_first;
+            proto.n_extra = (size_t)g->attacks[a].references;
+        }
         recipe_attack(&b, &g->attacks[a], &pi->pub, cell->model[MG_ROLE_TARGET], cell->shadows, cell->n_shadows);
+        recipe_add_references(&b, pi, &proto);
         MG_CHECK(plan_intern(pi, &b, &proto, &cell->attack_nodes[a], err));
     }
 cleanup:
@@ -576,8 +658,12 @@ void mg_plan_print(const mg_grid *g, const mg_plan *p, FILE *f)
             fprintf(f, "  slim penalty %g", n->bn_l1);
         if (n->subset)
             fprintf(f, "  subset model %d", n->subset);
+        if (n->reference)
+            fprintf(f, "  reference model %d of %d (%s)", n->reference - 1, n->ref_count,
+                    n->ref_online ? "candidates" : "population");
         if (n->n_extra)
-            fprintf(f, "  subset models %zu..%zu", n->extra_first, n->extra_first + n->n_extra - 1);
+            fprintf(f, "  %s models %zu..%zu", n->kind == MG_NODE_ATTACK ? "reference" : "subset", n->extra_first,
+                    n->extra_first + n->n_extra - 1);
         if (n->shadow_index > 0)
             fprintf(f, "  shadow model %d", n->shadow_index);
         for (size_t k = 0; n->n_shadows > 1 && k < n->n_shadows; k++)

@@ -752,6 +752,349 @@ cleanup:
     return st;
 }
 
+/* ---- reference models of lira and rmia ------------------------------------------------- */
+
+/* A reference model's pool. Offline (offline lira, rmia): the first half of
+ * the split's population; its second half is RMIA's comparison set z, which
+ * no model trains on. Online (lira): the target's candidates, its members
+ * and non-members, as in Carlini et al.'s online setting, where the target
+ * and the references are random halves of one pool; the references then
+ * train on as many samples as the target (for equal member and non-member
+ * parts), and adding population samples to the pool would make them fit
+ * more data than the target and leak less than it. Which of the N
+ * references of a pool train on a sample is drawn as Carlini et al.'s
+ * released code draws it: per sample, a random N/2 of the N models (for an
+ * odd N, floor or ceil of N/2 by a coin), so each sample is in exactly half
+ * of an even number of references and each model trains on about half the
+ * pool. The draw goes sample by sample from a stream named by the pool and
+ * N, not by a node key, so the N nodes agree on it. */
+typedef struct {
+    float *cand_x;        /* (n_cand, dim): the target's members, then its non-members */
+    int32_t *cand_y;
+    uint32_t *cand_idx;
+    uint8_t *cand_in;     /* 1: this reference trained on the candidate */
+    size_t n_cand;
+    float *pop_x;         /* (n_pop, dim): the comparison set z (offline pools only) */
+    int32_t *pop_y;
+    uint32_t *pop_idx;
+    size_t n_pop;
+} ref_data;
+
+static void ref_data_free(ref_data *r)
+{
+    free(r->cand_x);
+    free(r->cand_y);
+    free(r->cand_idx);
+    free(r->cand_in);
+    free(r->pop_x);
+    free(r->pop_y);
+    free(r->pop_idx);
+    memset(r, 0, sizeof *r);
+}
+
+/* Gather the rows of `idx` whose in[] equals `want` into part `part` of rd. */
+static mg_status gather_part(const mg_dataset *data, const uint32_t *idx, const uint8_t *in, size_t n, int want,
+                             role_data *rd, int part, mg_error *err)
+{
+    size_t k = 0, dim = mg_dataset_dim(data);
+    for (size_t i = 0; i < n; i++)
+        k += in[i] == want;
+    rd->n[part] = k;
+    rd->x[part] = mg_malloc(k ? k * dim : 1, sizeof(float), "reference samples", err);
+    rd->y[part] = mg_malloc(k ? k : 1, sizeof(int32_t), "reference labels", err);
+    rd->idx[part] = mg_malloc(k ? k : 1, sizeof(uint32_t), "reference indices", err);
+    if (!rd->x[part] || !rd->y[part] || !rd->idx[part])
+        return mg_error_set(err, MG_ERR_NOMEM, "out of memory gathering %zu reference samples", k);
+    for (size_t i = 0, j = 0; i < n; i++)
+        if (in[i] == want)
+            rd->idx[part][j++] = idx[i];
+    mg_dataset_gather(data, rd->idx[part], k, rd->x[part], rd->y[part]);
+    return MG_OK;
+}
+
+/* Turn the target's role data rd into a reference model's: rd's members and
+ * non-members (the target's candidates) move to *ref, and rd's parts 0 and 1
+ * become the half of the pool the model trains on and the other half (its
+ * outputs and accuracies are reported on those); the dev part stays, for
+ * early stopping. */
+static mg_status take_reference(mg_exec_ctx *ctx, const mg_node *node, role_data *rd, ref_data *ref, mg_error *err)
+{
+    mg_status st = MG_OK;
+    const mg_grid *g = ctx->grid;
+    const size_t dim = mg_dataset_dim(ctx->data);
+    mg_split_roles roles;
+    uint32_t *pool = NULL, *perm = NULL;
+    uint8_t *in = NULL;
+    mg_strbuf key;
+    mg_rng rng;
+    memset(&roles, 0, sizeof roles);
+    memset(ref, 0, sizeof *ref);
+    mg_strbuf_init(&key);
+    MG_CHECK(mg_split_roles_make(&g->split.cfg, ctx->data->n, ctx->data->n_train, g->seeds[node->seed], "four-way",
+                                 &roles, err));
+    const size_t n_p = roles.population.n, n_t = (n_p + 1) / 2, n_c = rd->n[0] + rd->n[1];
+    if (!node->ref_online && n_p < 4)
+        MG_FAIL(MG_ERR_CONFIG, "offline reference models need a population of at least 4 samples, the split has %zu",
+                n_p);
+    /* The candidates, members then non-members, as the target's outputs. */
+    ref->n_cand = n_c;
+    ref->cand_x = mg_malloc(n_c * dim, sizeof(float), "candidates", err);
+    ref->cand_y = mg_malloc(n_c, sizeof(int32_t), "candidates", err);
+    ref->cand_idx = mg_malloc(n_c, sizeof(uint32_t), "candidates", err);
+    ref->cand_in = mg_calloc(n_c, 1, "candidates", err);
+    ref->n_pop = node->ref_online ? 0 : n_p - n_t;
+    ref->pop_x = mg_malloc(ref->n_pop ? ref->n_pop * dim : 1, sizeof(float), "population", err);
+    ref->pop_y = mg_malloc(ref->n_pop ? ref->n_pop : 1, sizeof(int32_t), "population", err);
+    ref->pop_idx = mg_malloc(ref->n_pop ? ref->n_pop : 1, sizeof(uint32_t), "population", err);
+    const size_t m = node->ref_online ? n_c : n_t;
+    pool = mg_malloc(m, sizeof *pool, "reference pool", err);
+    perm = mg_malloc((size_t)node->ref_count, sizeof *perm, "reference pool", err);
+    in = mg_calloc(m, 1, "reference pool", err);
+    if (!ref->cand_x || !ref->cand_y || !ref->cand_idx || !ref->cand_in || !ref->pop_x || !ref->pop_y ||
+        !ref->pop_idx || !pool || !perm || !in)
+        MG_FAIL(MG_ERR_NOMEM, "out of memory for a reference model's pool of %zu samples", m);
+    for (int part = 0; part < 2; part++) {
+        size_t at = part ? rd->n[0] : 0;
+        memcpy(ref->cand_x + at * dim, rd->x[part], rd->n[part] * dim * sizeof(float));
+        memcpy(ref->cand_y + at, rd->y[part], rd->n[part] * sizeof(int32_t));
+        memcpy(ref->cand_idx + at, rd->idx[part], rd->n[part] * sizeof(uint32_t));
+    }
+    if (ref->n_pop) {
+        memcpy(ref->pop_idx, roles.population.idx + n_t, ref->n_pop * sizeof(uint32_t));
+        mg_dataset_gather(ctx->data, ref->pop_idx, ref->n_pop, ref->pop_x, ref->pop_y);
+    }
+    memcpy(pool, node->ref_online ? ref->cand_idx : roles.population.idx, m * sizeof(uint32_t));
+
+    const uint32_t N = (uint32_t)node->ref_count, me = (uint32_t)(node->reference - 1);
+    mg_strbuf_printf(&key, "%u reference models of %s on %s, split %s", (unsigned)N,
+                     node->ref_online ? "candidates" : "population", g->datasets[node->dataset].canon,
+                     g->split.canon);
+    if (key.oom)
+        MG_FAIL(MG_ERR_NOMEM, "out of memory naming a reference pool");
+    mg_rng_seed(&rng, g->seeds[node->seed], key.s, "keep");
+    for (size_t i = 0; i < m; i++) {
+        for (uint32_t r = 0; r < N; r++)
+            perm[r] = r;
+        mg_rng_shuffle_u32(&rng, perm, N);
+        uint32_t k = N / 2 + (N % 2 ? (uint32_t)(mg_rng_next(&rng) >> 63) : 0u);
+        for (uint32_t r = 0; r < k; r++)
+            in[i] |= perm[r] == me;
+    }
+    if (node->ref_online)
+        memcpy(ref->cand_in, in, n_c);
+    for (int part = 0; part < 2; part++) {
+        free(rd->x[part]);
+        free(rd->y[part]);
+        free(rd->idx[part]);
+        rd->x[part] = NULL, rd->y[part] = NULL, rd->idx[part] = NULL;
+        MG_CHECK(gather_part(ctx->data, pool, in, m, part == 0, rd, part, err));
+    }
+cleanup:
+    mg_strbuf_free(&key);
+    mg_split_roles_free(&roles);
+    free(pool);
+    free(perm);
+    free(in);
+    if (st != MG_OK)
+        ref_data_free(ref);
+    return st;
+}
+
+/* What the attacks read from a reference model: its logits on the target's
+ * candidates with their "in" marks, and on the comparison set z. */
+static mg_status write_reference_record(hid_t f, mg_model *m, const mg_node *node, const ref_data *ref,
+                                        mg_error *err)
+{
+    mg_status st = MG_OK;
+    const hsize_t K = (hsize_t)mg_model_n_classes(m);
+    float *logits = NULL;
+    logits = mg_malloc((ref->n_cand > ref->n_pop ? ref->n_cand : ref->n_pop) * K, sizeof *logits, "logits", err);
+    if (!logits)
+        MG_FAIL(MG_ERR_NOMEM, "out of memory for a reference model's logits");
+    MG_CHECK(mg_h5_attr_i64(f, "reference_index", node->reference - 1, err));
+    MG_CHECK(mg_h5_attr_str(f, "reference_pool", node->ref_online ? "candidates" : "population", err));
+    hsize_t d2[2] = {ref->n_cand, K}, d1 = ref->n_cand;
+    MG_CHECK(mg_model_predict(m, ref->cand_x, ref->n_cand, logits, err));
+    MG_CHECK(mg_h5_write(f, "reference/candidates/logits", H5T_NATIVE_FLOAT, 2, d2, logits, err));
+    MG_CHECK(mg_h5_write(f, "reference/candidates/labels", H5T_NATIVE_INT32, 1, &d1, ref->cand_y, err));
+    MG_CHECK(mg_h5_write(f, "reference/candidates/sample_index", H5T_NATIVE_UINT32, 1, &d1, ref->cand_idx, err));
+    MG_CHECK(mg_h5_write(f, "reference/candidates/in", H5T_NATIVE_UINT8, 1, &d1, ref->cand_in, err));
+    if (!ref->n_pop)
+        goto cleanup; /* online: no comparison set */
+    d2[0] = d1 = ref->n_pop;
+    MG_CHECK(mg_model_predict(m, ref->pop_x, ref->n_pop, logits, err));
+    MG_CHECK(mg_h5_write(f, "reference/population/logits", H5T_NATIVE_FLOAT, 2, d2, logits, err));
+    MG_CHECK(mg_h5_write(f, "reference/population/labels", H5T_NATIVE_INT32, 1, &d1, ref->pop_y, err));
+    MG_CHECK(mg_h5_write(f, "reference/population/sample_index", H5T_NATIVE_UINT32, 1, &d1, ref->pop_idx, err));
+cleanup:
+    free(logits);
+    return st;
+}
+
+/* The inputs of lira and rmia from the attack node's reference models (its
+ * extra inputs), checked against the target's candidates (idx, n: members,
+ * non-members); for rmia also the target model's logits on z, predicted here
+ * from the target's node file (model nodes store no outputs on z). */
+typedef struct {
+    float *ref_logits;      /* (n_ref, n_t, K) */
+    uint8_t *ref_in;        /* (n_ref, n_t) */
+    float *pop_logits;      /* (n_pop, K): the target model */
+    int32_t *pop_labels;
+    float *pop_ref_logits;  /* (n_ref, n_pop, K) */
+    uint32_t *pop_idx;
+    size_t n_ref, n_t, n_pop;
+} ref_inputs;
+
+static void ref_inputs_free(ref_inputs *r)
+{
+    free(r->ref_logits);
+    free(r->ref_in);
+    free(r->pop_logits);
+    free(r->pop_labels);
+    free(r->pop_ref_logits);
+    free(r->pop_idx);
+    memset(r, 0, sizeof *r);
+}
+
+/* Read one of a reference node's arrays, checking its length (rows of `cols`). */
+static mg_status read_ref_array(hid_t f, const char *key, const char *path, hid_t type, size_t rows, size_t cols,
+                                void **out, mg_error *err)
+{
+    hsize_t d[4] = {0, 0, 0, 0};
+    int nd = 0;
+    mg_status st = mg_h5_read(f, path, type, out, d, &nd, err);
+    if (st != MG_OK)
+        return st;
+    if (nd != (cols ? 2 : 1) || d[0] != rows || (cols && d[1] != cols))
+        return mg_error_set(err, MG_ERR_STATE, "node %s: %s has shape %llux%llu, expected %zux%zu", key, path,
+                            (unsigned long long)d[0], (unsigned long long)(nd > 1 ? d[1] : 1), rows,
+                            cols ? cols : 1);
+    return MG_OK;
+}
+
+static mg_status load_references(mg_exec_ctx *ctx, const mg_node *node, const uint32_t *const idx[2],
+                                 const size_t n[2], int K, int need_pop, ref_inputs *out, mg_error *err)
+{
+    mg_status st = MG_OK;
+    const size_t R = node->n_extra, nt = n[0] + n[1], Kz = (size_t)K;
+    hid_t f = H5I_INVALID_HID;
+    void *buf = NULL;
+    float *x = NULL;
+    mg_model *m = NULL;
+    memset(out, 0, sizeof *out);
+    out->n_ref = R;
+    out->n_t = nt;
+    out->ref_logits = mg_malloc(R * nt * Kz, sizeof(float), "reference logits", err);
+    out->ref_in = mg_malloc(R * nt, 1, "reference membership", err);
+    if (!out->ref_logits || !out->ref_in)
+        MG_FAIL(MG_ERR_NOMEM, "out of memory for %zu reference models' logits", R);
+    for (size_t r = 0; r < R; r++) {
+        const char *key = ctx->plan->nodes[node->extra_first + r].key;
+        MG_CHECK(mg_store_node_open(ctx->store, key, &f, err));
+        MG_CHECK(read_ref_array(f, key, "reference/candidates/sample_index", H5T_NATIVE_UINT32, nt, 0, &buf, err));
+        const uint32_t *ci = buf;
+        if ((n[0] && memcmp(ci, idx[0], n[0] * sizeof *ci) != 0) ||
+            (n[1] && memcmp(ci + n[0], idx[1], n[1] * sizeof *ci) != 0))
+            MG_FAIL(MG_ERR_STATE, "node %s scored other samples than the target's members and non-members", key);
+        free(buf);
+        buf = NULL;
+        MG_CHECK(read_ref_array(f, key, "reference/candidates/logits", H5T_NATIVE_FLOAT, nt, Kz, &buf, err));
+        memcpy(out->ref_logits + r * nt * Kz, buf, nt * Kz * sizeof(float));
+        free(buf);
+        buf = NULL;
+        MG_CHECK(read_ref_array(f, key, "reference/candidates/in", H5T_NATIVE_UINT8, nt, 0, &buf, err));
+        memcpy(out->ref_in + r * nt, buf, nt);
+        free(buf);
+        buf = NULL;
+        if (need_pop) {
+            if (r == 0) {
+                hsize_t d[4] = {0};
+                int nd = 0;
+                MG_CHECK(mg_h5_read(f, "reference/population/sample_index", H5T_NATIVE_UINT32,
+                                    (void **)&out->pop_idx, d, &nd, err));
+                out->n_pop = nd == 1 ? (size_t)d[0] : 0;
+                if (out->n_pop == 0)
+                    MG_FAIL(MG_ERR_STATE, "node %s: no population samples to compare with", key);
+                out->pop_ref_logits = mg_malloc(R * out->n_pop * Kz, sizeof(float), "population logits", err);
+                if (!out->pop_ref_logits)
+                    MG_FAIL(MG_ERR_NOMEM, "out of memory for %zu reference models' population logits", R);
+            } else {
+                MG_CHECK(read_ref_array(f, key, "reference/population/sample_index", H5T_NATIVE_UINT32, out->n_pop,
+                                        0, &buf, err));
+                if (memcmp(buf, out->pop_idx, out->n_pop * sizeof(uint32_t)) != 0)
+                    MG_FAIL(MG_ERR_STATE, "node %s compared with other population samples than node %s", key,
+                            ctx->plan->nodes[node->extra_first].key);
+                free(buf);
+                buf = NULL;
+            }
+            MG_CHECK(read_ref_array(f, key, "reference/population/logits", H5T_NATIVE_FLOAT, out->n_pop, Kz, &buf,
+                                    err));
+            memcpy(out->pop_ref_logits + r * out->n_pop * Kz, buf, out->n_pop * Kz * sizeof(float));
+            free(buf);
+            buf = NULL;
+        }
+        H5Fclose(f);
+        f = H5I_INVALID_HID;
+    }
+    if (need_pop) {
+        /* The target model on z: rebuilt from its node file. */
+        const mg_node *tn = &ctx->plan->nodes[node->inputs[0]];
+        const size_t P = out->n_pop;
+        MG_CHECK(ensure_data(ctx, node->dataset, err));
+        const size_t dim = mg_dataset_dim(ctx->data);
+        x = mg_malloc(P * dim, sizeof *x, "population samples", err);
+        out->pop_labels = mg_malloc(P, sizeof(int32_t), "population labels", err);
+        out->pop_logits = mg_malloc(P * Kz, sizeof(float), "population logits", err);
+        if (!x || !out->pop_labels || !out->pop_logits)
+            MG_FAIL(MG_ERR_NOMEM, "out of memory for %zu population samples", P);
+        for (size_t j = 0; j < P; j++)
+            if (out->pop_idx[j] >= ctx->data->n)
+                MG_FAIL(MG_ERR_STATE, "population sample %u is outside the dataset of %zu samples",
+                        (unsigned)out->pop_idx[j], ctx->data->n);
+        mg_dataset_gather(ctx->data, out->pop_idx, P, x, out->pop_labels);
+        MG_CHECK(make_model(ctx, tn, &m, err));
+        if (mg_model_n_classes(m) != K)
+            MG_FAIL(MG_ERR_STATE, "the target model has %d classes, its outputs %d", mg_model_n_classes(m), K);
+        MG_CHECK(mg_store_node_open(ctx->store, tn->key, &f, err));
+        MG_CHECK(read_model(f, m, tn->key, err));
+        MG_CHECK(mg_model_predict(m, x, P, out->pop_logits, err));
+    }
+cleanup:
+    if (f >= 0)
+        H5Fclose(f);
+    free(buf);
+    free(x);
+    mg_model_destroy(&m);
+    if (st != MG_OK)
+        ref_inputs_free(out);
+    return st;
+}
+
+/* lira and rmia: the grid's options into cfg and the reference models'
+ * outputs into in (which points into *refs). */
+static mg_status reference_inputs(mg_exec_ctx *ctx, const mg_node *node, const uint32_t *const idx[2],
+                                  const size_t n[2], mg_attack_cfg *cfg, mg_attack_inputs *in, ref_inputs *refs,
+                                  mg_error *err)
+{
+    const mg_attack_spec *as = &ctx->grid->attacks[node->attack];
+    cfg->lira_online = as->lira_online;
+    cfg->lira_global_var = as->lira_global_var;
+    cfg->rmia_a = as->rmia_a;
+    cfg->rmia_gamma = as->rmia_gamma;
+    int need_pop = (mg_attack_needs(cfg->kind) & MG_ATTACK_NEEDS_POP) != 0;
+    mg_status st = load_references(ctx, node, idx, n, in->n_classes, need_pop, refs, err);
+    if (st != MG_OK)
+        return st;
+    in->n_ref = refs->n_ref;
+    in->ref_logits = refs->ref_logits;
+    in->ref_in = refs->ref_in;
+    in->n_pop = refs->n_pop;
+    in->pop_logits = refs->pop_logits;
+    in->pop_labels = refs->pop_labels;
+    in->pop_ref_logits = refs->pop_ref_logits;
+    return MG_OK;
+}
+
 static mg_status exec_model(mg_exec_ctx *ctx, const mg_node *node, mg_node_writer *w, mg_error *err)
 {
     mg_status st = MG_OK;
@@ -770,13 +1113,17 @@ static mg_status exec_model(mg_exec_ctx *ctx, const mg_node *node, mg_node_write
     uint8_t *in_sub = NULL;
     double admm_residual = 0.0, admm_seconds = 0.0;
     int admm_ran = 0;
+    ref_data ref;
     memset(&hist, 0, sizeof hist);
     memset(&rd, 0, sizeof rd);
     memset(&full, 0, sizeof full);
+    memset(&ref, 0, sizeof ref);
 
     MG_CHECK(load_role_data(ctx, node, &rd, err));
     if (node->subset)
         MG_CHECK(take_subset(ctx, node, &rd, &full, &in_sub, err));
+    if (node->reference)
+        MG_CHECK(take_reference(ctx, node, &rd, &ref, err));
     if (node->n_extra)
         MG_CHECK(estimate_scores(ctx, node, &rd, &mem, &n_undefined, err));
     MG_CHECK(make_model(ctx, node, &m, err));
@@ -828,6 +1175,8 @@ static mg_status exec_model(mg_exec_ctx *ctx, const mg_node *node, mg_node_write
         MG_CHECK(write_admm_metrics(f, admm_residual, admm_seconds, err));
     if (node->subset)
         MG_CHECK(write_subset_record(f, m, &full, in_sub, err));
+    if (node->reference)
+        MG_CHECK(write_reference_record(f, m, node, &ref, err));
     if (mem) {
         hsize_t d = rd.n[0];
         MG_CHECK(mg_h5_write(f, "defense/mem_scores", H5T_NATIVE_DOUBLE, 1, &d, mem, err));
@@ -859,6 +1208,7 @@ cleanup:
     free(mem);
     free(in_sub);
     role_data_free(&full);
+    ref_data_free(&ref);
     mg_regime_destroy(&regime);
     if (in >= 0)
         H5Fclose(in);
@@ -1026,6 +1376,8 @@ static mg_status exec_attack(mg_exec_ctx *ctx, const mg_node *node, mg_node_writ
     double *fpr = NULL, *tpr = NULL, *pc = NULL;
     uint32_t *index = NULL;
     size_t npts = 0, n_shd = node->n_shadows ? node->n_shadows : 1;
+    ref_inputs refs;
+    memset(&refs, 0, sizeof refs);
     memset(&tgt, 0, sizeof tgt);
     memset(&res, 0, sizeof res);
 
@@ -1039,7 +1391,8 @@ static mg_status exec_attack(mg_exec_ctx *ctx, const mg_node *node, mg_node_writ
         if (tgt.K != shd[s].K)
             MG_FAIL(MG_ERR_STATE, "target and shadow model %zu have %d and %d classes", s, tgt.K, shd[s].K);
     }
-    MG_CHECK(mg_attack_cfg_init(&cfg, attack, err));
+    /* lira-offline is lira with online off (reference_inputs sets it). */
+    MG_CHECK(mg_attack_cfg_init(&cfg, strcmp(attack, "lira-offline") ? attack : "lira", err));
     mg_rng_seed(&cfg.rng, ctx->grid->seeds[node->seed], node->key, "attack");
     cfg.gonon_depth = ctx->grid->attacks[node->attack].gonon_depth;
     if (mg_attack_needs(cfg.kind) & MG_ATTACK_NEEDS_SENS)
@@ -1056,12 +1409,18 @@ static mg_status exec_attack(mg_exec_ctx *ctx, const mg_node *node, mg_node_writ
     }
     in.shadow = shadow;
     in.n_shadow = n_shd;
+    if (node->n_extra) {
+        const uint32_t *const tidx[2] = {tgt.index[0], tgt.index[1]};
+        MG_CHECK(reference_inputs(ctx, node, tidx, tgt.n, &cfg, &in, &refs, err));
+    }
     /* The attacker fits on the shadow models, where it knows membership, and
      * applies what it learnt to the target. */
     MG_CHECK(mg_attack_run(&cfg, &in, &res, err));
 
     hid_t f = mg_node_writer_file(w);
     MG_CHECK(mg_h5_attr_str(f, "attack", attack, err));
+    if (!isnan(res.rmia_a))
+        MG_CHECK(mg_h5_attr_f64(f, "rmia_a", res.rmia_a, err));
     MG_CHECK(write_metrics(f, "metrics/target", &res.target, err));
     MG_CHECK(write_metrics(f, "metrics/shadow", &res.shadow, err));
     index = mg_malloc(res.n ? res.n : 1, sizeof *index, "indices", err);
@@ -1095,6 +1454,7 @@ cleanup:
         outputs_free(&shd[s]);
     free(shd);
     free(shadow);
+    ref_inputs_free(&refs);
     mg_attack_result_free(&res);
     free(fpr);
     free(tpr);

@@ -478,6 +478,84 @@ def case_attacks(r):
         check(node["per_class/metrics"].shape == (10, 4), "per-class metrics are stored for each of 10 classes")
 
 
+def case_refattacks(r):
+    """lira (online and offline) and rmia through the grid: each reference
+    model is a train node of its own, shared between offline lira and rmia
+    and across sparsities; every target candidate is in exactly half of the
+    online references; 1 and 3 ranks give the same bits; on this overfit
+    grid lira finds more members at 1 % FPR than the loss attack."""
+    s = r.fresh("refattacks")
+    attacks = ("[loss, {name: lira, references: 4}, {name: lira, references: 4, online: false}, "
+               "{name: rmia, references: 4}]")
+    g = write_grid(os.path.join(s, "refs.yaml"), open(TINY).read()
+                   .replace("arch: [lenet5, {name: mlp, hidden: [32], activation: tanh}]",
+                            "arch: [{name: mlp, hidden: [32], activation: tanh}]")
+                   .replace("shadow_test: 200}", "shadow_test: 200, population: 800}")
+                   .replace("epochs: 5,", "epochs: 30,")
+                   .replace("attacks: [loss, conf]", "attacks: " + attacks))
+    out = r.run(g, s, ranks=3).stdout
+    check("20 nodes" in out, "2 cells: 4 models, 8 reference models (4 online, 4 offline) and 8 attack nodes")
+    df = metrics(s)
+    names = ["loss", "lira", "lira-offline", "rmia"]
+    for a in names:
+        sub = df[(df.attack == a) & (df.model == "target")]
+        need = {"balanced_acc", "auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "advantage"}
+        check(need <= set(sub.metric) and len(sub[sub.metric == "auc"]) == 2, f"{a}: metrics stored for both cells")
+        auc = sub[sub.metric == "auc"].value
+        check(((auc >= 0) & (auc <= 1)).all(), f"{a}: AUC in [0, 1]")
+
+    def tpr(a):
+        return df[(df.attack == a) & (df.model == "target") & (df.metric == "tpr_at_1pct_fpr")].value.mean()
+    for a in ("lira", "lira-offline"):
+        check(tpr(a) >= tpr("loss"), f"{a} finds more members at 1 % FPR than loss ({tpr(a):.3f} >= {tpr('loss'):.3f})")
+
+    with h5py.File(os.path.join(s, "results.h5"), "r") as f:
+        cells = pd.DataFrame(f["cells"][()])
+        refs = {}
+        for key in f["nodes"]:
+            node = f["nodes/" + key]
+            if "reference" in node:
+                refs[key] = node
+        check(len(refs) == 8, "8 reference nodes")
+        online = [n for n in refs.values() if n.attrs["reference_pool"] == "candidates"]
+        offline = [n for n in refs.values() if n.attrs["reference_pool"] == "population"]
+        check(len(online) == 4 and len(offline) == 4, "4 online and 4 offline references")
+        target = f["nodes/" + cells.target_model[0].decode()]
+        cand = np.concatenate([target["outputs/member/sample_index"][()], target["outputs/nonmember/sample_index"][()]])
+        ins = np.array([n["reference/candidates/in"][()] for n in online])
+        check(all(np.array_equal(n["reference/candidates/sample_index"][()], cand) for n in refs.values()),
+              "every reference scores the target's candidates in the target's order")
+        check((ins.sum(axis=0) == 2).all(), "online: each candidate is in exactly 2 of the 4 references")
+        for n in online:
+            mem = set(n["outputs/member/sample_index"][()])
+            inn = n["reference/candidates/in"][()]
+            check(all((i in mem) == bool(b) for i, b in zip(cand, inn)), "online: in marks what the reference trained on")
+            check(abs(len(mem) - 200) <= 40, "online: a reference trains on about half of the 400 candidates")
+            check("population" not in n["reference"], "online: no comparison set")
+        pop = offline[0]["reference/population/sample_index"][()]
+        check(len(pop) == 400 and not set(pop) & set(cand), "offline: z is the population's second half, 400 samples")
+        for n in offline:
+            check(not n["reference/candidates/in"][()].any(), "offline: no candidate is in a reference")
+            mem = set(n["outputs/member/sample_index"][()])
+            check(not mem & set(cand) and not mem & set(pop), "offline: references train on neither candidates nor z")
+            check(np.array_equal(n["reference/population/sample_index"][()], pop), "offline: one z for all references")
+            check("defense" not in n and n["model/fc1/mask"][()].all(), "references are dense and undefended")
+        for _, c in cells.iterrows():
+            atk = df[(df.cell_id == c.cell_id) & (df.attack != "")].groupby("attack").node.first()
+            recipe = {a: json.loads(f["nodes/" + atk[a]].attrs["recipe"]) for a in names}
+            check(recipe["lira-offline"]["references"] == recipe["rmia"]["references"],
+                  "offline lira and rmia share their references")
+            check(set(recipe["lira"]["references"]) == {k for k, n in refs.items() if n in online},
+                  "online lira reads the online references")
+            check(f["nodes/" + atk["rmia"]].attrs["rmia_a"] == 0.33, "rmia records its a")
+    s1 = r.fresh("refattacks-1")
+    r.run(g, s1, ranks=1)
+    a, b = metrics(s), metrics(s1)
+    # Offline attacks have no calibration (reference 0 trained on no candidate): NaN shadow metrics.
+    check(len(a) == len(b) and np.array_equal(a["value"].to_numpy(), b["value"].to_numpy(), equal_nan=True),
+          "reference attacks give the same bits on 1 and 3 ranks")
+
+
 def case_defenses(r):
     """Every defense runs through the grid, on 1 and 3 ranks with the same
     bits; the phase decides which models are defended; DP-SGD reports its
@@ -780,6 +858,7 @@ CASES = {
     "admm_slim": case_admm_slim,
     "defenses": case_defenses,
     "attacks": case_attacks,
+    "refattacks": case_refattacks,
     "prune_schedules": case_prune_schedules,
     "cifar_archs": case_cifar_archs,
     "node_failure": case_node_failure,

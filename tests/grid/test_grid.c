@@ -323,11 +323,9 @@ static void test_errors(void)
                  "axes.prune.rate: expected a fraction in (0, 1)");
     EXPECT_ERROR("name: t\naxes:\n  arch: lenet5\n  prune: {method: slim, factors: 2}\n",
                  "axes.prune.factors: only applies with method: butterfly");
-    EXPECT_ERROR("name: t\nattacks: [loss, lira]\naxes: {arch: lenet5}\n",
-                 "t.yaml:2:17: attacks[1]: attack \"lira\" needs reference models");
     EXPECT_ERROR("name: t\nattacks: [loss, lisa]\naxes: {arch: lenet5}\n",
                  "t.yaml:2:17: attacks[1]: unknown attack \"lisa\"; expected one of: loss, conf, entropy, mentropy, "
-                 "hconf, nn, top3-nn, nn-cls, samia, gonon, gap");
+                 "hconf, nn, top3-nn, nn-cls, samia, gonon, lira, rmia, gap");
     EXPECT_ERROR("name: t\naxes:\n  arch: lenet5\n  defense: [mixup]\n",
                  "axes.defense[0]: unknown defense \"mixup\"; expected one of: none, base, label-smoothing");
     EXPECT_ERROR("name: t\naxes:\n  arch: lenet5\n  dataset: cifar11\n",

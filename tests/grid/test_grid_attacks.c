@@ -144,9 +144,9 @@ static void test_parse(void)
     EXPECT_ERROR("name: t\nattacks: [gonon, {name: gonon, depth: 1}]\naxes: {arch: lenet5}\n",
                  "attacks[1]: duplicate attack name (the metrics table tells attacks apart by name, so a grid runs "
                  "one gonon depth)");
+    /* rmia is a grid attack too, but one that must say how many reference models to train. */
     EXPECT_ERROR("name: t\nattacks: [samia, rmia]\naxes: {arch: lenet5}\n",
-                 "t.yaml:2:18: attacks[1]: attack \"rmia\" needs reference models, which grid nodes do not produce "
-                 "yet; expected one of: loss, conf, entropy, mentropy, hconf, nn, top3-nn, nn-cls, samia, gonon, gap");
+                 "t.yaml:2:18: attacks[1]: attack rmia needs the number of its reference models");
 }
 
 /* k = 3 shadow models of a mia-prune split, dense and pruned cells. */
