@@ -12,10 +12,11 @@
  * batch; with the model's channel-major layout a chunk runs across samples.
  * The input gradient of a stride-1 convolution is the convolution of the
  * output gradient with the flipped filters, whose im2col also yields the
- * weight gradient. Convolutions that keep the image size run by kernel rows
- * instead, building a third of the columns (conv_rows_forward); depthwise
- * convolutions run direct. A fused ReLU or Tanh and the bias are applied to
- * each chunk while it is in cache.
+ * weight gradient. Convolutions that keep the image size run by kernel
+ * columns instead, building a third of the columns from shifted copies of
+ * whole blocks of rows (conv_cols_forward); depthwise convolutions run
+ * direct. A fused ReLU or Tanh and the bias are applied to each chunk while
+ * it is in cache.
  */
 #include "miagrid/nn.h"
 #include "nn/nn_internal.h"
@@ -164,7 +165,7 @@ static int conv_grad_as_conv(const mg_conv2d_shape *s)
  * multiply-adds on kernels that skip its packing copies, about a third faster
  * here than its packed path at these shapes (105 against 80 GFLOP/s). Every
  * GEMM of a chunk, forward or backward, has OCg * Cg * kk multiply-adds per
- * column (kk = KH*KW, or KH by kernel rows), so a chunk takes as many
+ * column (kk = KH*KW, or KW by kernel columns), so a chunk takes as many
  * columns as keep it under 10^6; where that is fewer than CHUNK_MIN the
  * packed path runs anyway and CHUNK_MIN columns keep its buffers in cache.
  * The column buffer stays under CHUNK_MAX_FLOATS. Chunks are whole output
@@ -195,42 +196,62 @@ static size_t col_cols(const mg_conv2d_shape *s)
 }
 
 /* A stride-1 convolution that keeps the image size (a square kernel of
- * 2*pad+1) runs by kernel rows (see conv_rows_forward) when the GEMMs that
- * leaves, over C*KH rows, are still long enough to run at speed, and the
- * image wide enough that the 2*pad columns its wide rows add cost at most an
- * eighth more work (16x16 and up for 3x3). */
-enum { ROWS_MIN_K = 32 };
+ * 2*pad+1) runs by kernel columns (see conv_cols_forward) when the GEMMs that
+ * leaves, over C*KW rows, are still long enough to run at speed, and a
+ * sample's plane holds enough positions for the GEMMs, which stay within one
+ * sample (8x8 and up). */
+enum { COLS_MIN_K = 32, COLS_MIN_PLANE = 64 };
 
 static int conv_same_size(const mg_conv2d_shape *s)
 {
     return s->stride == 1 && s->KH == s->KW && s->KH == 2 * s->pad + 1 && s->KH > 1 && !conv_is_depthwise(s) &&
-           16 * s->pad <= s->W;
+           s->W > 2 * s->pad && s->H * s->W >= COLS_MIN_PLANE;
 }
 
-static int conv_rows_forward_ok(const mg_conv2d_shape *s)
+static int conv_cols_forward_ok(const mg_conv2d_shape *s)
 {
-    return conv_same_size(s) && s->C / conv_groups(s) * s->KH >= ROWS_MIN_K;
+    return conv_same_size(s) && s->C / conv_groups(s) * s->KW >= COLS_MIN_K;
 }
 
-/* The backward by kernel rows replaces the flipped-filter path (it needs the
- * input gradient and no great widening) and pairs its rows with the input
+/* The backward by kernel columns replaces the flipped-filter path (it needs
+ * the input gradient and no great widening) and pairs its rows with the input
  * channels in the weight gradient's GEMMs, which want a few of them. */
-static int conv_rows_backward_ok(const mg_conv2d_shape *s)
+static int conv_cols_backward_ok(const mg_conv2d_shape *s)
 {
     const int G = conv_groups(s), Cg = s->C / G, OCg = s->OC / G;
-    return conv_same_size(s) && OCg <= 2 * Cg && OCg * s->KH >= ROWS_MIN_K && Cg >= 8;
+    return conv_same_size(s) && OCg <= 2 * Cg && OCg * s->KW >= COLS_MIN_K && Cg >= 8;
 }
 
-/* Output rows per chunk of the by-rows path, and the floats of one buffer row. */
-static int rows_per_chunk(const mg_conv2d_shape *s)
+/* Output rows per chunk of the by-columns path: as many as chunk_target
+ * allows, at most a plane, split evenly over the plane's chunks. */
+static int cols_rows_per_chunk(const mg_conv2d_shape *s)
 {
-    const int Wp = s->W + 2 * s->pad, t = chunk_target(s, s->KH);
-    return t / Wp > 1 ? t / Wp : 1;
+    int r = chunk_target(s, s->KW) / s->W;
+    if (r < 1)
+        r = 1;
+    if (r > s->H)
+        r = s->H;
+    const int chunks = (s->H + r - 1) / r;
+    return (s->H + chunks - 1) / chunks;
 }
 
-static size_t rows_ld(const mg_conv2d_shape *s)
+/* n floats, or a few more when n is a multiple of 128: rows of a buffer a
+ * power of two of floats apart would share a handful of cache sets. */
+static size_t ld_apart(size_t n)
 {
-    return (size_t)rows_per_chunk(s) * (s->W + 2 * s->pad) + 2 * (size_t)s->pad;
+    return n % 128 == 0 ? n + 16 : n;
+}
+
+/* The floats of one buffer row (the chunk's rows and pad rows either side)
+ * and of one row of the GEMMs' output. */
+static size_t cols_ld(const mg_conv2d_shape *s)
+{
+    return ld_apart((size_t)(cols_rows_per_chunk(s) + 2 * s->pad) * s->W);
+}
+
+static size_t cols_out_ld(const mg_conv2d_shape *s)
+{
+    return ld_apart((size_t)cols_rows_per_chunk(s) * s->W);
 }
 
 size_t mg_conv2d_scratch(const mg_conv2d_shape *s)
@@ -246,10 +267,10 @@ size_t mg_conv2d_scratch(const mg_conv2d_shape *s)
         n += (size_t)Cg * OCg * KK;                           /* the flipped filters */
     n += col_cols(s) * (size_t)(OCg > Cg ? OCg : Cg);          /* a transposed GEMM operand */
     if (conv_same_size(s)) {
-        const size_t cols = (size_t)rows_per_chunk(s) * (s->W + 2 * s->pad), KW = (size_t)s->KW;
-        const size_t KHC = (size_t)Cg * s->KH, KHO = (size_t)OCg * s->KH;
-        const size_t fwd = KHC * rows_ld(s) + KW * OCg * KHC + (size_t)OCg * cols;
-        const size_t bwd = KHO * rows_ld(s) + cols * Cg + 2 * KW * Cg * KHO + (size_t)Cg * cols;
+        const size_t cols = (size_t)cols_rows_per_chunk(s) * s->W, KH = (size_t)s->KH;
+        const size_t KWC = (size_t)Cg * s->KW, KWO = (size_t)OCg * s->KW, ldo = cols_out_ld(s);
+        const size_t fwd = KWC * cols_ld(s) + KH * OCg * KWC + (size_t)OCg * ldo;
+        const size_t bwd = KWO * cols_ld(s) + cols * Cg + 2 * KH * Cg * KWO + (size_t)Cg * ldo;
         if (fwd > n)
             n = fwd;
         if (bwd > n)
@@ -639,56 +660,62 @@ static void depthwise_plane_backward(float *di, float *dwk, const float *dp, con
     }
 }
 
-/* ---- stride-1 convolutions that keep the size, by kernel rows ----------------------------
+/* ---- stride-1 convolutions that keep the size, by kernel columns -------------------------
  *
- * For input channel c and kernel row kh a chunk of output rows gets one
- * buffer row R[c,kh]: for each output row, the input row it reads through
- * kernel row kh padded with `pad` zeros on either side (Wp = W + 2*pad
- * floats). Position j = (row, ow) of this "wide" grid (rows of Wp) reads
- * R[c,kh][j + kw] through kernel column kw, so the column matrix of kernel
- * column kw is R itself seen from offset kw: KW GEMMs over the C*KH rows of
- * R, accumulating, replace one GEMM over the C*KH*KW rows of the column
- * matrix, whose building wrote KW times the data. The last 2*pad columns of
- * each wide row are dropped when the result is copied out. Backward, the
- * input gradient is the same convolution of the output gradient with the
- * flipped filters, and the weight gradient pairs the rows of the output
- * gradient with the input laid out on the same wide grid.
+ * A chunk is a block of nr output rows of one sample. For input channel c
+ * and kernel column kw it gets one buffer row R[c,kw]: the input rows
+ * h0-pad .. h0+nr+pad-1 (zeros outside the plane), each shifted by kw-pad
+ * with the columns pushed past an edge zeroed, one after another. Output
+ * position j (row-major in the chunk) reads R[c,kw][j + kh*W] through kernel
+ * row kh, so the column matrix of kernel row kh is R itself seen from offset
+ * kh*W: KH GEMMs over the C*KW rows of R, accumulating, replace one GEMM over
+ * the C*KH*KW rows of the column matrix, whose building wrote KH times the
+ * data, and each row of R is a shifted copy of a block of the plane. The
+ * GEMMs cover exactly the chunk's output positions, whose rows are also
+ * contiguous in the output, so the result leaves as one run per channel.
+ * Backward, the input gradient is the same convolution of the output
+ * gradient with the flipped filters, and the weight gradient pairs the rows
+ * of R built from the output gradient with the input's rows of the chunk.
  */
 
-/* R (CH*KH rows of ld floats): row (c,kh) holds for chunk rows rr < nr
- * (row r0+rr of the flattened (n, row) index over planes of SH x SW) source
- * row (row - pad + kh) of channel c padded with pad zeros on either side,
- * or zeros outside the plane, then 2*pad zeros for the last views. */
-static void rows_build(float *R, size_t ld, const float *src, mg_layout l, int CH, int SH, int SW, int KH, int pad,
-                       int r0, int nr)
+/* R (CH*KW rows of ld floats): row (c,kw) for rows h0-pad .. h0+nr+pad-1 of
+ * channel c of sample n of src (planes of H x W), as above. */
+static void cols_build(float *R, size_t ld, const float *src, mg_layout l, int CH, int n, int h0, int nr, int H,
+                       int W, int KW, int pad)
 {
-    const int Wp = SW + 2 * pad;
-    for (int c = 0; c < CH; c++)
-        for (int kh = 0; kh < KH; kh++) {
-            float *row = R + (size_t)(c * KH + kh) * ld;
-            int n = r0 / SH, h = r0 % SH;
-            for (int rr = 0; rr < nr; rr++) {
-                float *d = row + (size_t)rr * Wp;
-                const int ih = h - pad + kh;
-                if (ih < 0 || ih >= SH) {
-                    memset(d, 0, (size_t)Wp * sizeof(float));
-                } else {
-                    for (int q = 0; q < pad; q++)
-                        d[q] = d[pad + SW + q] = 0.0f;
-                    copy_row(d + pad, src + (size_t)n * l.sn + (size_t)c * l.sc + (size_t)ih * SW, SW);
-                }
-                if (++h == SH) {
-                    h = 0;
-                    n++;
-                }
+    const int rows = nr + 2 * pad;
+    int a = pad - h0, b = H + pad - h0;   /* the buffer rows [a, b) lie inside the plane */
+    if (a < 0)
+        a = 0;
+    if (b > rows)
+        b = rows;
+    const size_t len = (size_t)(b - a) * W;
+    for (int c = 0; c < CH; c++) {
+        const float *plane = src + (size_t)n * l.sn + (size_t)c * l.sc + (size_t)(h0 - pad + a) * W;
+        for (int kw = 0; kw < KW; kw++) {
+            float *row = R + (size_t)(c * KW + kw) * ld, *d = row + (size_t)a * W;
+            if (a > 0)
+                memset(row, 0, (size_t)a * W * sizeof(float));
+            if (b < rows)
+                memset(row + (size_t)b * W, 0, (size_t)(rows - b) * W * sizeof(float));
+            /* d[i] = plane[i + sh]; the sh columns at the end of each row
+             * (the start, for sh < 0) would read a neighbouring row. */
+            const int sh = kw - pad;
+            if (sh >= 0) {
+                memcpy(d, plane + sh, (len - (size_t)sh) * sizeof(float));
+                for (int r = a; r < b; r++, d += W)
+                    for (int q = W - sh; q < W; q++)
+                        d[q] = 0.0f;
+            } else {
+                memcpy(d - sh, plane, (len - (size_t)-sh) * sizeof(float));
+                for (int r = a; r < b; r++, d += W)
+                    for (int q = 0; q < -sh; q++)
+                        d[q] = 0.0f;
             }
-            for (int q = 0; q < 2 * pad; q++)
-                row[(size_t)nr * Wp + q] = 0.0f;
         }
+    }
 }
 
-/* The first SW floats of each wide row (channel c: wide + c*ldw, rows of Wp)
- * into chunk rows r0.. of dst: act(v + b[c]) written, or v added (acc). */
 /* o[0..n) = act(v + b) for the activations a convolution fuses. */
 static inline void store_act(float *restrict o, const float *restrict v, int n, float b, int act)
 {
@@ -711,116 +738,100 @@ static inline void store_act(float *restrict o, const float *restrict v, int n, 
     }
 }
 
-static void rows_store(float *dst, mg_layout l, const float *wide, size_t ldw, int CH, int SH, int SW, int Wp, int r0,
-                       int nr, const float *b, int act, int acc)
-{
-    for (int c = 0; c < CH; c++) {
-        int n = r0 / SH, h = r0 % SH;
-        for (int rr = 0; rr < nr; rr++) {
-            float *o = dst + (size_t)n * l.sn + (size_t)c * l.sc + (size_t)h * SW;
-            const float *v = wide + (size_t)c * ldw + (size_t)rr * Wp;
-            if (acc)
-                add_short(o, v, SW);
-            else if (b || act != MG_NO_ACT)
-                store_act(o, v, SW, b ? b[c] : 0.0f, act);
-            else
-                copy_short(o, v, SW);
-            if (++h == SH) {
-                h = 0;
-                n++;
-            }
-        }
-    }
-}
-
-static void conv_rows_forward(float *out, mg_layout lo, const float *inp, mg_layout li, const float *w,
+static void conv_cols_forward(float *out, mg_layout lo, const float *inp, mg_layout li, const float *w,
                               const float *b, const mg_conv2d_shape *s, float *scratch, int act)
 {
     const int G = conv_groups(s), Cg = s->C / G, OCg = s->OC / G, KH = s->KH, KW = s->KW, pad = s->pad;
-    const int Wp = s->W + 2 * pad, per = rows_per_chunk(s), Kr = Cg * KH, total = s->N * s->OH;
-    const size_t ld = rows_ld(s);
-    float *R = scratch, *wk = R + (size_t)Kr * ld, *wide = wk + (size_t)KW * OCg * Kr;
+    const int H = s->H, W = s->W, per = cols_rows_per_chunk(s), Kc = Cg * KW;
+    const size_t ld = cols_ld(s), ldo = cols_out_ld(s);
+    float *R = scratch, *wk = R + (size_t)Kc * ld, *wide = wk + (size_t)KH * OCg * Kc;
     for (int g = 0; g < G; g++) {
-        /* wk[kw] (OCg, Cg*KH): the weights of kernel column kw. */
-        for (int kw = 0; kw < KW; kw++)
+        /* wk[kh] (OCg, Cg*KW): the weights of kernel row kh. */
+        for (int kh = 0; kh < KH; kh++)
             for (int oc = 0; oc < OCg; oc++)
                 for (int c = 0; c < Cg; c++)
-                    for (int kh = 0; kh < KH; kh++)
-                        wk[((size_t)kw * OCg + oc) * Kr + c * KH + kh] =
+                    for (int kw = 0; kw < KW; kw++)
+                        wk[((size_t)kh * OCg + oc) * Kc + c * KW + kw] =
                             w[((((size_t)g * OCg + oc) * Cg + c) * KH + kh) * KW + kw];
-        for (int r0 = 0; r0 < total; r0 += per) {
-            const int nr = total - r0 < per ? total - r0 : per, ncols = nr * Wp;
-            rows_build(R, ld, inp + (size_t)g * Cg * li.sc, li, Cg, s->H, s->W, KH, pad, r0, nr);
-            for (int kw = 0; kw < KW; kw++)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OCg, ncols, Kr, 1.0f, wk + (size_t)kw * OCg * Kr,
-                            Kr, R + kw, (int)ld, kw ? 1.0f : 0.0f, wide, ncols);
-            rows_store(out + (size_t)g * OCg * lo.sc, lo, wide, (size_t)ncols, OCg, s->OH, s->OW, Wp, r0, nr,
-                       b ? b + (size_t)g * OCg : NULL, act, 0);
-        }
+        for (int n = 0; n < s->N; n++)
+            for (int h0 = 0; h0 < H; h0 += per) {
+                const int nr = H - h0 < per ? H - h0 : per, ncols = nr * W;
+                cols_build(R, ld, inp + (size_t)g * Cg * li.sc, li, Cg, n, h0, nr, H, W, KW, pad);
+                for (int kh = 0; kh < KH; kh++)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OCg, ncols, Kc, 1.0f,
+                                wk + (size_t)kh * OCg * Kc, Kc, R + (size_t)kh * W, (int)ld, kh ? 1.0f : 0.0f, wide,
+                                (int)ldo);
+                for (int oc = 0; oc < OCg; oc++) {
+                    float *o = out + (size_t)n * lo.sn + (size_t)(g * OCg + oc) * lo.sc + (size_t)h0 * W;
+                    const float *v = wide + (size_t)oc * ldo;
+                    if (b || act != MG_NO_ACT)
+                        store_act(o, v, ncols, b ? b[g * OCg + oc] : 0.0f, act);
+                    else
+                        memcpy(o, v, (size_t)ncols * sizeof(float));
+                }
+            }
     }
 }
 
 /* dinp (+)= the convolution of dout with the flipped filters and
- * dw += the weight gradient, both by kernel rows (the padding of the flipped
- * geometry, KH-1-pad, is pad again). */
-static void conv_rows_backward(float *dinp, mg_layout li, int overwrite, float *dw, const float *dout, mg_layout lo,
+ * dw += the weight gradient, both by kernel columns (the padding of the
+ * flipped geometry, KH-1-pad, is pad again). */
+static void conv_cols_backward(float *dinp, mg_layout li, int overwrite, float *dw, const float *dout, mg_layout lo,
                                const float *inp, const float *w, const mg_conv2d_shape *s, float *scratch)
 {
     const int G = conv_groups(s), Cg = s->C / G, OCg = s->OC / G, KH = s->KH, KW = s->KW, pad = s->pad;
-    const int Wp = s->W + 2 * pad, per = rows_per_chunk(s), Kr = OCg * KH, total = s->N * s->H, W = s->W;
-    const size_t ld = rows_ld(s), cols = (size_t)per * Wp;
-    float *R = scratch, *inT = R + (size_t)Kr * ld, *wf = inT + cols * Cg, *dwk = wf + (size_t)KW * Cg * Kr;
-    float *wide = dwk + (size_t)KW * Kr * Cg;
+    const int H = s->H, W = s->W, per = cols_rows_per_chunk(s), Kc = OCg * KW;
+    const size_t ld = cols_ld(s), ldo = cols_out_ld(s), cols = (size_t)per * W;
+    float *R = scratch, *inT = R + (size_t)Kc * ld, *wf = inT + cols * Cg, *dwk = wf + (size_t)KH * Cg * Kc;
+    float *wide = dwk + (size_t)KH * Kc * Cg;
     for (int g = 0; g < G; g++) {
-        /* wf[kw] (Cg, OCg*KH): wf[kw][c][oc,kh] = w[oc][c][KH-1-kh][KW-1-kw]. */
-        for (int kw = 0; kw < KW; kw++)
+        /* wf[kh] (Cg, OCg*KW): wf[kh][c][oc,kw] = w[oc][c][KH-1-kh][KW-1-kw]. */
+        for (int kh = 0; kh < KH; kh++)
             for (int c = 0; c < Cg; c++)
                 for (int oc = 0; oc < OCg; oc++)
-                    for (int kh = 0; kh < KH; kh++)
-                        wf[((size_t)kw * Cg + c) * Kr + oc * KH + kh] =
+                    for (int kw = 0; kw < KW; kw++)
+                        wf[((size_t)kh * Cg + c) * Kc + oc * KW + kw] =
                             w[((((size_t)g * OCg + oc) * Cg + c) * KH + (KH - 1 - kh)) * KW + (KW - 1 - kw)];
-        memset(dwk, 0, (size_t)KW * Kr * Cg * sizeof(float));
-        for (int r0 = 0; r0 < total; r0 += per) {
-            const int nr = total - r0 < per ? total - r0 : per, ncols = nr * Wp;
-            rows_build(R, ld, dout + (size_t)g * OCg * lo.sc, lo, OCg, s->OH, s->OW, KH, pad, r0, nr);
-            /* inT (ncols, Cg): the input on the wide grid, zero in the columns
-             * the wide grid adds, so that they add nothing to the weights.
-             * Transposed eight positions at a time, so that the lines of inT
-             * being written stay few and fill before they leave L1. */
-            int n = r0 / s->H, h = r0 % s->H;
-            for (int rr = 0; rr < nr; rr++) {
-                const float *src = inp + (size_t)n * li.sn + (size_t)g * Cg * li.sc + (size_t)h * W;
-                float *d = inT + (size_t)rr * Wp * Cg;
-                for (int q0 = 0; q0 < W; q0 += 8) {
-                    const int qn = W - q0 < 8 ? W - q0 : 8;
+        memset(dwk, 0, (size_t)KH * Kc * Cg * sizeof(float));
+        for (int n = 0; n < s->N; n++)
+            for (int h0 = 0; h0 < H; h0 += per) {
+                const int nr = H - h0 < per ? H - h0 : per, ncols = nr * W;
+                cols_build(R, ld, dout + (size_t)g * OCg * lo.sc, lo, OCg, n, h0, nr, H, W, KW, pad);
+                /* inT (ncols, Cg): the chunk's input rows, transposed eight
+                 * positions at a time, so that the lines of inT being written
+                 * stay few and fill before they leave L1. */
+                const float *src = inp + (size_t)n * li.sn + (size_t)g * Cg * li.sc + (size_t)h0 * W;
+                for (int q0 = 0; q0 < ncols; q0 += 8) {
+                    const int qn = ncols - q0 < 8 ? ncols - q0 : 8;
                     for (int c = 0; c < Cg; c++)
                         for (int j = 0; j < qn; j++)
-                            d[(size_t)(q0 + j) * Cg + c] = src[(size_t)c * li.sc + q0 + j];
+                            inT[(size_t)(q0 + j) * Cg + c] = src[(size_t)c * li.sc + q0 + j];
                 }
-                memset(d + (size_t)W * Cg, 0, (size_t)(Wp - W) * Cg * sizeof(float));
-                if (++h == s->H) {
-                    h = 0;
-                    n++;
+                for (int kh = 0; kh < KH; kh++) {
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Kc, Cg, ncols, 1.0f, R + (size_t)kh * W,
+                                (int)ld, inT, Cg, 1.0f, dwk + (size_t)kh * Kc * Cg, Cg);
+                    if (dinp)
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cg, ncols, Kc, 1.0f,
+                                    wf + (size_t)kh * Cg * Kc, Kc, R + (size_t)kh * W, (int)ld, kh ? 1.0f : 0.0f,
+                                    wide, (int)ldo);
+                }
+                if (!dinp)
+                    continue;
+                for (int c = 0; c < Cg; c++) {
+                    float *d = dinp + (size_t)n * li.sn + (size_t)(g * Cg + c) * li.sc + (size_t)h0 * W;
+                    if (overwrite)
+                        memcpy(d, wide + (size_t)c * ldo, (size_t)ncols * sizeof(float));
+                    else
+                        add_short(d, wide + (size_t)c * ldo, ncols);
                 }
             }
-            for (int kw = 0; kw < KW; kw++) {
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Kr, Cg, ncols, 1.0f, R + kw, (int)ld, inT, Cg,
-                            1.0f, dwk + (size_t)kw * Kr * Cg, Cg);
-                if (dinp)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cg, ncols, Kr, 1.0f,
-                                wf + (size_t)kw * Cg * Kr, Kr, R + kw, (int)ld, kw ? 1.0f : 0.0f, wide, ncols);
-            }
-            if (dinp)
-                rows_store(dinp + (size_t)g * Cg * li.sc, li, wide, (size_t)ncols, Cg, s->H, W, Wp, r0, nr, NULL,
-                           MG_NO_ACT, !overwrite);
-        }
         float *dwg = dw + (size_t)g * OCg * Cg * KH * KW;
-        for (int kw = 0; kw < KW; kw++)
+        for (int kh = 0; kh < KH; kh++)
             for (int oc = 0; oc < OCg; oc++)
-                for (int kh = 0; kh < KH; kh++)
+                for (int kw = 0; kw < KW; kw++)
                     for (int c = 0; c < Cg; c++)
                         dwg[(((size_t)oc * Cg + c) * KH + (KH - 1 - kh)) * KW + (KW - 1 - kw)] +=
-                            dwk[((size_t)kw * Kr + oc * KH + kh) * Cg + c];
+                            dwk[((size_t)kh * Kc + oc * KW + kw) * Cg + c];
     }
 }
 
@@ -847,8 +858,8 @@ void mg_conv2d_forward_act(float *out, mg_layout lo, const float *inp, mg_layout
             }
         return;
     }
-    if (conv_rows_forward_ok(s)) {
-        conv_rows_forward(out, lo, inp, li, w, b, s, scratch, act);
+    if (conv_cols_forward_ok(s)) {
+        conv_cols_forward(out, lo, inp, li, w, b, s, scratch, act);
         return;
     }
     const int pw = conv_is_pointwise(s);
@@ -940,8 +951,8 @@ void mg_conv2d_backward_lay(float *dinp, mg_layout li, int overwrite, float *dw,
      * im2col of dout has OC/C times the rows of an im2col of the input: a
      * first layer, or one that widens much, takes the plain path. */
     const int pw = conv_is_pointwise(s), as_conv = conv_grad_as_conv(s) && dinp && OCg <= 2 * Cg;
-    if (dinp && conv_rows_backward_ok(s)) {
-        conv_rows_backward(dinp, li, overwrite, dw, dout, lo, inp, w, s, scratch);
+    if (dinp && conv_cols_backward_ok(s)) {
+        conv_cols_backward(dinp, li, overwrite, dw, dout, lo, inp, w, s, scratch);
         return;
     }
     /* A strided 1x1 convolution writes its input gradient whole (col2im_write_k1). */

@@ -144,6 +144,27 @@ static void affine(float *restrict o, const float *restrict x, int n, float scal
     }
 }
 
+/* o = (x*scale + shift) + r, then a ReLU when relu is set: the batch norm
+ * and the residual add after it, the sum rounded as the add rounds it. */
+static void affine_add(float *restrict o, const float *restrict x, const float *restrict r, int n, float scale,
+                       float shift, int relu)
+{
+    int i = 0;
+    if (relu) {
+        for (; i + MG_BLOCK <= n; i += MG_BLOCK)
+            for (int j = 0; j < MG_BLOCK; j++)
+                o[i + j] = mg_relu1((x[i + j] * scale + shift) + r[i + j]);
+        for (; i < n; i++)
+            o[i] = mg_relu1((x[i] * scale + shift) + r[i]);
+    } else {
+        for (; i + MG_BLOCK <= n; i += MG_BLOCK)
+            for (int j = 0; j < MG_BLOCK; j++)
+                o[i + j] = (x[i + j] * scale + shift) + r[i + j];
+        for (; i < n; i++)
+            o[i] = (x[i] * scale + shift) + r[i];
+    }
+}
+
 /* di (+)= fa*g - fb*(x - fm) - fc, g = d (masked by o > 0 when masked). The
  * flags are constants at every call, so each call inlines to one plain loop. */
 static inline void bn_dx(float *restrict di, const float *restrict d, const float *restrict x,
@@ -167,7 +188,7 @@ static inline void bn_dx(float *restrict di, const float *restrict d, const floa
 /* inp, out (N,C,S) with layout l; mean, rstd (C) */
 void mg_bn_forward_fused(float *out, float *mean, float *rstd, const float *inp, mg_layout l, const float *gamma,
                          const float *beta, float *run_mean, float *run_var, int N, int C, int S, int train,
-                         float momentum, float eps, int relu)
+                         float momentum, float eps, const float *res, int relu)
 {
     const double M = (double)N * S;
     for (int c = 0; c < C; c++) {
@@ -195,8 +216,13 @@ void mg_bn_forward_fused(float *out, float *mean, float *rstd, const float *inp,
         mean[c] = m;
         rstd[c] = r;
         const float scale = r * gamma[c], shift = beta[c] - m * scale;
-        for (int k = 0; k < cr.nrows; k++)
-            affine(out + cr.base + k * cr.step, inp + cr.base + k * cr.step, cr.len, scale, shift, relu);
+        for (int k = 0; k < cr.nrows; k++) {
+            const size_t off = cr.base + k * cr.step;
+            if (res)
+                affine_add(out + off, inp + off, res + off, cr.len, scale, shift, relu);
+            else
+                affine(out + off, inp + off, cr.len, scale, shift, relu);
+        }
     }
 }
 
@@ -248,7 +274,8 @@ void mg_batchnorm_forward(float *out, float *mean, float *rstd, const float *inp
                           float momentum, float eps)
 {
     mg_layout l = {(size_t)C * S, (size_t)S};
-    mg_bn_forward_fused(out, mean, rstd, inp, l, gamma, beta, run_mean, run_var, N, C, S, train, momentum, eps, 0);
+    mg_bn_forward_fused(out, mean, rstd, inp, l, gamma, beta, run_mean, run_var, N, C, S, train, momentum, eps, NULL,
+                        0);
 }
 
 void mg_batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,

@@ -496,24 +496,84 @@ static void reset_buffers(mg_model *m)
     }
 }
 
+/* A batch norm without a fused ReLU whose output only a residual add reads
+ * takes its output gradient straight from the add: the add's output gradient
+ * masked by the add's ReLU (its output > 0), which is what the add would have
+ * copied into the batch norm's gradient buffer, and which the batch norm's
+ * fused-ReLU backward computes from the same two arrays, value for value. The
+ * add then skips that copy, a pass over the block's output each step. The
+ * later of such batch norms of an add (the other input is ready when it runs)
+ * also writes the add's output in its forward, relu(bn(x) + other), the same
+ * operations in the same order as the add's, which spares writing the batch
+ * norm's own output (nothing reads it now) and reading it back. */
+static void plan_deferred_grads(mg_model *m)
+{
+    const int nv = m->n_values;
+    int *uses = calloc((size_t)nv, sizeof(int)), *producer = malloc((size_t)nv * sizeof(int));
+    for (int i = 0; i < m->n_ops; i++) {
+        m->ops[i].defer = m->ops[i].fuse_add = -1;
+        m->ops[i].skip = m->ops[i].fused = 0;
+    }
+    if (!uses || !producer) {   /* an optimisation only: without memory, none */
+        free(uses);
+        free(producer);
+        return;
+    }
+    for (int v = 0; v < nv; v++)
+        producer[v] = -1;
+    for (int i = 0; i < m->n_ops; i++) {
+        const mg_op *op = &m->ops[i];
+        producer[op->out] = i;
+        for (int j = 0; j < op->n_in; j++)
+            uses[m->values[op->in[j]].root]++;
+    }
+    for (int i = 0; i < m->n_ops; i++) {
+        mg_op *op = &m->ops[i];
+        if (op->kind != MG_OP_ADD || m->values[op->in[0]].root == m->values[op->in[1]].root)
+            continue;
+        for (int j = 0; j < 2; j++) {
+            const int v = op->in[j], p = producer[v];
+            if (v == 0 || v == m->logits || m->values[v].root != v || uses[v] != 1 || p < 0 ||
+                m->ops[p].kind != MG_OP_BN || m->ops[p].act != MG_NO_ACT)
+                continue;
+            m->ops[p].defer = i;
+            op->skip |= 1 << j;
+        }
+        /* The forward fuses into the deferred batch norm that runs last, if the
+         * add's other input comes before it. */
+        for (int j = 1; j >= 0; j--) {
+            const int p = producer[op->in[j]], q = producer[m->values[op->in[1 - j]].root];
+            if ((op->skip & (1 << j)) && q < p && !op->fused) {
+                m->ops[p].fuse_add = i;
+                op->fused = 1;
+            }
+        }
+    }
+    free(uses);
+    free(producer);
+}
+
 /* Gradient buffers are shared between values whose gradients are never alive
  * together. Backward runs the operations last to first; the gradient of a
- * value is first written by its last consumer and last read by its producer,
- * so it lives over that interval of steps. Walking the steps, each value takes
- * the smallest free slot that fits (or a new one) when it comes alive and
- * frees it once its producer has run. The input's gradient keeps a slot of its own. */
+ * value is first written by its last consumer and last read by its producer
+ * (an add's output, by the batch norms that take their gradient from it,
+ * plan_deferred_grads), so it lives over that interval of steps. Walking the
+ * steps, each value takes the smallest free slot that fits (or a new one)
+ * when it comes alive and frees it once its last reader has run. The input's
+ * gradient keeps a slot of its own. */
 static mg_status plan_grad_slots(mg_model *m, mg_error *err)
 {
     mg_status st = MG_OK;
     const int nv = m->n_values, no = m->n_ops;
-    int *first = NULL, *producer = NULL, *is_free = NULL;
+    int *first = NULL, *producer = NULL, *is_free = NULL, *last = NULL;
     first = mg_malloc((size_t)nv, sizeof(int), "gradient plan", err);
     producer = mg_malloc((size_t)nv, sizeof(int), "gradient plan", err);
+    last = mg_malloc((size_t)nv, sizeof(int), "gradient plan", err);
     m->gslot = mg_malloc((size_t)nv, sizeof(int), "gradient plan", err);
     m->slot_size = mg_calloc((size_t)nv, sizeof(size_t), "gradient plan", err);
     is_free = mg_calloc((size_t)nv, sizeof(int), "gradient plan", err);
     m->slots = mg_calloc((size_t)nv, sizeof(float *), "gradient plan", err);
-    if (!first || !producer || !m->gslot || !m->slot_size || !is_free || !m->slots)
+    if (!first || !producer || !last || !m->gslot || !m->slot_size || !is_free || !m->slots)
         MG_FAIL(MG_ERR_NOMEM, "model %s: out of memory planning the gradient buffers", m->arch);
     for (int v = 0; v < nv; v++) {
         first[v] = -1;
@@ -531,6 +591,14 @@ static mg_status plan_grad_slots(mg_model *m, mg_error *err)
             first[m->values[op->in[j]].root] = i;   /* ops run in order: the last write wins */
     }
     first[m->values[m->logits].root] = no;
+    for (int v = 0; v < nv; v++)
+        last[v] = producer[v];
+    for (int i = 0; i < no; i++)
+        if (m->ops[i].kind == MG_OP_BN && m->ops[i].defer >= 0) {
+            const int ro = m->values[m->ops[m->ops[i].defer].out].root;
+            if (last[ro] < 0 || i < last[ro])
+                last[ro] = i;
+        }
     m->n_slots = 1;
     m->gslot[0] = 0;
     m->slot_size[0] = m->values[0].size;
@@ -554,12 +622,10 @@ static mg_status plan_grad_slots(mg_model *m, mg_error *err)
             is_free[best] = 0;
             m->gslot[v] = best;
         }
-        /* The output of operation i is dead once it has run. */
-        if (i < no) {
-            const int ro = m->values[m->ops[i].out].root;
-            if (producer[ro] == i && m->gslot[ro] > 0)
-                is_free[m->gslot[ro]] = 1;
-        }
+        /* Gradients last read at step i are dead once it has run. */
+        for (int v = 1; v < nv && i < no; v++)
+            if (m->values[v].root == v && last[v] == i && m->gslot[v] > 0)
+                is_free[m->gslot[v]] = 1;
     }
     for (int v = 0; v < nv; v++)
         if (m->values[v].root == v && m->gslot[v] < 0)
@@ -567,6 +633,7 @@ static mg_status plan_grad_slots(mg_model *m, mg_error *err)
 cleanup:
     free(first);
     free(producer);
+    free(last);
     free(is_free);
     return st;
 }
@@ -600,6 +667,7 @@ mg_status mg_graph_finish(mg_model **pm, int logits, mg_error *err)
     for (size_t i = 0; i < m->n_params; i++)
         m->masks[i] = 1.0f;
     reset_buffers(m);
+    plan_deferred_grads(m);
     MG_CHECK(plan_grad_slots(m, err));
 cleanup:
     if (st != MG_OK)
@@ -964,12 +1032,17 @@ static void op_forward(mg_model *m, int i, int batch, int train)
                               pparam(m, op->w), pparam(m, op->b), &s, m->scratch, op->act);
         break;
     }
-    case MG_OP_BN:
-        mg_bn_forward_fused(out, cache, cache + op->C, in, bn_layout(op, batch), pparam(m, op->w), pparam(m, op->b),
-                            m->buffers + op->rm,
-                            m->buffers + op->rv, batch, op->C, op->S, train, MG_BN_MOMENTUM, MG_BN_EPS,
-                            op->act == MG_ACT_RELU);
+    case MG_OP_BN: {
+        /* Fused with the residual add after it (plan_deferred_grads): the
+         * add's output, from the add's other input. */
+        const mg_op *add = op->fuse_add >= 0 ? &m->ops[op->fuse_add] : NULL;
+        const float *res = add ? vact(m, add->in[add->in[0] == op->out ? 1 : 0]) : NULL;
+        mg_bn_forward_fused(add ? vact(m, add->out) : out, cache, cache + op->C, in, bn_layout(op, batch),
+                            pparam(m, op->w), pparam(m, op->b), m->buffers + op->rm, m->buffers + op->rv, batch, op->C,
+                            op->S, train, MG_BN_MOMENTUM, MG_BN_EPS, res,
+                            add ? add->act == MG_ACT_RELU : op->act == MG_ACT_RELU);
         break;
+    }
     case MG_OP_LN: {
         int rows = batch * op->S;
         mg_layernorm_forward(out, cache, cache + rows, in, pparam(m, op->w), pparam(m, op->b), rows, op->C,
@@ -1008,7 +1081,8 @@ static void op_forward(mg_model *m, int i, int batch, int train)
         mg_dropout_forward(out, cache, in, n_out, op->p, train, m->rng);
         break;
     case MG_OP_ADD:
-        mg_vec_add(out, in, vact(m, op->in[1]), n_out, op->act == MG_ACT_RELU);
+        if (!op->fused)
+            mg_vec_add(out, in, vact(m, op->in[1]), n_out, op->act == MG_ACT_RELU);
         break;
     case MG_OP_CONCAT: {
         /* Channel-major: each input is one block of the output. */
@@ -1119,6 +1193,17 @@ static void op_backward(mg_model *m, int i, int batch)
     if (op->kind == MG_OP_FLATTEN && op->C == 1)
         return;
     const int ro = m->values[op->out].root;
+    if (op->kind == MG_OP_BN && op->defer >= 0) {
+        /* The output gradient is the add's, through its ReLU (plan_deferred_grads). */
+        const mg_op *add = &m->ops[op->defer];
+        const int ra = m->values[add->out].root;
+        int fresh;
+        float *din = grad_in(m, op->in[0], batch, &fresh);
+        mg_bn_backward_fused(din, fresh, gparam(m, op->w), gparam(m, op->b), m->grad[ra], vact(m, op->in[0]),
+                             add->act == MG_ACT_RELU ? m->act[ra] : NULL, bn_layout(op, batch), m->cache[i],
+                             m->cache[i] + op->C, pparam(m, op->w), batch, op->C, op->S, m->last_train);
+        return;
+    }
     if (!m->ready[ro]) {
         /* The output never reached the loss: its gradient is zero. */
         memset(m->grad[ro], 0, (size_t)batch * m->values[ro].size * sizeof(float));
@@ -1212,6 +1297,8 @@ static void op_backward(mg_model *m, int i, int batch)
     }
     case MG_OP_ADD:
         for (int j = 0; j < 2; j++) {
+            if (op->skip & (1 << j))
+                continue;
             int fresh;
             float *din = grad_in(m, op->in[j], batch, &fresh);
             if (din)

@@ -74,6 +74,13 @@ typedef struct {
     size_t cache_ps;        /* float cache per sample */
     size_t cache_fixed;     /* float cache independent of the batch */
     int argmax;             /* needs an int32 argmax per output element */
+    int defer;              /* BN: the ADD (op index) whose output gradient, through its ReLU, is this
+                             * operation's output gradient, which that ADD then does not write; or -1
+                             * (set by mg_graph_finish) */
+    int skip;               /* ADD: bit j set when input j's gradient is left to its producer (defer) */
+    int fuse_add;           /* BN: the ADD (op index) whose output this operation's forward writes, the
+                             * ADD's other input added and its ReLU applied in the same pass; or -1 */
+    int fused;              /* ADD: its output is written by a BN's forward (fuse_add) */
 } mg_op;
 
 /* How mg_model_init_params fills a tensor. */
@@ -374,10 +381,11 @@ void mg_maxpool2_backward_cover(float *dinp, int overwrite, const float *dout, c
 /* ---- fused kernels (layers_norm.c) --------------------------------------------------- */
 
 /* mg_batchnorm_forward over (N,C,S) with layout l (rows of S contiguous),
- * followed, when relu is set, by a ReLU in the same pass. */
+ * followed, when res is given, by the addition of res (same shape and
+ * layout) and, when relu is set, by a ReLU, in the same pass. */
 void mg_bn_forward_fused(float *out, float *mean, float *rstd, const float *inp, mg_layout l, const float *gamma,
                          const float *beta, float *run_mean, float *run_var, int N, int C, int S, int train,
-                         float momentum, float eps, int relu);
+                         float momentum, float eps, const float *res, int relu);
 /* mg_batchnorm_backward through a fused ReLU (out given: its output) and, when
  * overwrite is set, writing dinp instead of adding to it. */
 void mg_bn_backward_fused(float *dinp, int overwrite, float *dgamma, float *dbeta, const float *dout,

@@ -1,7 +1,7 @@
 /* test_fastpath.c: the training engine's fast paths against slower
  * references. Convolutions in the model's channel-major layout and in NCHW
  * (column chunks that run across samples, the tight copies of unpadded
- * stride-1 windows, size-keeping convolutions by kernel rows, the
+ * stride-1 windows, size-keeping convolutions by kernel columns, the
  * flipped-filter input gradient, strided 1x1 convolutions that write their
  * input gradient whole, both forms of the weight-gradient GEMM, a fused ReLU
  * or Tanh) against a direct convolution in double and against central finite
@@ -246,7 +246,7 @@ static void test_conv(mg_rng *rng)
     /* LeNet's first layer: one input channel, padding that keeps the size, the
      * transposed GEMM form (K*OC = 150). */
     conv_case(rng, 3, 1, 28, 6, 5, 1, 2, 1, MG_ACT_RELU);
-    /* ResNet stages by kernel rows, forward and backward: with a fused Tanh,
+    /* ResNet stages by kernel columns, forward and backward: with a fused Tanh,
      * with two groups, with a 5x5 kernel. Then the flipped-filter path they
      * replace on smaller images or fewer channels. */
     conv_case(rng, 2, 16, 16, 16, 3, 1, 1, 1, MG_NO_ACT);
@@ -266,7 +266,7 @@ static void test_conv(mg_rng *rng)
     conv_case(rng, 2, 4, 9, 4, 1, 2, 0, 4, MG_NO_ACT);
     conv_case(rng, 2, 4, 7, 6, 3, 1, 0, 2, MG_ACT_RELU);
     /* Several chunks (their GEMMs are kept under 10^6 multiply-adds): by
-     * columns across samples, by kernel rows across samples, and per sample
+     * columns across samples, by kernel columns across samples, and per sample
      * in the NCHW layout of the public kernels. */
     conv_case(rng, 3, 16, 12, 32, 3, 1, 1, 1, MG_ACT_RELU);
     conv_case(rng, 2, 32, 16, 32, 3, 1, 1, 1, MG_NO_ACT);
