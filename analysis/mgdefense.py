@@ -29,6 +29,7 @@ import sys
 
 import mgstore
 import pandas as pd
+from mgtable import number
 
 FORMATS = ("markdown", "csv")
 
@@ -142,23 +143,16 @@ def compare(df):
     return pd.DataFrame(out), group_axes
 
 
-def _num(v, digits=3):
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return ""
-    t = f"{v:.{digits}f}"
-    return t.lstrip("-") if float(t) == 0 else t
-
-
 def _pm(m, s, digits=3):
     if isinstance(m, float) and math.isnan(m):
         return ""
-    return f"{_num(m, digits)} ± {_num(s, digits)}" if not (isinstance(s, float) and math.isnan(s)) else _num(m, digits)
+    return f"{number(m, digits)} ± {number(s, digits)}" if not (isinstance(s, float) and math.isnan(s)) else number(m, digits)
 
 
 def _signed(v, digits=3):
     if isinstance(v, float) and math.isnan(v):
         return ""
-    t = _num(v, digits)
+    t = number(v, digits)
     return t if t.startswith("-") or float(t) == 0 else "+" + t
 
 

@@ -272,6 +272,10 @@ const float *mg_model_input_grad(const mg_model *m);
 /* Eval-mode logits for n samples, in batches; logits is (n, K). */
 mg_status mg_model_predict(mg_model *m, const float *x, size_t n, float *logits, mg_error *err);
 
+/* The first class of largest logit among K (a NaN never wins). */
+int mg_argmax(const float *z, int K);
+/* How many of n rows have argmax(logits) == y. */
+size_t mg_count_correct(const float *logits, const int32_t *y, size_t n, int n_classes);
 /* Fraction of argmax(logits) == y. */
 double mg_accuracy(const float *logits, const int32_t *y, size_t n, int n_classes);
 

@@ -29,8 +29,6 @@ double mg_atk_phi(const float *z, int K, int y);
 double mg_atk_signal(mg_attack_kind kind, const float *z, int K, int y);
 /* Softmax of z into p (K), in double then rounded. */
 void mg_atk_softmax(float *p, const float *z, int K);
-/* Index of the first maximum of z. */
-int mg_atk_argmax(const float *z, int K);
 
 /* ---- attack networks ---------------------------------------------------------- */
 

@@ -286,7 +286,7 @@ static mg_status summarize(const double *score, const uint8_t *member, const flo
         phi[c] = K > 1 ? mg_atk_phi(z, K, labels[i]) : 0.0;
         int g = m[c] ? 0 : 1;
         cnt[g]++;
-        corr[g] += mg_atk_argmax(z, K) == labels[i];
+        corr[g] += mg_argmax(z, K) == labels[i];
         c++;
     }
     mg_attack_evaluate(s, m, c, threshold, &out->attack);

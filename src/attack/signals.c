@@ -22,7 +22,7 @@ typedef struct {
 
 static log_partition partition(const float *z, int K)
 {
-    int a = mg_atk_argmax(z, K);
+    int a = mg_argmax(z, K);
     double m = (double)z[a], rest = 0.0;
     for (int k = 0; k < K; k++)
         if (k != a)
@@ -67,15 +67,6 @@ double mg_atk_phi(const float *z, int K, int y)
     return (double)z[y] - mg_atk_lse_except(z, K, y);
 }
 
-int mg_atk_argmax(const float *z, int K)
-{
-    int best = 0;
-    for (int k = 1; k < K; k++)
-        if (z[k] > z[best])
-            best = k;
-    return best;
-}
-
 void mg_atk_softmax(float *p, const float *z, int K)
 {
     log_partition lp = partition(z, K);
@@ -110,7 +101,7 @@ double mg_atk_signal(mg_attack_kind kind, const float *z, int K, int y)
     case MG_ATTACK_CONF:
         return exp(log_p(z, y, p));
     case MG_ATTACK_HCONF:
-        return exp(log_p(z, mg_atk_argmax(z, K), p));
+        return exp(log_p(z, mg_argmax(z, K), p));
     case MG_ATTACK_ENTROPY: {
         /* minus the entropy: sum_k p_k log p_k */
         double s = 0.0;
@@ -133,7 +124,7 @@ double mg_atk_signal(mg_attack_kind kind, const float *z, int K, int y)
         return s;
     }
     case MG_ATTACK_GAP:
-        return mg_atk_argmax(z, K) == y ? 1.0 : 0.0;
+        return mg_argmax(z, K) == y ? 1.0 : 0.0;
     default:
         return NAN;
     }

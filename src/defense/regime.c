@@ -47,18 +47,14 @@ static int is(const mg_regime *r, const char *name)
     return strcmp(r->d->name, name) == 0;
 }
 
-static int count_correct(const float *logits, const int32_t *y, int b, int K)
+/* Forward in training mode and the count of correct predictions. */
+static mg_status forward_counted(const mg_regime *r, mg_model *m, const float *xb, const int32_t *yb, int b,
+                                 const float **logits, int *n_correct, mg_error *err)
 {
-    int c = 0;
-    for (int i = 0; i < b; i++) {
-        const float *z = logits + (size_t)i * K;
-        int best = 0;
-        for (int k = 1; k < K; k++)
-            if (z[k] > z[best])
-                best = k;
-        c += best == y[i];
-    }
-    return c;
+    mg_status st = mg_model_forward(m, xb, b, 1, logits, err);
+    if (st == MG_OK)
+        *n_correct = (int)mg_count_correct(*logits, yb, (size_t)b, r->K);
+    return st;
 }
 
 /* Forward in training mode and the plain cross-entropy's logit gradient
@@ -66,13 +62,12 @@ static int count_correct(const float *logits, const int32_t *y, int b, int K)
 static mg_status forward_xent(mg_regime *r, mg_model *m, const float *xb, const int32_t *yb, int b,
                               const float **logits, double *loss, int *n_correct, mg_error *err)
 {
-    mg_status st = mg_model_forward(m, xb, b, 1, logits, err);
+    mg_status st = forward_counted(r, m, xb, yb, b, logits, n_correct, err);
     if (st != MG_OK)
         return st;
     *loss = mg_softmax_xent_forward(r->probs, *logits, yb, b, r->K);
     memset(r->dl, 0, (size_t)b * r->K * sizeof *r->dl);
     mg_softmax_xent_backward(r->dl, r->probs, yb, b, r->K);
-    *n_correct = count_correct(*logits, yb, b, r->K);
     return MG_OK;
 }
 
@@ -83,10 +78,9 @@ static mg_status dp_step(void *user, mg_model *m, const float *xb, const int32_t
 {
     mg_regime *r = user;
     const float *logits = NULL;
-    mg_status st = mg_model_forward(m, xb, b, 1, &logits, err);
+    mg_status st = forward_counted(r, m, xb, yb, b, &logits, n_correct, err);
     if (st != MG_OK)
         return st;
-    *n_correct = count_correct(logits, yb, b, r->K);
     double t0 = mg_now();
     st = mg_model_dp_backward(m, yb, b, r->d->max_grad_norm, loss, NULL, err);
     if (st != MG_OK)
@@ -144,10 +138,9 @@ static mg_status relaxloss_step(void *user, mg_model *m, const float *xb, const 
 {
     mg_regime *r = user;
     const float *logits = NULL;
-    mg_status st = mg_model_forward(m, xb, b, 1, &logits, err);
+    mg_status st = forward_counted(r, m, xb, yb, b, &logits, n_correct, err);
     if (st != MG_OK)
         return st;
-    *n_correct = count_correct(logits, yb, b, r->K);
     double t0 = mg_now();
     mg_relaxloss(logits, yb, b, r->K, r->d->alpha, epoch, r->dl, loss); /* history keeps the plain loss */
     r->seconds += mg_now() - t0;

@@ -202,15 +202,16 @@ static void recipe_subset(mg_strbuf *b, const mg_grid *g, const size_t idx[MG_AX
     mg_strbuf_printf(b, ",\"index\":%d},\"train\":%s,\"v\":%d}", index, g->train.canon, MG_RECIPE_VERSION);
 }
 
-/* A recipe that reads subset models names them: replaces its closing brace
- * with ,"memscore":[keys]}. */
-static void recipe_add_subsets(mg_strbuf *b, const plan_impl *pi, const mg_node *proto)
+/* A recipe whose node has further inputs (WeMem's subset models, or an
+ * attack's reference models) names them: replaces its closing brace with
+ * ,"<field>":[keys]}. */
+static void recipe_add_extra(mg_strbuf *b, const plan_impl *pi, const mg_node *proto, const char *field)
 {
     if (!proto->n_extra || b->len == 0)
         return;
     b->len--; /* the final '}' */
     b->s[b->len] = '\0';
-    mg_strbuf_append(b, ",\"memscore\":[");
+    mg_strbuf_printf(b, ",\"%s\":[", field);
     for (size_t i = 0; i < proto->n_extra; i++)
         mg_strbuf_printf(b, "%s\"%s\"", i ? "," : "", pi->pub.nodes[proto->extra_first + i].key);
     mg_strbuf_append(b, "]}");
@@ -362,20 +363,6 @@ cleanup:
     return st;
 }
 
-/* An attack that reads reference models names them: replaces its closing
- * brace with ,"references":[keys]}. */
-static void recipe_add_references(mg_strbuf *b, const plan_impl *pi, const mg_node *proto)
-{
-    if (!proto->n_extra || b->len == 0)
-        return;
-    b->len--; /* the final '}' */
-    b->s[b->len] = '\0';
-    mg_strbuf_append(b, ",\"references\":[");
-    for (size_t i = 0; i < proto->n_extra; i++)
-        mg_strbuf_printf(b, "%s\"%s\"", i ? "," : "", pi->pub.nodes[proto->extra_first + i].key);
-    mg_strbuf_append(b, "]}");
-}
-
 /* The nodes of one cell: for the target and each of the split's shadow
  * models a dense model and (sparsity > 0) its pruned version, then one
  * attack node per attack on the target and the pooled shadow models (lira
@@ -429,7 +416,7 @@ static mg_status plan_cell(plan_impl *pi, const mg_grid *g, const size_t idx[MG_
             proto.n_extra = n_extra;
         }
         recipe_dense(&b, g, idx, (mg_role)r, shadow);
-        recipe_add_subsets(&b, pi, &proto);
+        recipe_add_extra(&b, pi, &proto, "memscore");
         MG_CHECK(plan_intern(pi, &b, &proto, &dense, err));
         proto.extra_first = proto.n_extra = 0;
         cell->model[r] = dense;
@@ -455,7 +442,7 @@ static mg_status plan_cell(plan_impl *pi, const mg_grid *g, const size_t idx[MG_
                     proto.n_extra = n_extra;
                 }
                 recipe_rewind(&b, g, idx, (mg_role)r, shadow, ps->rewind_epoch);
-                recipe_add_subsets(&b, pi, &proto);
+                recipe_add_extra(&b, pi, &proto, "memscore");
                 MG_CHECK(plan_intern(pi, &b, &proto, &rewind, err));
                 proto.extra_first = proto.n_extra = 0;
                 memcpy(rewind_key, pi->pub.nodes[rewind].key, sizeof rewind_key);
@@ -479,7 +466,7 @@ static mg_status plan_cell(plan_impl *pi, const mg_grid *g, const size_t idx[MG_
                     proto.n_extra = n_extra;
                 }
                 recipe_prune(&b, g, idx, (mg_role)r, input, imp ? rewind_key : NULL, stages[k], k + 1);
-                recipe_add_subsets(&b, pi, &proto);
+                recipe_add_extra(&b, pi, &proto, "memscore");
                 MG_CHECK(plan_intern(pi, &b, &proto, &prev, err));
             }
             cell->model[r] = prev;
@@ -512,7 +499,7 @@ static mg_status plan_cell(plan_impl *pi, const mg_grid *g, const size_t idx[MG_
             proto.n_extra = (size_t)g->attacks[a].references;
         }
         recipe_attack(&b, &g->attacks[a], &pi->pub, cell->model[MG_ROLE_TARGET], cell->shadows, cell->n_shadows);
-        recipe_add_references(&b, pi, &proto);
+        recipe_add_extra(&b, pi, &proto, "references");
         MG_CHECK(plan_intern(pi, &b, &proto, &cell->attack_nodes[a], err));
     }
 cleanup:

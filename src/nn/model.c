@@ -1357,7 +1357,7 @@ static float *begin_backward(mg_model *m, int batch)
     return m->grad[r];
 }
 
-static int argmax_row(const float *z, int K)
+int mg_argmax(const float *z, int K)
 {
     int best = 0;
     for (int k = 1; k < K; k++)
@@ -1388,7 +1388,7 @@ mg_status mg_model_backward(mg_model *m, const int32_t *y, int batch, double *lo
     if (n_correct) {
         int c = 0;
         for (int n = 0; n < batch; n++)
-            c += argmax_row(logits + (size_t)n * K, K) == y[n];
+            c += mg_argmax(logits + (size_t)n * K, K) == y[n];
         *n_correct = c;
     }
     float *dlogits = begin_backward(m, batch);
@@ -1448,14 +1448,19 @@ cleanup:
     return st;
 }
 
+size_t mg_count_correct(const float *logits, const int32_t *y, size_t n, int n_classes)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++)
+        c += mg_argmax(logits + i * (size_t)n_classes, n_classes) == y[i];
+    return c;
+}
+
 double mg_accuracy(const float *logits, const int32_t *y, size_t n, int n_classes)
 {
     if (n == 0)
         return 0.0;
-    size_t c = 0;
-    for (size_t i = 0; i < n; i++)
-        c += argmax_row(logits + i * (size_t)n_classes, n_classes) == y[i];
-    return (double)c / (double)n;
+    return (double)mg_count_correct(logits, y, n, n_classes) / (double)n;
 }
 
 /* ---- backward from a given logit gradient ------------------------------------------------ */

@@ -683,14 +683,8 @@ static mg_status write_subset_record(hid_t f, mg_model *m, const role_data *full
     if (!logits || !correct)
         MG_FAIL(MG_ERR_NOMEM, "out of memory scoring %zu members", n);
     MG_CHECK(mg_model_predict(m, full->x[0], n, logits, err));
-    for (size_t i = 0; i < n; i++) {
-        const float *z = logits + i * (size_t)K;
-        int best = 0;
-        for (int k = 1; k < K; k++)
-            if (z[k] > z[best])
-                best = k;
-        correct[i] = best == full->y[0][i];
-    }
+    for (size_t i = 0; i < n; i++)
+        correct[i] = mg_argmax(logits + i * (size_t)K, K) == full->y[0][i];
     hsize_t d = n;
     MG_CHECK(mg_h5_write(f, "memscore/in_subset", H5T_NATIVE_UINT8, 1, &d, in_sub, err));
     MG_CHECK(mg_h5_write(f, "memscore/correct", H5T_NATIVE_UINT8, 1, &d, correct, err));
