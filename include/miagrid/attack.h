@@ -334,6 +334,18 @@ void mg_attack_result_free(mg_attack_result *r);
 mg_status mg_attack_run(const mg_attack_cfg *cfg, const mg_attack_inputs *in, mg_attack_result *res,
                         mg_error *err);
 
+/* Wang et al.'s empirical gain (their eq. 1), which MIA-Pruning minimises:
+ * the inference model of cfg (a classifier attack: nn, top3-nn or nn-cls;
+ * MG_ERR_ARG otherwise) is fitted on a random half of one model's members
+ * and of its non-members (the halves drawn from cfg->rng), and on the other
+ * halves *gain = mean over members of log f_A + mean over non-members of
+ * log(1 - f_A), f_A the attack model's member probability (the sigmoid of
+ * its log-odds score). A coin scores -log 4, a perfect attacker 0.
+ * *balanced_acc gets the attack's balanced accuracy on those halves. Needs
+ * at least 2 members and 2 non-members. */
+mg_status mg_attack_gain(const mg_attack_cfg *cfg, int n_classes, const mg_attack_outputs *out, double *gain,
+                         double *balanced_acc, mg_error *err);
+
 /* Sensitivity features (Yuan & Zhang's predict_target_sensitivity; Gonon et
  * al.'s noise feature): for each sample x (a row of x, shaped as the model's
  * input, exactly what the model is fed) and class k,
