@@ -4,7 +4,7 @@ find_program(MG_PYTHON NAMES python3 PATHS /usr/bin NO_DEFAULT_PATH)
 if(NOT MG_PYTHON)
   find_program(MG_PYTHON NAMES python3 REQUIRED)
 endif()
-set(MG_E2E_CASES defenses attacks sens_shadows refattacks prune_schedules admm_slim cifar_archs serial_vs_mpi grow kill_resume dry_run config_error analysis node_failure stop_resume store_guard)
+set(MG_E2E_CASES select defenses attacks sens_shadows refattacks prune_schedules admm_slim cifar_archs serial_vs_mpi grow kill_resume dry_run config_error analysis node_failure stop_resume store_guard)
 foreach(case IN LISTS MG_E2E_CASES)
   add_test(NAME e2e/${case}
     COMMAND ${MG_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_e2e.py ${case}

@@ -22,6 +22,8 @@ extern "C" {
 #define MG_NAME_MAX 64
 #define MG_CANON_MAX 512
 #define MG_MAX_HIDDEN 16
+/* Most candidate sparsities of one MIA-Pruning selection. */
+#define MG_MAX_SELECT 32
 /* Most stages one pruning chain may have (iterative rounds, imp rounds). */
 #define MG_MAX_STAGES 256
 /* Bumped whenever a recipe's meaning changes, so old store entries are not reused. */
@@ -60,6 +62,15 @@ typedef struct {
     double rho;                 /* admm: penalty of the augmented Lagrangian (Zhang et al.) */
     int admm_epochs;            /* admm: epochs of ADMM training before the hard pruning */
     double penalty;             /* slim: L1 penalty on batch-norm scales in the dense training; 0: none */
+    /* MIA-Pruning selection (Wang et al. 2021): n_select > 0 makes a cell of
+     * sparsity s > 0 prune to each candidate no greater than s and keep the
+     * one whose pruned shadow models give select_attack the least gain
+     * (MG_NODE_SELECT). */
+    int n_select;
+    double select[MG_MAX_SELECT]; /* the candidate sparsities, increasing, in (0, 1) */
+    char select_attack[MG_NAME_MAX]; /* "nn", "top3-nn" or "nn-cls" (default: Wang's inputs, nn-cls) */
+    char chain_canon[MG_CANON_MAX]; /* canon without the selection: what the pruned models' recipes name,
+                                     * so candidates are the models of plain cells of the same method */
 } mg_prune_spec;
 
 /* Most subset models a memorisation-score estimate may take. */
@@ -179,12 +190,21 @@ mg_status mg_grid_parse(const char *path, const char *text, size_t len, mg_grid 
 mg_status mg_grid_load(const char *path, mg_grid **out, mg_error *err);
 void mg_grid_destroy(mg_grid **g);
 
+/* The pruning method as tables show it: "method/schedule", with "/select"
+ * for an MIA-Pruning selection. At most 55 characters. */
+void mg_prune_label(const mg_prune_spec *p, char *buf, size_t cap);
+
 /* ---- plan ------------------------------------------------------------------------ */
 
-typedef enum { MG_NODE_TRAIN = 0, MG_NODE_PRUNE = 1, MG_NODE_ATTACK = 2 } mg_node_kind;
+/* A select node (MIA-Pruning) is a model node: the role target one measures
+ * the gain of an attack on each candidate sparsity's pruned shadow models,
+ * picks the least, and holds a copy of the target model pruned to it; a role
+ * shadow one holds the copy of its shadow model pruned to the same pick. */
+typedef enum { MG_NODE_TRAIN = 0, MG_NODE_PRUNE = 1, MG_NODE_ATTACK = 2, MG_NODE_SELECT = 3 } mg_node_kind;
+#define MG_NODE_N_KINDS 4
 typedef enum { MG_ROLE_TARGET = 0, MG_ROLE_SHADOW = 1 } mg_role;
 
-const char *mg_node_kind_str(mg_node_kind k);  /* "train", "prune", "attack" */
+const char *mg_node_kind_str(mg_node_kind k);  /* "train", "prune", "attack", "select" */
 const char *mg_role_str(mg_role r);            /* "target", "shadow" */
 
 typedef struct {
@@ -229,23 +249,36 @@ typedef struct {
                               * members and non-members */
     int ref_count;
     int ref_online;
+    /* select: the candidates' pruned models (node indices). Role target:
+     * n_candidates x (1 + n_shadows) of them, candidate-major, each
+     * candidate's target model then its shadow models in the split's order;
+     * role shadow: its shadow model's n_candidates, and inputs[0] is the
+     * target's select node, which decides. Other kinds: NULL, 0. */
+    const size_t *cands;
+    size_t n_cands;
+    size_t n_candidates;
 } mg_node;
 
-/* All of a node's inputs, the three kinds together: the first n_inputs are
+/* All of a node's inputs, every kind together: the first n_inputs are
  * inputs[], then the extra range (a train or prune node's WeMem subset models,
  * or an attack node's reference models), then an attack's shadow models after
- * the first (which is inputs[1]). */
+ * the first (which is inputs[1]), then a select node's candidates. */
 static inline size_t mg_node_n_deps(const mg_node *n)
 {
-    return n->n_inputs + n->n_extra + (n->n_shadows > 1 ? n->n_shadows - 1 : 0);
+    return n->n_inputs + n->n_extra + (n->n_shadows > 1 ? n->n_shadows - 1 : 0) + n->n_cands;
 }
 static inline size_t mg_node_dep(const mg_node *n, size_t k)
 {
+    size_t n_more_shadows = n->n_shadows > 1 ? n->n_shadows - 1 : 0;
     if (k < n->n_inputs)
         return n->inputs[k];
-    if (k < n->n_inputs + n->n_extra)
-        return n->extra_first + (k - n->n_inputs);
-    return n->shadows[1 + k - n->n_inputs - n->n_extra];
+    k -= n->n_inputs;
+    if (k < n->n_extra)
+        return n->extra_first + k;
+    k -= n->n_extra;
+    if (k < n_more_shadows)
+        return n->shadows[1 + k];
+    return n->cands[k - n_more_shadows];
 }
 
 typedef struct {

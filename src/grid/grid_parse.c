@@ -74,7 +74,11 @@ static const char *const cifar100_labels[] = {"fine", "coarse", NULL};
 static const char *const arch_keys[] = {"name", "hidden", "activation", "preset", "init", NULL};
 static const char *const plain_arch_keys[] = {"name", "init", NULL};
 static const char *const prune_keys[] = {"method", "schedule", "rounds", "rate", "rewind_epoch", "factors",
-                                         "rho", "admm_epochs", "penalty", NULL};
+                                         "rho", "admm_epochs", "penalty", "select", NULL};
+static const char *const select_keys[] = {"candidates", "attack", NULL};
+/* The inference models MIA-Pruning's selection may measure the gain of: the
+ * classifier attacks, whose scores are member log-odds. */
+static const char *const select_attacks[] = {"nn-cls", "nn", "top3-nn", NULL};
 static const char *const name_keys[] = {"name", NULL};
 static const char *const gonon_keys[] = {"name", "depth", NULL};
 static const char *const exclude_keys[] = {"dataset", "arch", "prune", "sparsity", "defense",
@@ -1271,15 +1275,72 @@ cleanup:
     return st;
 }
 
+static int cmp_plain_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* MIA-Pruning's selection: a list of candidate sparsities, or
+ * {candidates: [...], attack: nn-cls}. Stored increasing. */
+static mg_status parse_select(const pctx *c, yaml_node_t *n, const char *key, mg_prune_spec *p)
+{
+    static const char expected[] = "a list of candidate sparsities in (0, 1), or {candidates: [...], attack: "
+                                   "nn-cls, nn or top3-nn}";
+    char k[KEY_MAX];
+    list_view l;
+    yaml_node_t *cands = n, *attack = NULL;
+    mg_status st;
+    snprintf(p->select_attack, sizeof p->select_attack, "nn-cls");
+    if (n && n->type == YAML_MAPPING_NODE) {
+        st = check_map(c, n, key, expected, select_keys);
+        if (st != MG_OK)
+            return st;
+        cands = map_get(c, n, "candidates");
+        st = require(c, n, cands, key, "candidates", "candidates: [0.5, 0.7, 0.9]");
+        if (st != MG_OK)
+            return st;
+        attack = map_get(c, n, "attack");
+        if (attack) {
+            sub_key(k, key, "attack");
+            st = get_choice(c, attack, k, "selection attack", select_attacks, p->select_attack,
+                            sizeof p->select_attack);
+            if (st != MG_OK)
+                return st;
+        }
+        sub_key(k, key, "candidates");
+    } else {
+        snprintf(k, sizeof k, "%s", key);
+    }
+    st = get_list(c, cands, k, "a list of candidate sparsities in (0, 1)", 0, &l);
+    if (st != MG_OK)
+        return st;
+    if (l.n > MG_MAX_SELECT)
+        return perr(c, cands, k, "%zu candidates; expected at most %d", l.n, MG_MAX_SELECT);
+    for (size_t i = 0; i < l.n; i++) {
+        char ki[KEY_MAX];
+        item_key(ki, k, &l, i);
+        st = get_double(c, list_at(c, &l, i), ki, 0.0, 1, 1.0, 1, "a sparsity in (0, 1)", &p->select[i]);
+        if (st != MG_OK)
+            return st;
+    }
+    st = check_unique(c, &l, k, "candidate sparsity", NULL, 0, p->select, NULL);
+    if (st != MG_OK)
+        return st;
+    p->n_select = (int)l.n;
+    qsort(p->select, l.n, sizeof *p->select, cmp_plain_double);
+    return MG_OK;
+}
+
 static mg_status parse_prune(const pctx *c, yaml_node_t *n, const char *key, mg_prune_spec *p)
 {
     static const char expected[] =
         "a pruning method or {method, schedule, rounds (iterative), rate and rewind_epoch (imp), factors (butterfly), "
-        "rho and admm_epochs (admm), penalty (slim)}";
+        "rho and admm_epochs (admm), penalty (slim), select (MIA-Pruning)}";
     char k[KEY_MAX];
     mg_strbuf b;
     yaml_node_t *method = n, *schedule = NULL, *rounds = NULL, *rate = NULL, *rewind = NULL, *factors = NULL;
-    yaml_node_t *rho = NULL, *admm_epochs = NULL, *penalty = NULL;
+    yaml_node_t *rho = NULL, *admm_epochs = NULL, *penalty = NULL, *select = NULL;
     mg_status st = MG_OK;
     int is_map = n && n->type == YAML_MAPPING_NODE;
     if (is_map) {
@@ -1298,6 +1359,7 @@ static mg_status parse_prune(const pctx *c, yaml_node_t *n, const char *key, mg_
         rho = map_get(c, n, "rho");
         admm_epochs = map_get(c, n, "admm_epochs");
         penalty = map_get(c, n, "penalty");
+        select = map_get(c, n, "select");
         sub_key(k, key, "method");
     } else {
         snprintf(k, sizeof k, "%s", key);
@@ -1400,8 +1462,18 @@ static mg_status parse_prune(const pctx *c, yaml_node_t *n, const char *key, mg_
         if (st != MG_OK)
             return st;
     }
+    p->n_select = 0;
+    p->select_attack[0] = '\0';
+    if (select) {
+        sub_key(k, key, "select");
+        st = parse_select(c, select, k, p);
+        if (st != MG_OK)
+            return st;
+    }
     /* Keys sorted; options appear only where they apply, so the one-shot
-     * canonical form (and every key derived from it) is unchanged. */
+     * canonical form (and every key derived from it) is unchanged. The
+     * selection is not part of the chain's form: its candidates are the
+     * pruned models of plain cells of the same method. */
     mg_strbuf_init(&b);
     mg_strbuf_append(&b, "{");
     if (admm)
@@ -1427,8 +1499,28 @@ static mg_status parse_prune(const pctx *c, yaml_node_t *n, const char *key, mg_
         mg_strbuf_printf(&b, ",\"rounds\":%d", p->rounds);
     mg_strbuf_append(&b, ",\"schedule\":");
     mg_strbuf_json_str(&b, p->schedule);
+    if (p->n_select) {
+        /* Sorted keys: "schedule" < "select". */
+        mg_strbuf_append(&b, ",\"select\":{\"attack\":");
+        mg_strbuf_json_str(&b, p->select_attack);
+        mg_strbuf_append(&b, ",\"candidates\":[");
+        for (int i = 0; i < p->n_select; i++) {
+            if (i)
+                mg_strbuf_append(&b, ",");
+            mg_strbuf_json_num(&b, p->select[i]);
+        }
+        mg_strbuf_append(&b, "]}");
+    }
     mg_strbuf_append(&b, "}");
-    return canon_store(c, &b, n, key, p->canon);
+    st = canon_store(c, &b, n, key, p->canon);
+    if (st != MG_OK)
+        return st;
+    /* The chain's form: the canon up to the selection. */
+    snprintf(p->chain_canon, sizeof p->chain_canon, "%s", p->canon);
+    char *sel = p->n_select ? strstr(p->chain_canon, ",\"select\":") : NULL;
+    if (sel)
+        strcpy(sel, "}");
+    return MG_OK;
 }
 
 /* A name or {name: ...} checked against `accepted` (or, when accepted is
@@ -2005,6 +2097,11 @@ int mg_grid_next_combination(const mg_grid *g, size_t idx[MG_AXIS_COUNT])
     return 0;
 }
 
+void mg_prune_label(const mg_prune_spec *p, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%.31s/%.15s%s", p->method, p->schedule, p->n_select ? "/select" : "");
+}
+
 void mg_grid_arch_str(const mg_arch_spec *a, char *buf, size_t cap)
 {
     size_t len = 0;
@@ -2033,7 +2130,7 @@ static void axis_values(const mg_grid *g, int axis, char *buf, size_t cap)
         switch (axis) {
         case MG_AXIS_DATASET: snprintf(v, sizeof v, "%s", g->datasets[i].name); break;
         case MG_AXIS_ARCH: mg_grid_arch_str(&g->archs[i], v, sizeof v); break;
-        case MG_AXIS_PRUNE: snprintf(v, sizeof v, "%s/%s", g->prunes[i].method, g->prunes[i].schedule); break;
+        case MG_AXIS_PRUNE: mg_prune_label(&g->prunes[i], v, sizeof v); break;
         case MG_AXIS_SPARSITY: {
             mg_strbuf b;
             mg_strbuf_init(&b);

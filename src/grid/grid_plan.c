@@ -30,6 +30,7 @@ const char *mg_node_kind_str(mg_node_kind k)
     case MG_NODE_TRAIN: return "train";
     case MG_NODE_PRUNE: return "prune";
     case MG_NODE_ATTACK: return "attack";
+    case MG_NODE_SELECT: return "select";
     }
     return "unknown";
 }
@@ -244,7 +245,7 @@ static void recipe_prune(mg_strbuf *b, const mg_grid *g, const size_t idx[MG_AXI
     mg_strbuf_printf(b, "{\"defense\":%s,", g->defenses[idx[MG_AXIS_DEFENSE]].canon);
     if (!rewind)
         mg_strbuf_printf(b, "\"finetune\":%s,", g->finetune.canon);
-    mg_strbuf_printf(b, "\"input\":\"%s\",\"kind\":\"prune\",\"prune\":%s,", input, ps->canon);
+    mg_strbuf_printf(b, "\"input\":\"%s\",\"kind\":\"prune\",\"prune\":%s,", input, ps->chain_canon);
     if (rewind)
         mg_strbuf_printf(b, "\"rewind\":\"%s\",", rewind);
     mg_strbuf_printf(b, "\"role\":\"%s\",\"sparsity\":", mg_role_str(r));
@@ -363,6 +364,161 @@ cleanup:
     return st;
 }
 
+/* A model's pruning chain to `sparsity` from its dense node: the stages of
+ * the cell's schedule (imp with its rewind point), each a node consuming the
+ * previous one; *end gets the last. `dense_proto` is the dense node's. */
+static mg_status plan_chain(plan_impl *pi, const mg_grid *g, const size_t idx[MG_AXIS_COUNT],
+                            const mg_node *dense_proto, size_t dense, size_t extra_first, size_t n_extra,
+                            double sparsity, size_t *end, mg_error *err)
+{
+    mg_status st = MG_OK;
+    const mg_prune_spec *ps = &g->prunes[idx[MG_AXIS_PRUNE]];
+    mg_node proto = *dense_proto;
+    mg_role r = proto.role;
+    int shadow = proto.shadow_index;
+    mg_strbuf b;
+    mg_strbuf_init(&b);
+    double stages[MG_MAX_STAGES];
+    int n_stages = schedule_stages(ps, sparsity, stages, MG_MAX_STAGES);
+    if (n_stages < 0)
+        MG_FAIL(MG_ERR_CONFIG,
+                "prune %s with schedule imp at rate %g needs more than %d rounds to reach sparsity %g; "
+                "raise the rate",
+                ps->method, ps->rate, MG_MAX_STAGES, sparsity);
+    if (strcmp(ps->schedule, "imp") == 0 && ps->rewind_epoch > g->train.epochs)
+        MG_FAIL(MG_ERR_CONFIG, "prune rewind_epoch %d is past the end of training (train.epochs %d)",
+                ps->rewind_epoch, g->train.epochs);
+    int imp = strcmp(ps->schedule, "imp") == 0;
+    size_t rewind = 0;
+    char rewind_key[33] = "";
+    if (imp) {
+        proto.stop_epoch = ps->rewind_epoch;
+        if (dense_defended(g, idx)) {
+            proto.extra_first = extra_first;
+            proto.n_extra = n_extra;
+        }
+        recipe_rewind(&b, g, idx, r, shadow, ps->rewind_epoch);
+        recipe_add_extra(&b, pi, &proto, "memscore");
+        MG_CHECK(plan_intern(pi, &b, &proto, &rewind, err));
+        proto.extra_first = proto.n_extra = 0;
+        memcpy(rewind_key, pi->pub.nodes[rewind].key, sizeof rewind_key);
+        proto.stop_epoch = -1;
+    }
+    size_t prev = dense;
+    for (int k = 0; k < n_stages; k++) {
+        char input[33];
+        memcpy(input, pi->pub.nodes[prev].key, sizeof input);
+        proto.kind = MG_NODE_PRUNE;
+        proto.bn_l1 = 0.0;
+        proto.n_inputs = imp ? 2 : 1;
+        proto.inputs[0] = prev;
+        proto.inputs[1] = imp ? rewind : 0;
+        proto.prune = idx[MG_AXIS_PRUNE];
+        proto.defense = idx[MG_AXIS_DEFENSE];
+        proto.sparsity = stages[k];
+        proto.stage = k + 1;
+        if (g->defenses[idx[MG_AXIS_DEFENSE]].phase & MG_PHASE_PRUNE) {
+            proto.extra_first = extra_first;
+            proto.n_extra = n_extra;
+        }
+        recipe_prune(&b, g, idx, r, input, imp ? rewind_key : NULL, stages[k], k + 1);
+        recipe_add_extra(&b, pi, &proto, "memscore");
+        MG_CHECK(plan_intern(pi, &b, &proto, &prev, err));
+    }
+    *end = prev;
+cleanup:
+    mg_strbuf_free(&b);
+    return st;
+}
+
+/* Interns a select node that owns `list` (n entries) as its candidates, or
+ * frees the list when the recipe names a node that already exists. */
+static mg_status intern_select(plan_impl *pi, mg_strbuf *b, mg_node *proto, size_t *list, size_t n, size_t *index,
+                               mg_error *err)
+{
+    size_t *own = mg_malloc(n, sizeof *own, "selection candidates", err);
+    if (!own) {
+        mg_strbuf_free(b);
+        return MG_ERR_NOMEM;
+    }
+    memcpy(own, list, n * sizeof *own);
+    proto->cands = own;
+    proto->n_cands = n;
+    mg_status st = plan_intern(pi, b, proto, index, err);
+    if (st != MG_OK || pi->pub.nodes[*index].cands != own)
+        free(own);
+    return st;
+}
+
+/* MIA-Pruning's selection for one cell, from its candidates' pruned models
+ * (cand: candidate-major, each candidate's target then shadow models): a
+ * select node of role target decides and holds the target model pruned to
+ * its pick, and one of role shadow per shadow model follows it, so the
+ * attacks meet the target and shadow models of one sparsity. */
+static mg_status plan_select(plan_impl *pi, const mg_grid *g, const size_t idx[MG_AXIS_COUNT], mg_cell *cell,
+                             const size_t *cand, size_t n_cand, mg_error *err)
+{
+    mg_status st = MG_OK;
+    const mg_prune_spec *ps = &g->prunes[idx[MG_AXIS_PRUNE]];
+    const mg_plan *p = &pi->pub;
+    size_t per = cell->n_shadows + 1, decide = 0;
+    size_t *list = NULL;
+    mg_node proto;
+    mg_strbuf b;
+    mg_strbuf_init(&b);
+    list = mg_calloc(n_cand * per, sizeof *list, "selection candidates", err);
+    if (!list)
+        MG_CHECK(MG_ERR_NOMEM);
+    memset(&proto, 0, sizeof proto);
+    proto.kind = MG_NODE_SELECT;
+    proto.role = MG_ROLE_TARGET;
+    proto.dataset = idx[MG_AXIS_DATASET];
+    proto.arch = idx[MG_AXIS_ARCH];
+    proto.seed = idx[MG_AXIS_SEED];
+    proto.prune = idx[MG_AXIS_PRUNE];
+    proto.defense = idx[MG_AXIS_DEFENSE];
+    proto.attack = MG_NO_INDEX;
+    proto.stop_epoch = -1;
+    /* The largest candidate: cells whose sparsities admit the same
+     * candidates share their select nodes, whichever came first. */
+    proto.sparsity = ps->select[n_cand - 1];
+    proto.n_candidates = n_cand;
+    /* "impl": the gain is measured with the attack library. */
+    mg_strbuf_printf(&b, "{\"attack\":\"%s\",\"candidates\":[", ps->select_attack);
+    for (size_t k = 0; k < n_cand; k++) {
+        mg_strbuf_printf(&b, "%s{\"models\":[", k ? "," : "");
+        for (size_t m = 0; m < per; m++)
+            mg_strbuf_printf(&b, "%s\"%s\"", m ? "," : "", p->nodes[cand[k * per + m]].key);
+        mg_strbuf_append(&b, "],\"sparsity\":");
+        mg_strbuf_json_num(&b, ps->select[k]);
+        mg_strbuf_append(&b, "}");
+    }
+    mg_strbuf_printf(&b, "],\"impl\":%d,\"kind\":\"select\",\"role\":\"target\",\"v\":%d}",
+                     MG_ATTACK_IMPL_VERSION, MG_RECIPE_VERSION);
+    memcpy(list, cand, n_cand * per * sizeof *list);
+    MG_CHECK(intern_select(pi, &b, &proto, list, n_cand * per, &decide, err));
+    cell->model[MG_ROLE_TARGET] = decide;
+    for (size_t sh = 0; sh < cell->n_shadows; sh++) {
+        proto.role = MG_ROLE_SHADOW;
+        proto.shadow_index = (int)sh;
+        proto.n_inputs = 1;
+        proto.inputs[0] = decide;
+        mg_strbuf_append(&b, "{\"candidates\":[");
+        for (size_t k = 0; k < n_cand; k++) {
+            list[k] = cand[k * per + 1 + sh];
+            mg_strbuf_printf(&b, "%s\"%s\"", k ? "," : "", p->nodes[list[k]].key);
+        }
+        mg_strbuf_printf(&b, "],\"decision\":\"%s\",\"kind\":\"select\",\"role\":\"shadow\",", p->nodes[decide].key);
+        recipe_shadow_index(&b, (int)sh);
+        mg_strbuf_printf(&b, "\"v\":%d}", MG_RECIPE_VERSION);
+        MG_CHECK(intern_select(pi, &b, &proto, list, n_cand, &cell->shadows[sh], err));
+    }
+cleanup:
+    free(list);
+    mg_strbuf_free(&b);
+    return st;
+}
+
 /* The nodes of one cell: for the target and each of the split's shadow
  * models a dense model and (sparsity > 0) its pruned version, then one
  * attack node per attack on the target and the pooled shadow models (lira
@@ -375,7 +531,23 @@ static mg_status plan_cell(plan_impl *pi, const mg_grid *g, const size_t idx[MG_
     mg_node proto;
     double sparsity = g->sparsities[idx[MG_AXIS_SPARSITY]];
     int pruned = sparsity > 0.0;
+    const mg_prune_spec *ps = &g->prunes[idx[MG_AXIS_PRUNE]];
+    int selecting = pruned && ps->n_select > 0;
+    size_t n_cand = 0, *cand = NULL;
     mg_strbuf_init(&b);
+    if (selecting) {
+        /* The cell's sparsity bounds the candidates. */
+        while (n_cand < (size_t)ps->n_select && ps->select[n_cand] <= sparsity + 1e-12)
+            n_cand++;
+        if (n_cand == 0)
+            MG_FAIL(MG_ERR_CONFIG,
+                    "%s: prune %s selects among candidate sparsities from %g, but the cell's sparsity %g (the "
+                    "most the selection may prune) is below all of them; exclude the cell or add a candidate",
+                    g->path, ps->method, ps->select[0], sparsity);
+        cand = mg_calloc(n_cand * (cell->n_shadows + 1), sizeof *cand, "selection candidates", err);
+        if (!cand)
+            MG_CHECK(MG_ERR_NOMEM);
+    }
     /* m = 0: the target; m = 1 .. n_shadows: shadow model m - 1. */
     for (size_t m = 0; m <= cell->n_shadows; m++) {
         int r = m == 0 ? MG_ROLE_TARGET : MG_ROLE_SHADOW;
@@ -420,60 +592,19 @@ static mg_status plan_cell(plan_impl *pi, const mg_grid *g, const size_t idx[MG_
         MG_CHECK(plan_intern(pi, &b, &proto, &dense, err));
         proto.extra_first = proto.n_extra = 0;
         cell->model[r] = dense;
-        if (pruned) {
-            const mg_prune_spec *ps = &g->prunes[idx[MG_AXIS_PRUNE]];
-            double stages[MG_MAX_STAGES];
-            int n_stages = schedule_stages(ps, sparsity, stages, MG_MAX_STAGES);
-            if (n_stages < 0)
-                MG_FAIL(MG_ERR_CONFIG,
-                        "prune %s with schedule imp at rate %g needs more than %d rounds to reach sparsity %g; "
-                        "raise the rate",
-                        ps->method, ps->rate, MG_MAX_STAGES, sparsity);
-            if (strcmp(ps->schedule, "imp") == 0 && ps->rewind_epoch > g->train.epochs)
-                MG_FAIL(MG_ERR_CONFIG, "prune rewind_epoch %d is past the end of training (train.epochs %d)",
-                        ps->rewind_epoch, g->train.epochs);
-            int imp = strcmp(ps->schedule, "imp") == 0;
-            size_t rewind = 0;
-            char rewind_key[33] = "";
-            if (imp) {
-                proto.stop_epoch = ps->rewind_epoch;
-                if (dense_defended(g, idx)) {
-                    proto.extra_first = extra_first;
-                    proto.n_extra = n_extra;
-                }
-                recipe_rewind(&b, g, idx, (mg_role)r, shadow, ps->rewind_epoch);
-                recipe_add_extra(&b, pi, &proto, "memscore");
-                MG_CHECK(plan_intern(pi, &b, &proto, &rewind, err));
-                proto.extra_first = proto.n_extra = 0;
-                memcpy(rewind_key, pi->pub.nodes[rewind].key, sizeof rewind_key);
-                proto.stop_epoch = -1;
-            }
-            size_t prev = dense;
-            for (int k = 0; k < n_stages; k++) {
-                char input[33];
-                memcpy(input, pi->pub.nodes[prev].key, sizeof input);
-                proto.kind = MG_NODE_PRUNE;
-                proto.bn_l1 = 0.0;
-                proto.n_inputs = imp ? 2 : 1;
-                proto.inputs[0] = prev;
-                proto.inputs[1] = imp ? rewind : 0;
-                proto.prune = idx[MG_AXIS_PRUNE];
-                proto.defense = idx[MG_AXIS_DEFENSE];
-                proto.sparsity = stages[k];
-                proto.stage = k + 1;
-                if (g->defenses[idx[MG_AXIS_DEFENSE]].phase & MG_PHASE_PRUNE) {
-                    proto.extra_first = extra_first;
-                    proto.n_extra = n_extra;
-                }
-                recipe_prune(&b, g, idx, (mg_role)r, input, imp ? rewind_key : NULL, stages[k], k + 1);
-                recipe_add_extra(&b, pi, &proto, "memscore");
-                MG_CHECK(plan_intern(pi, &b, &proto, &prev, err));
-            }
-            cell->model[r] = prev;
+        if (pruned && !selecting) {
+            MG_CHECK(plan_chain(pi, g, idx, &proto, dense, extra_first, n_extra, sparsity, &cell->model[r], err));
+        } else if (pruned) {
+            /* MIA-Pruning: the chain to every candidate; the select nodes below pick. */
+            for (size_t k = 0; k < n_cand; k++)
+                MG_CHECK(plan_chain(pi, g, idx, &proto, dense, extra_first, n_extra, ps->select[k],
+                                    &cand[k * (cell->n_shadows + 1) + m], err));
         }
         if (r == MG_ROLE_SHADOW)
             cell->shadows[shadow] = cell->model[r];
     }
+    if (selecting)
+        MG_CHECK(plan_select(pi, g, idx, cell, cand, n_cand, err));
     cell->model[MG_ROLE_SHADOW] = cell->shadows[0];
     for (size_t a = 0; a < g->n_attacks; a++) {
         size_t ref_first = 0;
@@ -503,6 +634,7 @@ static mg_status plan_cell(plan_impl *pi, const mg_grid *g, const size_t idx[MG_
         MG_CHECK(plan_intern(pi, &b, &proto, &cell->attack_nodes[a], err));
     }
 cleanup:
+    free(cand);
     mg_strbuf_free(&b);
     return st;
 }
@@ -586,8 +718,10 @@ void mg_plan_destroy(mg_plan **pp)
     if (!pp || !*pp)
         return;
     plan_impl *pi = (plan_impl *)*pp;
-    for (size_t i = 0; i < pi->pub.n_nodes; i++)
+    for (size_t i = 0; i < pi->pub.n_nodes; i++) {
         free(pi->pub.nodes[i].recipe);
+        free((size_t *)pi->pub.nodes[i].cands);
+    }
     free(pi->pub.nodes);
     free(pi->pub.cells);
     free(pi->attack_block);
@@ -610,16 +744,16 @@ size_t mg_plan_find(const mg_plan *p, const char *key)
 
 void mg_plan_print(const mg_grid *g, const mg_plan *p, FILE *f)
 {
-    size_t kinds[3] = {0, 0, 0};
+    size_t kinds[MG_NODE_N_KINDS] = {0};
     fprintf(f, "grid \"%s\" (%s)\n", g->name, g->path);
     fprintf(f, "cells: id dataset arch prune sparsity defense seed -> target, shadow model\n");
     for (size_t i = 0; i < p->n_cells; i++) {
         const mg_cell *c = &p->cells[i];
-        char arch[MG_CANON_MAX];
+        char arch[MG_CANON_MAX], prune[MG_NAME_MAX + 32];
         mg_grid_arch_str(&g->archs[c->arch], arch, sizeof arch);
-        fprintf(f, "  %6zu  %s %s %s/%s %g %s %" PRIu64 " -> %.12s %.12s\n", c->id,
-                g->datasets[c->dataset].name, arch, g->prunes[c->prune].method,
-                g->prunes[c->prune].schedule, g->sparsities[c->sparsity], g->defenses[c->defense].name,
+        mg_prune_label(&g->prunes[c->prune], prune, sizeof prune);
+        fprintf(f, "  %6zu  %s %s %s %g %s %" PRIu64 " -> %.12s %.12s\n", c->id, g->datasets[c->dataset].name,
+                arch, prune, g->sparsities[c->sparsity], g->defenses[c->defense].name,
                 g->seeds[c->seed], p->nodes[c->model[MG_ROLE_TARGET]].key, p->nodes[c->model[MG_ROLE_SHADOW]].key);
     }
     fprintf(f, "nodes: index kind role-or-attack key inputs uses\n");
@@ -651,15 +785,22 @@ void mg_plan_print(const mg_grid *g, const mg_plan *p, FILE *f)
         if (n->n_extra)
             fprintf(f, "  %s models %zu..%zu", n->kind == MG_NODE_ATTACK ? "reference" : "subset", n->extra_first,
                     n->extra_first + n->n_extra - 1);
+        if (n->kind == MG_NODE_SELECT) {
+            fprintf(f, "  %zu candidates up to sparsity %g, models", n->n_candidates, n->sparsity);
+            for (size_t k = 0; k < n->n_cands; k++)
+                fprintf(f, "%c%zu", k ? ',' : ' ', n->cands[k]);
+        }
         if (n->shadow_index > 0)
             fprintf(f, "  shadow model %d", n->shadow_index);
         for (size_t k = 0; n->n_shadows > 1 && k < n->n_shadows; k++)
             fprintf(f, "%s%zu", k ? "," : "  shadow models ", n->shadows[k]);
         fputc('\n', f);
     }
-    fprintf(f, "%zu cells, %zu nodes (%zu train, %zu prune, %zu attack); %zu references, %zu shared\n", p->n_cells,
-            p->n_nodes, kinds[MG_NODE_TRAIN], kinds[MG_NODE_PRUNE], kinds[MG_NODE_ATTACK], p->n_refs,
-            p->n_refs - p->n_nodes);
+    fprintf(f, "%zu cells, %zu nodes (%zu train, %zu prune, ", p->n_cells, p->n_nodes, kinds[MG_NODE_TRAIN],
+            kinds[MG_NODE_PRUNE]);
+    if (kinds[MG_NODE_SELECT])
+        fprintf(f, "%zu select, ", kinds[MG_NODE_SELECT]);
+    fprintf(f, "%zu attack); %zu references, %zu shared\n", kinds[MG_NODE_ATTACK], p->n_refs, p->n_refs - p->n_nodes);
 }
 
 char *mg_cell_axes_json(const mg_grid *g, const mg_cell *c)

@@ -2,7 +2,8 @@
  * members; a prune node prunes its input model (for ADMM, after a phase of
  * ADMM training) and fine-tunes it with the mask held; an attack node scores
  * the target and shadow models' outputs (and the sensitivity features of the
- * models it rebuilds, for samia and gonon). Each writes one node file; inputs
+ * models it rebuilds, for samia and gonon); a select node (MIA-Pruning)
+ * picks among pruned candidates and copies the pick. Each writes one node file; inputs
  * are read back from the store, so a node gives the same bits whichever rank
  * runs it. */
 #define _GNU_SOURCE
@@ -1457,6 +1458,210 @@ cleanup:
     return st;
 }
 
+/* ---- MIA-Pruning's selection --------------------------------------------------------- */
+
+/* Root attributes that say which node a file is and where it ran: a select
+ * node has its own. The others (role, requested_sparsity, best_epoch, ...)
+ * describe the model and come along with it. */
+static const char *const NODE_IDENTITY_ATTRS[] = {"key", "kind", "recipe", "status", "store_format",
+                                                  "miagrid_version", "rank", "host", "started", "ended",
+                                                  "seconds", NULL};
+
+typedef struct {
+    hid_t dst;
+    const char *key;
+    mg_error *err;
+    mg_status st;
+} copy_ctx;
+
+static herr_t copy_link(hid_t src, const char *name, const H5L_info_t *info, void *user)
+{
+    (void)info;
+    copy_ctx *cc = user;
+    if (H5Ocopy(src, name, cc->dst, name, H5P_DEFAULT, H5P_DEFAULT) < 0) {
+        cc->st = mg_error_set(cc->err, MG_ERR_HDF5, "copying /%s of node %s failed", name, cc->key);
+        return -1;
+    }
+    return 0;
+}
+
+static herr_t copy_attr(hid_t src, const char *name, const H5A_info_t *info, void *user)
+{
+    (void)info;
+    copy_ctx *cc = user;
+    for (int i = 0; NODE_IDENTITY_ATTRS[i]; i++)
+        if (strcmp(name, NODE_IDENTITY_ATTRS[i]) == 0)
+            return 0;
+    hid_t a = H5Aopen(src, name, H5P_DEFAULT);
+    hid_t t = a >= 0 ? H5Aget_type(a) : H5I_INVALID_HID;
+    H5T_class_t cls = t >= 0 ? H5Tget_class(t) : H5T_NO_CLASS;
+    if (t >= 0)
+        H5Tclose(t);
+    if (a >= 0)
+        H5Aclose(a);
+    char buf[4096];
+    double f = 0.0;
+    int64_t v = 0;
+    if (cls == H5T_STRING) {
+        if ((cc->st = mg_h5_get_attr_str(src, name, buf, sizeof buf, cc->err)) == MG_OK)
+            cc->st = mg_h5_attr_str(cc->dst, name, buf, cc->err);
+    } else if (cls == H5T_FLOAT) {
+        if ((cc->st = mg_h5_get_attr_f64(src, name, &f, cc->err)) == MG_OK)
+            cc->st = mg_h5_attr_f64(cc->dst, name, f, cc->err);
+    } else if (cls == H5T_INTEGER) {
+        a = H5Aopen(src, name, H5P_DEFAULT);
+        if (a < 0 || H5Aread(a, H5T_NATIVE_INT64, &v) < 0)
+            cc->st = mg_error_set(cc->err, MG_ERR_HDF5, "node %s: attribute %s does not read", cc->key, name);
+        else
+            cc->st = mg_h5_attr_i64(cc->dst, name, v, cc->err);
+        if (a >= 0)
+            H5Aclose(a);
+    } else {
+        cc->st = mg_error_set(cc->err, MG_ERR_STATE, "node %s: attribute %s is of a kind miagrid does not write",
+                              cc->key, name);
+    }
+    return cc->st == MG_OK ? 0 : -1;
+}
+
+/* Everything a model node holds (its groups and datasets, and the root
+ * attributes that describe the model) into the node being written. */
+static mg_status copy_model_node(mg_exec_ctx *ctx, const char *key, hid_t dst, mg_error *err)
+{
+    mg_status st = MG_OK;
+    hid_t src = H5I_INVALID_HID;
+    copy_ctx cc = {dst, key, err, MG_OK};
+    MG_CHECK(mg_store_node_open(ctx->store, key, &src, err));
+    if (H5Literate(src, H5_INDEX_NAME, H5_ITER_INC, NULL, copy_link, &cc) < 0 ||
+        H5Aiterate2(src, H5_INDEX_NAME, H5_ITER_INC, NULL, copy_attr, &cc) < 0) {
+        st = cc.st != MG_OK ? cc.st : mg_error_set(err, MG_ERR_HDF5, "node %s does not copy", key);
+        goto cleanup;
+    }
+cleanup:
+    if (src >= 0)
+        H5Fclose(src);
+    return st;
+}
+
+/* The select node of role target: for each candidate, the gain of the
+ * selection's attack on each pruned shadow model (mg_attack_gain), averaged
+ * over the shadow models; the candidate of least gain wins (on a tie the
+ * sparser). Its target model is copied into the node, with the record of
+ * the choice. The target's own members and non-members play no part. */
+static mg_status select_decide(mg_exec_ctx *ctx, const mg_node *node, hid_t f, mg_error *err)
+{
+    mg_status st = MG_OK;
+    const mg_prune_spec *ps = &ctx->grid->prunes[node->prune];
+    size_t nc = node->n_candidates, per = node->n_cands / nc, best = 0;
+    double *gain = NULL, *bacc = NULL, *sparsity = NULL;
+    outputs o;
+    memset(&o, 0, sizeof o);
+    gain = mg_calloc(nc, sizeof *gain, "selection gains", err);
+    bacc = mg_calloc(nc, sizeof *bacc, "selection gains", err);
+    sparsity = mg_calloc(nc, sizeof *sparsity, "selection gains", err);
+    if (!gain || !bacc || !sparsity)
+        MG_CHECK(MG_ERR_NOMEM);
+    for (size_t k = 0; k < nc; k++) {
+        sparsity[k] = ctx->plan->nodes[node->cands[k * per]].sparsity;
+        for (size_t m = 1; m < per; m++) {
+            const mg_node *sh = &ctx->plan->nodes[node->cands[k * per + m]];
+            mg_attack_cfg cfg;
+            double g = 0.0, b = 0.0;
+            MG_CHECK(mg_attack_cfg_init(&cfg, ps->select_attack, err));
+            /* The same halves and attack-model draws for every candidate. */
+            mg_rng_seed(&cfg.rng, ctx->grid->seeds[node->seed], ctx->plan->nodes[node->cands[m]].key, "select");
+            MG_CHECK(read_outputs(ctx, sh->key, &o, err));
+            mg_attack_outputs out = {as_split(&o, 0), as_split(&o, 1)};
+            st = mg_attack_gain(&cfg, o.K, &out, &g, &b, err);
+            outputs_free(&o);
+            if (st != MG_OK) {
+                mg_error_prefix(err, "sparsity %g, shadow model %zu: ", sparsity[k], m - 1);
+                goto cleanup;
+            }
+            gain[k] += g / (double)(per - 1);
+            bacc[k] += b / (double)(per - 1);
+        }
+        if (gain[k] <= gain[best])
+            best = k;
+    }
+    MG_CHECK(copy_model_node(ctx, ctx->plan->nodes[node->cands[best * per]].key, f, err));
+    hsize_t d = nc;
+    MG_CHECK(mg_h5_write(f, "selection/sparsity", H5T_NATIVE_DOUBLE, 1, &d, sparsity, err));
+    MG_CHECK(mg_h5_write(f, "selection/gain", H5T_NATIVE_DOUBLE, 1, &d, gain, err));
+    MG_CHECK(mg_h5_write(f, "selection/balanced_acc", H5T_NATIVE_DOUBLE, 1, &d, bacc, err));
+    hid_t sel = H5Gopen2(f, "selection", H5P_DEFAULT);
+    if (sel < 0)
+        MG_FAIL(MG_ERR_HDF5, "the selection group does not open");
+    st = mg_h5_attr_str(sel, "attack", ps->select_attack, err);
+    if (st == MG_OK)
+        st = mg_h5_attr_i64(sel, "chosen", (int64_t)best, err);
+    H5Gclose(sel);
+    MG_CHECK(st);
+cleanup:
+    outputs_free(&o);
+    free(gain);
+    free(bacc);
+    free(sparsity);
+    return st;
+}
+
+/* A select node: the target's decides, a shadow model's follows the
+ * decision read from the target's node file. Either holds a copy of the
+ * chosen candidate's model, and its metrics say which sparsity won and
+ * with what gain. */
+static mg_status exec_select(mg_exec_ctx *ctx, const mg_node *node, mg_node_writer *w, mg_error *err)
+{
+    mg_status st = MG_OK;
+    hid_t f = mg_node_writer_file(w), in = H5I_INVALID_HID;
+    int64_t chosen = 0;
+    double *gain = NULL;
+    hsize_t d[4];
+    int nd = 0;
+    const char *decider = node->role == MG_ROLE_TARGET ? node->key : ctx->plan->nodes[node->inputs[0]].key;
+    if (node->role == MG_ROLE_TARGET) {
+        MG_CHECK(select_decide(ctx, node, f, err));
+        in = f;
+    } else {
+        MG_CHECK(mg_store_node_open(ctx->store, decider, &in, err));
+    }
+    hid_t sel = H5Gopen2(in, "selection", H5P_DEFAULT);
+    if (sel < 0 || H5Aexists(sel, "chosen") <= 0) {
+        if (sel >= 0)
+            H5Gclose(sel);
+        MG_FAIL(MG_ERR_STATE, "node %s has no selection/chosen", decider);
+    }
+    hid_t a = H5Aopen(sel, "chosen", H5P_DEFAULT);
+    herr_t rc = a >= 0 ? H5Aread(a, H5T_NATIVE_INT64, &chosen) : -1;
+    if (a >= 0)
+        H5Aclose(a);
+    H5Gclose(sel);
+    if (rc < 0 || chosen < 0 || (size_t)chosen >= node->n_candidates)
+        MG_FAIL(MG_ERR_STATE, "node %s: selection/chosen is not one of its %zu candidates", decider,
+                node->n_candidates);
+    MG_CHECK(mg_h5_read(in, "selection/gain", H5T_NATIVE_DOUBLE, (void **)&gain, d, &nd, err));
+    if (nd != 1 || d[0] != node->n_candidates)
+        MG_FAIL(MG_ERR_STATE, "node %s: selection/gain has %llu values for %zu candidates", decider,
+                (unsigned long long)d[0], node->n_candidates);
+    if (node->role != MG_ROLE_TARGET)
+        MG_CHECK(copy_model_node(ctx, ctx->plan->nodes[node->cands[chosen]].key, f, err));
+    /* In the metrics, so that the results table has them. */
+    hid_t m = H5Lexists(f, "metrics", H5P_DEFAULT) > 0 ? H5Gopen2(f, "metrics", H5P_DEFAULT)
+                                                        : H5Gcreate2(f, "metrics", H5P_DEFAULT, H5P_DEFAULT,
+                                                                     H5P_DEFAULT);
+    if (m < 0)
+        MG_FAIL(MG_ERR_HDF5, "the metrics group does not open");
+    size_t per = node->role == MG_ROLE_TARGET ? node->n_cands / node->n_candidates : 1;
+    st = mg_h5_attr_f64(m, "selected_sparsity", ctx->plan->nodes[node->cands[(size_t)chosen * per]].sparsity, err);
+    if (st == MG_OK)
+        st = mg_h5_attr_f64(m, "selection_gain", gain[chosen], err);
+    H5Gclose(m);
+    MG_CHECK(st);
+cleanup:
+    if (in >= 0 && in != f)
+        H5Fclose(in);
+    free(gain);
+    return st;
+}
+
 mg_status mg_exec_node(mg_exec_ctx *ctx, size_t idx, mg_error *err)
 {
     mg_status st = MG_OK;
@@ -1469,6 +1674,8 @@ mg_status mg_exec_node(mg_exec_ctx *ctx, size_t idx, mg_error *err)
     MG_CHECK(mg_node_writer_begin(ctx->store, node->key, mg_node_kind_str(node->kind), node->recipe, &w, err));
     if (node->kind == MG_NODE_ATTACK)
         MG_CHECK(exec_attack(ctx, node, w, err));
+    else if (node->kind == MG_NODE_SELECT)
+        MG_CHECK(exec_select(ctx, node, w, err));
     else
         MG_CHECK(exec_model(ctx, node, w, err));
     hid_t f = mg_node_writer_file(w);
@@ -1480,7 +1687,7 @@ mg_status mg_exec_node(mg_exec_ctx *ctx, size_t idx, mg_error *err)
     MG_CHECK(mg_h5_attr_str(f, "ended", ended, err));
     MG_CHECK(mg_h5_attr_f64(f, "seconds", mg_now() - t0, err));
     MG_CHECK(mg_node_writer_commit(&w, err));
-    if (node->kind != MG_NODE_ATTACK) {
+    if (node->kind == MG_NODE_TRAIN || node->kind == MG_NODE_PRUNE) {
         char ckpt[4200];
         checkpoint_path(ctx, node, NULL, ckpt, sizeof ckpt);
         unlink(ckpt);

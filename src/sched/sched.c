@@ -105,6 +105,8 @@ double mg_node_cost(const mg_grid *g, const mg_node *n)
         return 3.0 * g->finetune.epochs * members * arch_cost(&g->archs[n->arch]);
     case MG_NODE_ATTACK:
         return 1e6;
+    case MG_NODE_SELECT: /* the target's trains an attack model per candidate and shadow model */
+        return n->role == MG_ROLE_TARGET ? 1e6 * (double)n->n_cands : 1e3;
     }
     return 1.0;
 }
@@ -328,6 +330,9 @@ static void node_label(const mg_grid *g, const mg_node *n, char *buf, size_t len
 {
     if (n->kind == MG_NODE_ATTACK)
         snprintf(buf, len, "attack %s %.12s", g->attacks[n->attack].name, n->key);
+    else if (n->kind == MG_NODE_SELECT)
+        snprintf(buf, len, "select %s %s s<=%g seed=%llu %.12s", mg_role_str(n->role), g->archs[n->arch].name,
+                 n->sparsity, (unsigned long long)g->seeds[n->seed], n->key);
     else if (n->kind == MG_NODE_PRUNE)
         snprintf(buf, len, "prune %s %s s=%g seed=%llu %.12s", mg_role_str(n->role), g->archs[n->arch].name,
                  n->sparsity, (unsigned long long)g->seeds[n->seed], n->key);

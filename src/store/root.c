@@ -216,8 +216,7 @@ mg_status mg_store_write_root(mg_store *s, const mg_grid *g, const mg_plan *p,
         r->cell_id = (uint32_t)cell->id;
         snprintf(r->dataset, sizeof r->dataset, "%s", g->datasets[cell->dataset].name);
         arch_label(&g->archs[cell->arch], r->arch, sizeof r->arch);
-        snprintf(r->prune, sizeof r->prune, "%.31s/%.31s", g->prunes[cell->prune].method,
-                 g->prunes[cell->prune].schedule);
+        mg_prune_label(&g->prunes[cell->prune], r->prune, sizeof r->prune);
         r->sparsity = g->sparsities[cell->sparsity];
         snprintf(r->defense, sizeof r->defense, "%s", g->defenses[cell->defense].name);
         r->seed = (int64_t)g->seeds[cell->seed];
@@ -428,8 +427,19 @@ mg_status mg_store_print_summary(const mg_store *s, const mg_grid *g, const mg_p
     node_metrics *nm = mg_calloc(p->n_nodes, sizeof *nm, "node metrics", err);
     if (!nm)
         return MG_ERR_NOMEM;
-    fprintf(out, "%4s %-14s %-18s %-26s %8s %5s %9s %9s", "cell", "dataset", "arch", "prune", "sparsity",
+    /* The prune column fits the longest label, and is never narrower than 26. */
+    int pw = 26, selecting = 0;
+    for (size_t i = 0; i < g->n_prunes; i++) {
+        selecting |= g->prunes[i].n_select > 0;
+        char l[2 * W_LABEL];
+        mg_prune_label(&g->prunes[i], l, sizeof l);
+        if ((int)strlen(l) > pw)
+            pw = (int)strlen(l);
+    }
+    fprintf(out, "%4s %-14s %-18s %-*s %8s %5s %9s %9s", "cell", "dataset", "arch", pw, "prune", "sparsity",
             "seed", "train_acc", "test_acc");
+    if (selecting) /* MIA-Pruning: the sparsity the selection chose */
+        fprintf(out, " %8s", "selected");
     for (size_t a = 0; a < g->n_attacks; a++) {
         char h[80];
         snprintf(h, sizeof h, "%s_bacc", g->attacks[a].name);
@@ -440,13 +450,15 @@ mg_status mg_store_print_summary(const mg_store *s, const mg_grid *g, const mg_p
         const mg_cell *cell = &p->cells[c];
         char arch[W_LABEL], prune[2 * W_LABEL];
         arch_label(&g->archs[cell->arch], arch, sizeof arch);
-        snprintf(prune, sizeof prune, "%s/%s", g->prunes[cell->prune].method, g->prunes[cell->prune].schedule);
+        mg_prune_label(&g->prunes[cell->prune], prune, sizeof prune);
         size_t tm = cell->model[MG_ROLE_TARGET];
         load_node(s, &p->nodes[tm], &nm[tm]);
-        fprintf(out, "%4zu %-14s %-18s %-26s %8.2f %5llu", cell->id, g->datasets[cell->dataset].name, arch,
-                prune, g->sparsities[cell->sparsity], (unsigned long long)g->seeds[cell->seed]);
+        fprintf(out, "%4zu %-14s %-18s %-*s %8.2f %5llu", cell->id, g->datasets[cell->dataset].name, arch,
+                pw, prune, g->sparsities[cell->sparsity], (unsigned long long)g->seeds[cell->seed]);
         print_num(out, 9, find_value(&nm[tm], 0, "train_acc"));
         print_num(out, 9, find_value(&nm[tm], 0, "test_acc"));
+        if (selecting)
+            print_num(out, 8, find_value(&nm[tm], 0, "selected_sparsity"));
         for (size_t a = 0; a < g->n_attacks; a++) {
             size_t an = cell->attack_nodes[a];
             load_node(s, &p->nodes[an], &nm[an]);

@@ -853,7 +853,79 @@ attacks: [loss]
             check(json.loads(node.attrs["recipe"])["input"] == want, f"cell {c.cell_id} prunes its own dense model")
 
 
+def case_select(r):
+    """Wang et al.'s MIA-Pruning: a cell selecting among candidate sparsities
+    0.5 and 0.9 shares its candidates with the plain cells, keeps the one of
+    least gain on its shadow models (the record agrees with itself), holds
+    the chosen target and shadow models bit for bit, gives the same bits on 1
+    and 3 ranks, and redoes only a lost select node."""
+    s1, s3 = r.fresh("select1"), r.fresh("select3")
+    g = write_grid(os.path.join(s1, "select.yaml"), open(TINY).read()
+                   .replace("arch: [lenet5, {name: mlp, hidden: [32], activation: tanh}]",
+                            "arch: [{name: mlp, hidden: [64], activation: tanh}]")
+                   .replace("shadow_test: 200}", "shadow_test: 200, shadows: 2}")
+                   .replace("split: {", "split: {protocol: explicit, ")
+                   .replace("epochs: 5", "epochs: 12")
+                   .replace("prune: [l1-unstructured]",
+                            "prune: [l1-unstructured, {method: l1-unstructured, select: [0.9, 0.5]}]")
+                   .replace("sparsity: [0.0, 0.5]", "sparsity: [0.0, 0.9]")
+                   .replace("attacks: [loss, conf]", "attacks: [loss, nn]")
+                   .replace("e2e-tiny", "e2e-select"))
+    out = r.run(g, s1, extra=["--dry-run"]).stdout
+    check(re.search(r"4 cells, 18 nodes \(3 train, 6 prune, 3 select, 6 attack\)", out) is not None,
+          "candidates 0.5 and 0.9 for 3 models, 0.9 shared with the plain cell; 3 select nodes")
+    check("l1-unstructured/one-shot/select 0.9" in out, "the listing names the selecting cell")
+    r.run(g, s3, ranks=3)
+    r.run(g, s1)
+    a, b = metrics(s1), metrics(s3)
+    check(len(a) == len(b) and a[["cell_id", "model", "attack", "metric", "node"]].equals(
+        b[["cell_id", "model", "attack", "metric", "node"]]) and np.array_equal(a.value.to_numpy(), b.value.to_numpy()),
+        "1 rank and 3 ranks give bit-identical metrics")
+    with h5py.File(os.path.join(s1, "results.h5"), "r") as f:
+        cells = pd.DataFrame(f["cells"][()])
+        sel = cells[(cells.prune == b"l1-unstructured/one-shot/select") & (cells.sparsity == 0.9)].iloc[0]
+        plain0 = cells[(cells.prune == b"l1-unstructured/one-shot") & (cells.sparsity == 0.0)].iloc[0]
+        dense0 = cells[(cells.prune == b"l1-unstructured/one-shot/select") & (cells.sparsity == 0.0)].iloc[0]
+        check(dense0.target_model == plain0.target_model, "at sparsity 0 the selection changes nothing")
+        t = f["nodes/" + sel.target_model.decode()]
+        recipe = json.loads(t.attrs["recipe"])
+        check(t.attrs["kind"] in ("select", b"select") and recipe["attack"] == "nn-cls", "the cell's target is a select node")
+        sp, gain = t["selection/sparsity"][()], t["selection/gain"][()]
+        chosen = int(t["selection"].attrs["chosen"])
+        print(f"selection: sparsities {sp}, gains {gain}, chosen {sp[chosen]}")
+        check(list(sp) == [0.5, 0.9] and np.all(np.isfinite(gain)) and np.all(gain <= 0.0), "a gain per candidate")
+        best = max(k for k in range(len(gain)) if gain[k] == gain.min())
+        check(chosen == best, "the least gain wins (on a tie the sparser)")
+        check(t["metrics"].attrs["selected_sparsity"] == sp[chosen] and t["metrics"].attrs["selection_gain"] == gain[chosen],
+              "the metrics say which sparsity won and its gain")
+        models = recipe["candidates"][chosen]["models"]
+        check(len(models) == 3, "each candidate names its target and 2 shadow models")
+        att = json.loads(f["nodes/" + a[(a.cell_id == sel.cell_id) & (a.attack == "nn")].node.iloc[0]].attrs["recipe"])
+        check(att["shadow"][0] == sel.shadow_model.decode() and len(att["shadow"]) == 2,
+              "the attacks pool the selected shadow models")
+        for node, src_key in zip([t] + [f["nodes/" + k] for k in att["shadow"]], models):
+            src = f["nodes/" + src_key]
+            same = all(np.array_equal(node["model"][layer][ds][()], src["model"][layer][ds][()])
+                       for layer in src["model"] for ds in src["model"][layer])
+            check(same, f"the chosen model {src_key[:8]}: weights and masks held bit for bit")
+            check(np.array_equal(node["outputs/member/logits"][()], src["outputs/member/logits"][()]),
+                  f"the chosen model {src_key[:8]}: its outputs come along")
+        sm = a[(a.cell_id == sel.cell_id) & (a.model == "target") & (a.attack == "")]
+        check(sm[sm.metric == "selected_sparsity"].value.iloc[0] == sp[chosen], "the results table has the selected sparsity")
+        lost = sel.target_model.decode()
+    out = r.run(g, s1).stdout
+    check("nothing to compute" in out, "a rerun computes nothing")
+    os.remove(os.path.join(s1, "nodes", lost + ".h5"))
+    out = r.run(g, s1, ranks=2).stdout
+    n = summary_counts(out)
+    check(n["computed"] == 1 and n["reused"] == 17, "a lost select node is the only one redone")
+    check(np.array_equal(metrics(s1).value.to_numpy(), b.value.to_numpy()), "and it decides the same, bit for bit")
+    v = subprocess.run([r.miagrid, "store", "verify", s1], capture_output=True, text=True)
+    check(v.returncode == 0 and "0 problems" in v.stdout, "store verify accepts the select nodes")
+
+
 CASES = {
+    "select": case_select,
     "sens_shadows": case_sens_shadows,
     "admm_slim": case_admm_slim,
     "defenses": case_defenses,
