@@ -22,6 +22,9 @@ extern "C" {
 #define MG_NAME_MAX 64
 #define MG_CANON_MAX 512
 #define MG_MAX_HIDDEN 16
+/* Most layer prefixes one pruning method may be restricted to, and their length. */
+#define MG_MAX_PRUNE_LAYERS 16
+#define MG_PRUNE_LAYER_MAX 32
 /* Most candidate sparsities of one MIA-Pruning selection. */
 #define MG_MAX_SELECT 32
 /* Most stages one pruning chain may have (iterative rounds, imp rounds). */
@@ -62,6 +65,10 @@ typedef struct {
     double rho;                 /* admm: penalty of the augmented Lagrangian (Zhang et al.) */
     int admm_epochs;            /* admm: epochs of ADMM training before the hard pruning */
     double penalty;             /* slim: L1 penalty on batch-norm scales in the dense training; 0: none */
+    /* The tensors the method prunes: those whose names start with one of
+     * these prefixes (sorted); n_layers 0: every tensor the method prunes. */
+    int n_layers;
+    char layers[MG_MAX_PRUNE_LAYERS][MG_PRUNE_LAYER_MAX];
     /* MIA-Pruning selection (Wang et al. 2021): n_select > 0 makes a cell of
      * sparsity s > 0 prune to each candidate no greater than s and keep the
      * one whose pruned shadow models give select_attack the least gain

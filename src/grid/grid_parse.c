@@ -74,7 +74,7 @@ static const char *const cifar100_labels[] = {"fine", "coarse", NULL};
 static const char *const arch_keys[] = {"name", "hidden", "activation", "preset", "init", NULL};
 static const char *const plain_arch_keys[] = {"name", "init", NULL};
 static const char *const prune_keys[] = {"method", "schedule", "rounds", "rate", "rewind_epoch", "factors",
-                                         "rho", "admm_epochs", "penalty", "select", NULL};
+                                         "rho", "admm_epochs", "penalty", "layers", "select", NULL};
 static const char *const select_keys[] = {"candidates", "attack", NULL};
 /* The inference models MIA-Pruning's selection may measure the gain of: the
  * classifier attacks, whose scores are member log-odds. */
@@ -1275,6 +1275,40 @@ cleanup:
     return st;
 }
 
+static int cmp_layer(const void *a, const void *b)
+{
+    return strcmp((const char *)a, (const char *)b);
+}
+
+/* The layer prefixes a method is restricted to (Gonon et al. make the last
+ * segments of ResNet-20 butterflies): a list of tensor-name prefixes, sorted. */
+static mg_status parse_layers(const pctx *c, yaml_node_t *n, const char *key, mg_prune_spec *p)
+{
+    static const char expected[] = "a list of tensor-name prefixes (e.g. [L.6.c, L.7.c, L.8.c])";
+    list_view l;
+    mg_status st = get_list(c, n, key, expected, 0, &l);
+    if (st != MG_OK)
+        return st;
+    if (l.n > MG_MAX_PRUNE_LAYERS)
+        return perr(c, n, key, "%zu layer prefixes; expected at most %d", l.n, MG_MAX_PRUNE_LAYERS);
+    for (size_t i = 0; i < l.n; i++) {
+        char ki[KEY_MAX];
+        item_key(ki, key, &l, i);
+        yaml_node_t *it = list_at(c, &l, i);
+        st = get_str(c, it, ki, "a tensor-name prefix", p->layers[i], sizeof p->layers[i]);
+        if (st != MG_OK)
+            return st;
+        if (!p->layers[i][0])
+            return perr(c, it, ki, "an empty prefix would match every tensor; leave out layers instead");
+    }
+    st = check_unique(c, &l, key, "layer prefix", p->layers[0], sizeof p->layers[0], NULL, NULL);
+    if (st != MG_OK)
+        return st;
+    p->n_layers = (int)l.n;
+    qsort(p->layers, l.n, sizeof p->layers[0], cmp_layer);
+    return MG_OK;
+}
+
 static int cmp_plain_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -1336,11 +1370,11 @@ static mg_status parse_prune(const pctx *c, yaml_node_t *n, const char *key, mg_
 {
     static const char expected[] =
         "a pruning method or {method, schedule, rounds (iterative), rate and rewind_epoch (imp), factors (butterfly), "
-        "rho and admm_epochs (admm), penalty (slim), select (MIA-Pruning)}";
+        "rho and admm_epochs (admm), penalty (slim), layers, select (MIA-Pruning)}";
     char k[KEY_MAX];
     mg_strbuf b;
     yaml_node_t *method = n, *schedule = NULL, *rounds = NULL, *rate = NULL, *rewind = NULL, *factors = NULL;
-    yaml_node_t *rho = NULL, *admm_epochs = NULL, *penalty = NULL, *select = NULL;
+    yaml_node_t *rho = NULL, *admm_epochs = NULL, *penalty = NULL, *select = NULL, *layers = NULL;
     mg_status st = MG_OK;
     int is_map = n && n->type == YAML_MAPPING_NODE;
     if (is_map) {
@@ -1360,6 +1394,7 @@ static mg_status parse_prune(const pctx *c, yaml_node_t *n, const char *key, mg_
         admm_epochs = map_get(c, n, "admm_epochs");
         penalty = map_get(c, n, "penalty");
         select = map_get(c, n, "select");
+        layers = map_get(c, n, "layers");
         sub_key(k, key, "method");
     } else {
         snprintf(k, sizeof k, "%s", key);
@@ -1406,7 +1441,8 @@ static mg_status parse_prune(const pctx *c, yaml_node_t *n, const char *key, mg_
                {factors, "factors", !strcmp(p->method, "butterfly"), "method: butterfly"},
                {rho, "rho", admm, "method: admm"},
                {admm_epochs, "admm_epochs", admm, "method: admm"},
-               {penalty, "penalty", slim, "method: slim"}};
+               {penalty, "penalty", slim, "method: slim"},
+               {layers, "layers", !admm, "a method other than admm (ADMM constrains every prunable tensor)"}};
     for (size_t i = 0; i < sizeof opt / sizeof *opt; i++) {
         if (opt[i].node && !opt[i].allowed) {
             sub_key(k, key, opt[i].name);
@@ -1462,6 +1498,13 @@ static mg_status parse_prune(const pctx *c, yaml_node_t *n, const char *key, mg_
         if (st != MG_OK)
             return st;
     }
+    p->n_layers = 0;
+    if (layers) {
+        sub_key(k, key, "layers");
+        st = parse_layers(c, layers, k, p);
+        if (st != MG_OK)
+            return st;
+    }
     p->n_select = 0;
     p->select_attack[0] = '\0';
     if (select) {
@@ -1480,6 +1523,15 @@ static mg_status parse_prune(const pctx *c, yaml_node_t *n, const char *key, mg_
         mg_strbuf_printf(&b, "\"admm_epochs\":%d,", p->admm_epochs);
     if (p->factors || !strcmp(p->method, "butterfly"))
         mg_strbuf_printf(&b, "\"factors\":%d,", p->factors);
+    if (p->n_layers) {
+        mg_strbuf_append(&b, "\"layers\":[");
+        for (int i = 0; i < p->n_layers; i++) {
+            if (i)
+                mg_strbuf_append(&b, ",");
+            mg_strbuf_json_str(&b, p->layers[i]);
+        }
+        mg_strbuf_append(&b, "],");
+    }
     mg_strbuf_append(&b, "\"method\":");
     mg_strbuf_json_str(&b, p->method);
     if (p->penalty > 0.0) {
@@ -2149,6 +2201,47 @@ static void axis_values(const mg_grid *g, int axis, char *buf, size_t cap)
     }
 }
 
+/* An exclude's prune mapping with options beyond method and schedule: read
+ * as a pruning entry of its own (so every option is checked as there), it
+ * keeps in m only the entries whose every option it gives is the same. */
+static mg_status exclude_prune_fields(const pctx *c, const mg_grid *g, yaml_node_t *n, const char *key,
+                                      int has_method, unsigned char *m)
+{
+    if (!has_method)
+        return perr(c, n, key, "prune options other than schedule need the method they belong to (e.g. {method: "
+                               "l1-unstructured, select: [0.5, 0.9]})");
+    mg_prune_spec *q = mg_calloc(1, sizeof *q, "exclude entry", c->err);
+    if (!q)
+        return MG_ERR_NOMEM;
+    mg_status st = parse_prune(c, n, key, q);
+    for (size_t i = 0; st == MG_OK && i < g->n_prunes; i++) {
+        const mg_prune_spec *p = &g->prunes[i];
+        int same = 1;
+        if (map_get(c, n, "rounds"))
+            same &= p->rounds == q->rounds;
+        if (map_get(c, n, "rate"))
+            same &= p->rate == q->rate;
+        if (map_get(c, n, "rewind_epoch"))
+            same &= p->rewind_epoch == q->rewind_epoch;
+        if (map_get(c, n, "factors"))
+            same &= p->factors == q->factors;
+        if (map_get(c, n, "rho"))
+            same &= p->rho == q->rho;
+        if (map_get(c, n, "admm_epochs"))
+            same &= p->admm_epochs == q->admm_epochs;
+        if (map_get(c, n, "penalty"))
+            same &= p->penalty == q->penalty;
+        if (map_get(c, n, "layers"))
+            same &= p->n_layers == q->n_layers && !memcmp(p->layers, q->layers, (size_t)q->n_layers * sizeof q->layers[0]);
+        if (map_get(c, n, "select"))
+            same &= p->n_select == q->n_select && !strcmp(p->select_attack, q->select_attack) &&
+                    !memcmp(p->select, q->select, (size_t)q->n_select * sizeof *q->select);
+        m[i] = (unsigned char)(m[i] && same);
+    }
+    free(q);
+    return st;
+}
+
 /* Fills e->match[axis] from the entry's value n for that axis. */
 static mg_status exclude_axis(const pctx *c, const mg_grid *g, yaml_node_t *n, const char *key, int axis,
                               mg_exclude *e)
@@ -2248,6 +2341,8 @@ static mg_status exclude_axis(const pctx *c, const mg_grid *g, yaml_node_t *n, c
         }
         for (size_t i = 0; i < count; i++)
             m[i] = (!vm || !strcmp(g->prunes[i].method, name)) && (!vs || !strcmp(g->prunes[i].schedule, sched));
+        if (is_map && n->data.mapping.pairs.top - n->data.mapping.pairs.start > (vm ? 1 : 0) + (vs ? 1 : 0))
+            MG_CHECK(exclude_prune_fields(c, g, n, key, vm != NULL, m));
         break;
     }
     case MG_AXIS_DEFENSE: {

@@ -539,11 +539,17 @@ static mg_status plan_cell(plan_impl *pi, const mg_grid *g, const size_t idx[MG_
         /* The cell's sparsity bounds the candidates. */
         while (n_cand < (size_t)ps->n_select && ps->select[n_cand] <= sparsity + 1e-12)
             n_cand++;
-        if (n_cand == 0)
+        if (n_cand == 0) {
+            char list[MG_MAX_SELECT * 26];
+            size_t len = 0;
+            for (int k = 0; k < ps->n_select && len < sizeof list; k++)
+                len += (size_t)snprintf(list + len, sizeof list - len, "%s%g", k ? ", " : "", ps->select[k]);
             MG_FAIL(MG_ERR_CONFIG,
                     "%s: prune %s selects among candidate sparsities from %g, but the cell's sparsity %g (the "
-                    "most the selection may prune) is below all of them; exclude the cell or add a candidate",
-                    g->path, ps->method, ps->select[0], sparsity);
+                    "most the selection may prune) is below all of them; add a candidate or exclude the cell "
+                    "(exclude: [{prune: {method: %s, select: [%s]}, sparsity: %g}])",
+                    g->path, ps->method, ps->select[0], sparsity, ps->method, list, sparsity);
+        }
         cand = mg_calloc(n_cand * (cell->n_shadows + 1), sizeof *cand, "selection candidates", err);
         if (!cand)
             MG_CHECK(MG_ERR_NOMEM);

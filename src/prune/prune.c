@@ -63,9 +63,23 @@ mg_status mg_prune_check_prefixes(const mg_model *m, const mg_prune_opts *opts, 
         int found = 0;
         for (size_t t = 0; t < mg_model_n_tensors(m) && !found; t++)
             found = eligible(m, t) && strncmp(mg_model_tensor(m, t)->name, p, strlen(p)) == 0;
-        if (!found)
-            return mg_error_set(err, MG_ERR_ARG, "%s pruning: layer prefix '%s' matches no tensor this method prunes",
-                                method, p);
+        if (!found) {
+            /* Name the tensors it could have matched, as many as fit. */
+            char names[480];
+            size_t len = 0;
+            names[0] = '\0';
+            for (size_t t = 0; t < mg_model_n_tensors(m) && len < sizeof names; t++) {
+                if (!eligible(m, t))
+                    continue;
+                int w = snprintf(names + len, sizeof names - len, "%s%s", len ? ", " : "", mg_model_tensor(m, t)->name);
+                len = w < 0 ? sizeof names : len + (size_t)w;
+            }
+            if (len >= sizeof names)
+                memcpy(names + sizeof names - 5, " ...", 5);
+            return mg_error_set(err, MG_ERR_ARG,
+                                "%s pruning: layer prefix '%s' matches no tensor this method prunes (those are: %s)",
+                                method, p, names);
+        }
     }
     return MG_OK;
 }

@@ -482,6 +482,11 @@ static mg_status prune_stage(mg_exec_ctx *ctx, const mg_node *node, mg_model *m,
     mg_prune_opts opts;
     memset(&opts, 0, sizeof opts);
     opts.butterfly_factors = ps->factors;
+    const char *layers[MG_MAX_PRUNE_LAYERS];
+    for (int i = 0; i < ps->n_layers; i++)
+        layers[i] = ps->layers[i];
+    opts.layers = ps->n_layers ? layers : NULL;
+    opts.n_layers = (size_t)ps->n_layers;
     mg_rng_seed(&rng, ctx->grid->seeds[node->seed], node->key, "prune");
     /* With a fixed number of butterfly factors the support sets the sparsity. */
     double s = strcmp(ps->method, "butterfly") == 0 && ps->factors > 0 ? 0.0 : node->sparsity;

@@ -402,11 +402,14 @@ finetune: {{epochs: 1, lr: 0.01, optimizer: adamw, weight_decay: 0.01}}
 axes:
   dataset: [{{name: cifar10, root: {data}}}]
   arch: [resnet20, vgg16_bn]
+  prune: [l1-unstructured, {{method: butterfly, layers: [L.8.c, L.6.c, L.7.c]}}]
   sparsity: [0.0, 0.5]
 attacks: [loss, conf]
+exclude:
+  - {{arch: vgg16_bn, prune: butterfly}}
 """)
     r.run(g, s, ranks=3)
-    check_store(s, 4)
+    check_store(s, 6)
     with h5py.File(os.path.join(s, "results.h5"), "r") as f:
         cells = pd.DataFrame(f["cells"][()])
         key = cells[cells.arch == b"resnet20"].target_model.iloc[0].decode()
@@ -419,6 +422,14 @@ attacks: [loss, conf]
         h = node["history"]
         check(len(h["lr"][()]) == 2 and h["lr"][1] < h["lr"][0], "the cosine schedule lowered the learning rate")
         check(np.all(np.isfinite(h["dev_acc"][()])), "the dev set was evaluated every epoch")
+        # Butterfly on the last segment only (Gonon et al.'s S = 1): its six
+        # 3x3 convolutions get the support, every other tensor is untouched.
+        bf = f["nodes/" + cells[(cells.prune == b"butterfly/one-shot") & (cells.sparsity == 0.5)].target_model.iloc[0].decode()]
+        zeros = {l: int((bf["model"][l]["mask"][()] == 0).sum()) for l in bf["model"] if "mask" in bf["model"][l]}
+        hit = sorted(l for l, z in zeros.items() if z > 0)
+        print("butterfly masks with zeros:", hit)
+        check(hit == ["L.6.c1", "L.6.c2", "L.7.c1", "L.7.c2", "L.8.c1", "L.8.c2"],
+              "layers: [L.8.c, L.6.c, L.7.c] restricts butterfly to the last segment's six convolutions")
         pruned = cells[(cells.arch == b"vgg16_bn") & (cells.sparsity == 0.5)].target_model.iloc[0].decode()
         pn = f["nodes/" + pruned]
         check(abs(pn["metrics"].attrs["sparsity"] - 0.5) < 0.01, "vgg16_bn was pruned to 50 %")

@@ -93,6 +93,29 @@ static void test_defaults_and_canon(void)
                  "axes.prune[1]");
 }
 
+/* Gonon et al.'s butterfly ResNet-20 with S = 1: the last segment's 3x3
+ * convolutions. Prefixes are sorted in the canonical form, so their order
+ * in the grid does not change a key. */
+static void test_layers(void)
+{
+    EXPECT_CANON("{method: butterfly, factors: 2, layers: [L.8.c, L.7.c, L.6.c]}",
+                 "{\"factors\":2,\"layers\":[\"L.6.c\",\"L.7.c\",\"L.8.c\"],\"method\":\"butterfly\",\"schedule\":"
+                 "\"one-shot\"}");
+    EXPECT_CANON("{method: l1-unstructured, layers: conv2}",
+                 "{\"layers\":[\"conv2\"],\"method\":\"l1-unstructured\",\"schedule\":\"one-shot\"}");
+    mg_error err;
+    mg_grid *g = NULL;
+    CHECK_OK(parse("name: t\naxes:\n  arch: resnet20\n  prune: {method: butterfly, layers: [L.8.c, L.7.c]}\n", &g,
+                   &err),
+             &err);
+    if (g) {
+        CHECK_INT_EQ(g->prunes[0].n_layers, 2);
+        CHECK_STR_EQ(g->prunes[0].layers[0], "L.7.c");
+        CHECK_STR_EQ(g->prunes[0].layers[1], "L.8.c");
+    }
+    mg_grid_destroy(&g);
+}
+
 static void test_errors(void)
 {
     EXPECT_ERROR("name: t\naxes:\n  arch: lenet5\n  prune: {method: admm, schedule: imp}\n",
@@ -125,6 +148,20 @@ static void test_errors(void)
                  "t.yaml:4:25: axes.prune: unknown key \"rh0\"; accepted keys: method, schedule, rounds, rate, "
                  "rewind_epoch, factors, rho, admm_epochs, penalty");
     EXPECT_ERROR("name: t\naxes:\n  arch: lenet5\n  prune: adm\n", "expected one of: l1-unstructured");
+    /* layers: tensor-name prefixes. */
+    EXPECT_ERROR("name: t\naxes:\n  arch: lenet5\n  prune: {method: admm, layers: [fc]}\n",
+                 "t.yaml:4:33: axes.prune.layers: only applies with a method other than admm");
+    EXPECT_ERROR("name: t\naxes:\n  arch: lenet5\n  prune: {method: butterfly, layers: []}\n",
+                 "t.yaml:4:38: axes.prune.layers: the list is empty; expected a list of tensor-name prefixes");
+    EXPECT_ERROR("name: t\naxes:\n  arch: lenet5\n  prune: {method: butterfly, layers: [conv, \"\"]}\n",
+                 "t.yaml:4:45: axes.prune.layers[1]: an empty prefix would match every tensor");
+    EXPECT_ERROR("name: t\naxes:\n  arch: lenet5\n  prune: {method: butterfly, layers: [fc, conv, fc]}\n",
+                 "axes.prune.layers[2]: duplicate layer prefix (same as axes.prune.layers[0] at line 4)");
+    EXPECT_ERROR("name: t\naxes:\n  arch: lenet5\n  prune: {method: butterfly, layers: [{a: 1}]}\n",
+                 "axes.prune.layers[0]: expected a tensor-name prefix");
+    EXPECT_ERROR("name: t\naxes:\n  arch: lenet5\n  prune: {method: butterfly, layers: [a, b, c, d, e, f, g, h, i, "
+                 "j, k, l, m, n, o, p, q]}\n",
+                 "axes.prune.layers: 17 layer prefixes; expected at most 16");
 }
 
 static size_t count_kind(const mg_plan *p, mg_node_kind k)
@@ -242,6 +279,7 @@ done:
 int main(void)
 {
     test_defaults_and_canon();
+    test_layers();
     test_errors();
     test_plan();
     MG_TEST_MAIN_END();

@@ -217,10 +217,55 @@ static void test_plan_refusal(void)
         CHECK_INT_EQ(mg_plan_build(g, &p, &err), MG_ERR_CONFIG);
         CHECK(p == NULL);
         CHECK(strstr(err.msg, "t.yaml") && strstr(err.msg, "sparsity 0.3") && strstr(err.msg, "from 0.5"));
+        CHECK(strstr(err.msg, "exclude: [{prune: {method: l1-unstructured, select: [0.5, 0.9]}, sparsity: 0.3}]"));
         printf("  expected error: %s\n", err.msg);
     }
     mg_plan_destroy(&p);
     mg_grid_destroy(&g);
+}
+
+/* exclude's prune mappings match the options they give, so a selecting
+ * entry can be left out where a plain one of the same method stays. */
+static void test_exclude(void)
+{
+    static const char head[] = "name: t\naxes:\n  arch: lenet5\n"
+                               "  prune: [l1-unstructured, {method: l1-unstructured, select: [0.5, 0.9]},\n"
+                               "          {method: butterfly, layers: [conv2, fc1]}]\n"
+                               "  sparsity: [0.2, 0.9]\nexclude:\n";
+    char text[1024];
+    mg_error err;
+    mg_grid *g = NULL;
+    mg_plan *p = NULL;
+    snprintf(text, sizeof text, "%s  - {prune: {method: l1-unstructured, select: [0.9, 0.5]}, sparsity: 0.2}\n", head);
+    CHECK_OK(parse(text, &g, &err), &err);
+    if (g) {
+        CHECK_OK(mg_plan_build(g, &p, &err), &err);
+        if (p) {
+            CHECK_INT_EQ(p->n_cells, 5);
+            for (size_t c = 0; c < p->n_cells; c++)
+                CHECK(!(g->prunes[p->cells[c].prune].n_select && g->sparsities[p->cells[c].sparsity] == 0.2));
+        }
+    }
+    mg_plan_destroy(&p);
+    mg_grid_destroy(&g);
+    snprintf(text, sizeof text,
+             "%s  - {prune: {method: butterfly, layers: [fc1, conv2]}}\n"
+             "  - {prune: {method: l1-unstructured, select: [0.5, 0.9]}, sparsity: 0.2}\n",
+             head);
+    CHECK_OK(parse(text, &g, &err), &err);
+    if (g)
+        CHECK_OK(mg_plan_build(g, &p, &err), &err);
+    if (p)
+        CHECK_INT_EQ(p->n_cells, 3);
+    mg_plan_destroy(&p);
+    mg_grid_destroy(&g);
+    /* Options nothing has: the entry matches nothing, an error at its line. */
+    snprintf(text, sizeof text, "%s  - {prune: {method: l1-unstructured, select: [0.5]}}\n", head);
+    EXPECT_ERROR(text, "t.yaml:8:");
+    snprintf(text, sizeof text, "%s  - {prune: {select: [0.5, 0.9]}}\n", head);
+    EXPECT_ERROR(text, "t.yaml:8:13: exclude[0].prune: prune options other than schedule need the method");
+    snprintf(text, sizeof text, "%s  - {prune: {method: l1-unstructured, select: [1.5]}}\n", head);
+    EXPECT_ERROR(text, "exclude[0].prune.select[0]: expected a sparsity in (0, 1)");
 }
 
 int main(void)
@@ -229,5 +274,6 @@ int main(void)
     test_errors();
     test_plan();
     test_plan_refusal();
+    test_exclude();
     MG_TEST_MAIN_END();
 }
