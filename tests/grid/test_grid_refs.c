@@ -12,29 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grid_check.h"
 #include "miagrid/grid.h"
 #include "mg_test.h"
-
-static mg_status parse(const char *text, mg_grid **g, mg_error *err)
-{
-    mg_error_clear(err);
-    return mg_grid_parse("t.yaml", text, strlen(text), g, err);
-}
-
-static void expect_error_at(int line, const char *text, const char *want)
-{
-    mg_grid *g = NULL;
-    mg_error err;
-    mg_status st = parse(text, &g, &err);
-    mg_test_checks_++;
-    if (st != MG_ERR_CONFIG || g != NULL || !strstr(err.msg, want)) {
-        fprintf(stderr, "%s:%d: FAIL: expected a config error containing \"%s\"\n  got status %d: %s\n", __FILE__,
-                line, want, (int)st, st == MG_OK ? "(no error)" : err.msg);
-        mg_test_failures_++;
-    }
-    mg_grid_destroy(&g);
-}
-#define EXPECT_ERROR(text, want) expect_error_at(__LINE__, text, want)
 
 #define POP "data:\n  split: {population: 4000}\n"
 
