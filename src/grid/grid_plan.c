@@ -327,6 +327,20 @@ static void recipe_reference(mg_strbuf *b, const mg_grid *g, const size_t idx[MG
                      g->train.canon, MG_RECIPE_VERSION);
 }
 
+/* A node prototype of the cell `idx`: its dataset, arch and seed; no
+ * prune, defense or attack, and no early stop, until the caller says. */
+static void proto_begin(mg_node *proto, mg_node_kind kind, mg_role role, const size_t idx[MG_AXIS_COUNT])
+{
+    memset(proto, 0, sizeof *proto);
+    proto->kind = kind;
+    proto->role = role;
+    proto->dataset = idx[MG_AXIS_DATASET];
+    proto->arch = idx[MG_AXIS_ARCH];
+    proto->seed = idx[MG_AXIS_SEED];
+    proto->prune = proto->defense = proto->attack = MG_NO_INDEX;
+    proto->stop_epoch = -1;
+}
+
 /* The reference models of one lira or rmia attack of a cell, interned
  * together so they are consecutive nodes; *first gets the first. Attacks
  * and cells with the same pool and count (and dataset, arch, seed) ask for
@@ -341,14 +355,7 @@ static mg_status plan_references(plan_impl *pi, const mg_grid *g, const size_t i
     mg_strbuf_init(&b);
     for (int r = 0; r < a->references; r++) {
         size_t at = 0;
-        memset(&proto, 0, sizeof proto);
-        proto.kind = MG_NODE_TRAIN;
-        proto.role = MG_ROLE_TARGET;
-        proto.dataset = idx[MG_AXIS_DATASET];
-        proto.arch = idx[MG_AXIS_ARCH];
-        proto.seed = idx[MG_AXIS_SEED];
-        proto.prune = proto.defense = proto.attack = MG_NO_INDEX;
-        proto.stop_epoch = -1;
+        proto_begin(&proto, MG_NODE_TRAIN, MG_ROLE_TARGET, idx);
         proto.reference = r + 1;
         proto.ref_count = a->references;
         proto.ref_online = on;
@@ -469,16 +476,9 @@ static mg_status plan_select(plan_impl *pi, const mg_grid *g, const size_t idx[M
     list = mg_calloc(n_cand * per, sizeof *list, "selection candidates", err);
     if (!list)
         MG_CHECK(MG_ERR_NOMEM);
-    memset(&proto, 0, sizeof proto);
-    proto.kind = MG_NODE_SELECT;
-    proto.role = MG_ROLE_TARGET;
-    proto.dataset = idx[MG_AXIS_DATASET];
-    proto.arch = idx[MG_AXIS_ARCH];
-    proto.seed = idx[MG_AXIS_SEED];
+    proto_begin(&proto, MG_NODE_SELECT, MG_ROLE_TARGET, idx);
     proto.prune = idx[MG_AXIS_PRUNE];
     proto.defense = idx[MG_AXIS_DEFENSE];
-    proto.attack = MG_NO_INDEX;
-    proto.stop_epoch = -1;
     /* The largest candidate: cells whose sparsities admit the same
      * candidates share their select nodes, whichever came first. */
     proto.sparsity = ps->select[n_cand - 1];
@@ -559,17 +559,10 @@ static mg_status plan_cell(plan_impl *pi, const mg_grid *g, const size_t idx[MG_
         int r = m == 0 ? MG_ROLE_TARGET : MG_ROLE_SHADOW;
         int shadow = m == 0 ? 0 : (int)(m - 1);
         size_t dense = 0;
-        memset(&proto, 0, sizeof proto);
-        proto.kind = MG_NODE_TRAIN;
-        proto.role = (mg_role)r;
+        proto_begin(&proto, MG_NODE_TRAIN, (mg_role)r, idx);
         proto.shadow_index = shadow;
-        proto.dataset = idx[MG_AXIS_DATASET];
-        proto.arch = idx[MG_AXIS_ARCH];
-        proto.seed = idx[MG_AXIS_SEED];
-        proto.prune = proto.defense = proto.attack = MG_NO_INDEX;
         if (dense_defended(g, idx))
             proto.defense = idx[MG_AXIS_DEFENSE];
-        proto.stop_epoch = -1;
         proto.bn_l1 = slim_penalty(g, idx);
         size_t extra_first = 0, n_extra = 0;
         if (uses_subsets(g, idx)) {
@@ -616,15 +609,10 @@ static mg_status plan_cell(plan_impl *pi, const mg_grid *g, const size_t idx[MG_
         size_t ref_first = 0;
         if (g->attacks[a].references)
             MG_CHECK(plan_references(pi, g, idx, &g->attacks[a], &ref_first, err));
-        memset(&proto, 0, sizeof proto);
-        proto.kind = MG_NODE_ATTACK;
-        proto.role = MG_ROLE_TARGET;
+        proto_begin(&proto, MG_NODE_ATTACK, MG_ROLE_TARGET, idx);
         proto.n_inputs = 2;
         proto.inputs[0] = cell->model[MG_ROLE_TARGET];
         proto.inputs[1] = cell->model[MG_ROLE_SHADOW];
-        proto.dataset = idx[MG_AXIS_DATASET];
-        proto.arch = idx[MG_AXIS_ARCH];
-        proto.seed = idx[MG_AXIS_SEED];
         proto.prune = pruned ? idx[MG_AXIS_PRUNE] : MG_NO_INDEX;
         proto.defense = pruned || dense_defended(g, idx) ? idx[MG_AXIS_DEFENSE] : MG_NO_INDEX;
         proto.attack = a;
