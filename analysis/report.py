@@ -31,6 +31,8 @@ MODEL_METRICS = {
     "train_acc": "accuracy of the target model on its members",
     "gap": "train − test accuracy of the target model",
     "sparsity": "fraction of the target model's prunable weights masked (measured)",
+    "selected_sparsity": "the candidate sparsity MIA-Pruning's selection kept (selecting cells only)",
+    "selection_gain": "the attack gain on the shadow models at the kept sparsity (−log 4 = −1.386 is a coin)",
 }
 ATTACK_METRICS = {
     "balanced_acc": "attack balanced accuracy on the target model (0.5 = chance)",

@@ -933,6 +933,11 @@ def case_select(r):
     check(np.array_equal(metrics(s1).value.to_numpy(), b.value.to_numpy()), "and it decides the same, bit for bit")
     v = subprocess.run([r.miagrid, "store", "verify", s1], capture_output=True, text=True)
     check(v.returncode == 0 and "0 problems" in v.stdout, "store verify accepts the select nodes")
+    rep = os.path.join(r.tmp, "select-report")
+    p = subprocess.run([sys.executable, os.path.join(HERE, "..", "..", "analysis", "report.py"), s1, rep],
+                       capture_output=True, text=True)
+    check(p.returncode == 0 and os.path.exists(os.path.join(rep, "tables", "selected_sparsity.csv")),
+          "report.py tabulates the selected sparsity")
 
 
 CASES = {
