@@ -270,7 +270,7 @@ size_t mg_conv2d_scratch(const mg_conv2d_shape *s)
         const size_t cols = (size_t)cols_rows_per_chunk(s) * s->W, KH = (size_t)s->KH;
         const size_t KWC = (size_t)Cg * s->KW, KWO = (size_t)OCg * s->KW, ldo = cols_out_ld(s);
         const size_t fwd = KWC * cols_ld(s) + KH * OCg * KWC + (size_t)OCg * ldo;
-        const size_t bwd = KWO * cols_ld(s) + cols * Cg + 2 * KH * Cg * KWO + (size_t)Cg * ldo;
+        const size_t bwd = KWO * cols_ld(s) + cols * Cg + 2 * KH * Cg * KWO;
         if (fwd > n)
             n = fwd;
         if (bwd > n)
@@ -757,10 +757,16 @@ static void conv_cols_forward(float *out, mg_layout lo, const float *inp, mg_lay
             for (int h0 = 0; h0 < H; h0 += per) {
                 const int nr = H - h0 < per ? H - h0 : per, ncols = nr * W;
                 cols_build(R, ld, inp + (size_t)g * Cg * li.sc, li, Cg, n, h0, nr, H, W, KW, pad);
+                /* Without bias or activation the GEMMs write the output in place. */
+                const int direct = !b && act == MG_NO_ACT;
+                float *c0 = direct ? out + (size_t)n * lo.sn + (size_t)g * OCg * lo.sc + (size_t)h0 * W : wide;
+                const int ldc = direct ? (int)lo.sc : (int)ldo;
                 for (int kh = 0; kh < KH; kh++)
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OCg, ncols, Kc, 1.0f,
-                                wk + (size_t)kh * OCg * Kc, Kc, R + (size_t)kh * W, (int)ld, kh ? 1.0f : 0.0f, wide,
-                                (int)ldo);
+                                wk + (size_t)kh * OCg * Kc, Kc, R + (size_t)kh * W, (int)ld, kh ? 1.0f : 0.0f, c0,
+                                ldc);
+                if (direct)
+                    continue;
                 for (int oc = 0; oc < OCg; oc++) {
                     float *o = out + (size_t)n * lo.sn + (size_t)(g * OCg + oc) * lo.sc + (size_t)h0 * W;
                     const float *v = wide + (size_t)oc * ldo;
@@ -781,9 +787,8 @@ static void conv_cols_backward(float *dinp, mg_layout li, int overwrite, float *
 {
     const int G = conv_groups(s), Cg = s->C / G, OCg = s->OC / G, KH = s->KH, KW = s->KW, pad = s->pad;
     const int H = s->H, W = s->W, per = cols_rows_per_chunk(s), Kc = OCg * KW;
-    const size_t ld = cols_ld(s), ldo = cols_out_ld(s), cols = (size_t)per * W;
+    const size_t ld = cols_ld(s), cols = (size_t)per * W;
     float *R = scratch, *inT = R + (size_t)Kc * ld, *wf = inT + cols * Cg, *dwk = wf + (size_t)KH * Cg * Kc;
-    float *wide = dwk + (size_t)KH * Kc * Cg;
     for (int g = 0; g < G; g++) {
         /* wf[kh] (Cg, OCg*KW): wf[kh][c][oc,kw] = w[oc][c][KH-1-kh][KW-1-kw]. */
         for (int kh = 0; kh < KH; kh++)
@@ -807,22 +812,15 @@ static void conv_cols_backward(float *dinp, mg_layout li, int overwrite, float *
                         for (int j = 0; j < qn; j++)
                             inT[(size_t)(q0 + j) * Cg + c] = src[(size_t)c * li.sc + q0 + j];
                 }
+                /* The input gradient's GEMMs write (or add to) dinp in place. */
+                float *d0 = dinp ? dinp + (size_t)n * li.sn + (size_t)g * Cg * li.sc + (size_t)h0 * W : NULL;
                 for (int kh = 0; kh < KH; kh++) {
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Kc, Cg, ncols, 1.0f, R + (size_t)kh * W,
                                 (int)ld, inT, Cg, 1.0f, dwk + (size_t)kh * Kc * Cg, Cg);
                     if (dinp)
                         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cg, ncols, Kc, 1.0f,
-                                    wf + (size_t)kh * Cg * Kc, Kc, R + (size_t)kh * W, (int)ld, kh ? 1.0f : 0.0f,
-                                    wide, (int)ldo);
-                }
-                if (!dinp)
-                    continue;
-                for (int c = 0; c < Cg; c++) {
-                    float *d = dinp + (size_t)n * li.sn + (size_t)(g * Cg + c) * li.sc + (size_t)h0 * W;
-                    if (overwrite)
-                        memcpy(d, wide + (size_t)c * ldo, (size_t)ncols * sizeof(float));
-                    else
-                        add_short(d, wide + (size_t)c * ldo, ncols);
+                                    wf + (size_t)kh * Cg * Kc, Kc, R + (size_t)kh * W, (int)ld,
+                                    kh || !overwrite ? 1.0f : 0.0f, d0, (int)li.sc);
                 }
             }
         float *dwg = dw + (size_t)g * OCg * Cg * KH * KW;

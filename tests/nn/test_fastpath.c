@@ -106,7 +106,7 @@ static void check_near_d(const char *what, const float *a, const double *ref, si
  * accumulate), on N samples in the channel-major layout, against the direct
  * reference. */
 static void conv_case_lay(mg_rng *rng, int N, int C, int H, int OC, int k, int stride, int pad, int groups, int act,
-                          int nchw)
+                          int nchw, int bias)
 {
     mg_conv2d_shape s = {.N = N, .C = C, .H = H, .W = H, .OC = OC, .KH = k, .KW = k, .stride = stride, .pad = pad,
                          .groups = groups};
@@ -127,11 +127,13 @@ static void conv_case_lay(mg_rng *rng, int N, int C, int H, int OC, int k, int s
     fill_uniform(b, (size_t)OC, -1, 1, rng);
     fill_uniform(d, no, -1, 1, rng);
     char what[128];
-    snprintf(what, sizeof what, "conv%s N%d C%d %dx%d OC%d k%d s%d p%d g%d act%d", nchw ? " NCHW" : "", N, C, H, H,
-             OC, k, stride, pad, groups, act);
+    snprintf(what, sizeof what, "conv%s N%d C%d %dx%d OC%d k%d s%d p%d g%d act%d%s", nchw ? " NCHW" : "", N, C, H,
+             H, OC, k, stride, pad, groups, act, bias ? "" : " no bias");
 
-    mg_conv2d_forward_act(out, lo, inp, li, w, b, &s, scratch, act);
-    conv_ref_forward(ref, inp, li, w, b, &s, lo, act);
+    for (size_t i = 0; i < no; i++)
+        out[i] = 1e6f;   /* overwritten, not added to */
+    mg_conv2d_forward_act(out, lo, inp, li, w, bias ? b : NULL, &s, scratch, act);
+    conv_ref_forward(ref, inp, li, w, bias ? b : NULL, &s, lo, act);
     char name[160];
     snprintf(name, sizeof name, "%s out", what);
     check_near_d(name, out, ref, no, 1e-4);
@@ -170,7 +172,7 @@ static void conv_case_lay(mg_rng *rng, int N, int C, int H, int OC, int k, int s
 
 static void conv_case(mg_rng *rng, int N, int C, int H, int OC, int k, int stride, int pad, int groups, int act)
 {
-    conv_case_lay(rng, N, C, H, OC, k, stride, pad, groups, act, 0);
+    conv_case_lay(rng, N, C, H, OC, k, stride, pad, groups, act, 0, 1);
 }
 
 /* Central differences of L = sum(out * r) for an unpadded stride-1 conv in
@@ -270,9 +272,16 @@ static void test_conv(mg_rng *rng)
      * in the NCHW layout of the public kernels. */
     conv_case(rng, 3, 16, 12, 32, 3, 1, 1, 1, MG_ACT_RELU);
     conv_case(rng, 2, 32, 16, 32, 3, 1, 1, 1, MG_NO_ACT);
-    conv_case_lay(rng, 2, 16, 12, 32, 3, 1, 1, 1, MG_NO_ACT, 1);
-    conv_case_lay(rng, 2, 32, 16, 32, 3, 1, 1, 1, MG_ACT_RELU, 1);
-    conv_case_lay(rng, 2, 16, 13, 32, 3, 2, 1, 1, MG_NO_ACT, 1);
+    conv_case_lay(rng, 2, 16, 12, 32, 3, 1, 1, 1, MG_NO_ACT, 1, 1);
+    conv_case_lay(rng, 2, 32, 16, 32, 3, 1, 1, 1, MG_ACT_RELU, 1, 1);
+    conv_case_lay(rng, 2, 16, 13, 32, 3, 2, 1, 1, MG_NO_ACT, 1, 1);
+    /* Without bias or activation (ResNet's convolutions before batch norm)
+     * the by-columns GEMMs write the output in place: one group and two, in
+     * both layouts, one chunk and several. */
+    conv_case_lay(rng, 2, 16, 16, 16, 3, 1, 1, 1, MG_NO_ACT, 0, 0);
+    conv_case_lay(rng, 2, 32, 16, 32, 3, 1, 1, 2, MG_NO_ACT, 0, 0);
+    conv_case_lay(rng, 2, 32, 16, 32, 3, 1, 1, 2, MG_NO_ACT, 1, 0);
+    conv_case_lay(rng, 3, 16, 12, 32, 3, 1, 1, 1, MG_NO_ACT, 1, 0);
     /* Depthwise with a fused ReLU. */
     conv_case(rng, 2, 3, 6, 6, 3, 1, 1, 3, MG_ACT_RELU);
     test_conv_finite_differences(rng);
