@@ -2214,26 +2214,21 @@ static mg_status exclude_prune_fields(const pctx *c, const mg_grid *g, yaml_node
     if (!q)
         return MG_ERR_NOMEM;
     mg_status st = parse_prune(c, n, key, q);
+    /* Which options the entry gives, looked up once. */
+    const int rounds = map_get(c, n, "rounds") != NULL, rate = map_get(c, n, "rate") != NULL;
+    const int rewind = map_get(c, n, "rewind_epoch") != NULL, factors = map_get(c, n, "factors") != NULL;
+    const int rho = map_get(c, n, "rho") != NULL, admm_epochs = map_get(c, n, "admm_epochs") != NULL;
+    const int penalty = map_get(c, n, "penalty") != NULL, layers = map_get(c, n, "layers") != NULL;
+    const int select = map_get(c, n, "select") != NULL;
     for (size_t i = 0; st == MG_OK && i < g->n_prunes; i++) {
         const mg_prune_spec *p = &g->prunes[i];
-        int same = 1;
-        if (map_get(c, n, "rounds"))
-            same &= p->rounds == q->rounds;
-        if (map_get(c, n, "rate"))
-            same &= p->rate == q->rate;
-        if (map_get(c, n, "rewind_epoch"))
-            same &= p->rewind_epoch == q->rewind_epoch;
-        if (map_get(c, n, "factors"))
-            same &= p->factors == q->factors;
-        if (map_get(c, n, "rho"))
-            same &= p->rho == q->rho;
-        if (map_get(c, n, "admm_epochs"))
-            same &= p->admm_epochs == q->admm_epochs;
-        if (map_get(c, n, "penalty"))
-            same &= p->penalty == q->penalty;
-        if (map_get(c, n, "layers"))
+        int same = (!rounds || p->rounds == q->rounds) && (!rate || p->rate == q->rate) &&
+                   (!rewind || p->rewind_epoch == q->rewind_epoch) && (!factors || p->factors == q->factors) &&
+                   (!rho || p->rho == q->rho) && (!admm_epochs || p->admm_epochs == q->admm_epochs) &&
+                   (!penalty || p->penalty == q->penalty);
+        if (layers)
             same &= p->n_layers == q->n_layers && !memcmp(p->layers, q->layers, (size_t)q->n_layers * sizeof q->layers[0]);
-        if (map_get(c, n, "select"))
+        if (select)
             same &= p->n_select == q->n_select && !strcmp(p->select_attack, q->select_attack) &&
                     !memcmp(p->select, q->select, (size_t)q->n_select * sizeof *q->select);
         m[i] = (unsigned char)(m[i] && same);

@@ -1552,7 +1552,8 @@ cleanup:
  * over the shadow models; the candidate of least gain wins (on a tie the
  * sparser). Its target model is copied into the node, with the record of
  * the choice. The target's own members and non-members play no part. */
-static mg_status select_decide(mg_exec_ctx *ctx, const mg_node *node, hid_t f, mg_error *err)
+static mg_status select_decide(mg_exec_ctx *ctx, const mg_node *node, hid_t f, size_t *chosen, double *chosen_gain,
+                               mg_error *err)
 {
     mg_status st = MG_OK;
     const mg_prune_spec *ps = &ctx->grid->prunes[node->prune];
@@ -1601,11 +1602,53 @@ static mg_status select_decide(mg_exec_ctx *ctx, const mg_node *node, hid_t f, m
         st = mg_h5_attr_i64(sel, "chosen", (int64_t)best, err);
     H5Gclose(sel);
     MG_CHECK(st);
+    *chosen = best;
+    *chosen_gain = gain[best];
 cleanup:
     outputs_free(&o);
     free(gain);
     free(bacc);
     free(sparsity);
+    return st;
+}
+
+/* The decision a shadow model's select node follows, read from the
+ * target's select node: the index of the chosen candidate and its gain. */
+static mg_status read_decision(mg_exec_ctx *ctx, const mg_node *node, size_t *chosen, double *chosen_gain,
+                               mg_error *err)
+{
+    mg_status st = MG_OK;
+    const char *decider = ctx->plan->nodes[node->inputs[0]].key;
+    hid_t in = H5I_INVALID_HID;
+    int64_t c = -1;
+    double *gain = NULL;
+    hsize_t d[4];
+    int nd = 0;
+    MG_CHECK(mg_store_node_open(ctx->store, decider, &in, err));
+    hid_t sel = H5Gopen2(in, "selection", H5P_DEFAULT);
+    if (sel < 0 || H5Aexists(sel, "chosen") <= 0) {
+        if (sel >= 0)
+            H5Gclose(sel);
+        MG_FAIL(MG_ERR_STATE, "node %s has no selection/chosen", decider);
+    }
+    hid_t a = H5Aopen(sel, "chosen", H5P_DEFAULT);
+    herr_t rc = a >= 0 ? H5Aread(a, H5T_NATIVE_INT64, &c) : -1;
+    if (a >= 0)
+        H5Aclose(a);
+    H5Gclose(sel);
+    if (rc < 0 || c < 0 || (size_t)c >= node->n_candidates)
+        MG_FAIL(MG_ERR_STATE, "node %s: selection/chosen is not one of its %zu candidates", decider,
+                node->n_candidates);
+    MG_CHECK(mg_h5_read(in, "selection/gain", H5T_NATIVE_DOUBLE, (void **)&gain, d, &nd, err));
+    if (nd != 1 || d[0] != node->n_candidates)
+        MG_FAIL(MG_ERR_STATE, "node %s: selection/gain has %llu values for %zu candidates", decider,
+                (unsigned long long)d[0], node->n_candidates);
+    *chosen = (size_t)c;
+    *chosen_gain = gain[c];
+cleanup:
+    if (in >= 0)
+        H5Fclose(in);
+    free(gain);
     return st;
 }
 
@@ -1616,54 +1659,28 @@ cleanup:
 static mg_status exec_select(mg_exec_ctx *ctx, const mg_node *node, mg_node_writer *w, mg_error *err)
 {
     mg_status st = MG_OK;
-    hid_t f = mg_node_writer_file(w), in = H5I_INVALID_HID;
-    int64_t chosen = 0;
-    double *gain = NULL;
-    hsize_t d[4];
-    int nd = 0;
-    const char *decider = node->role == MG_ROLE_TARGET ? node->key : ctx->plan->nodes[node->inputs[0]].key;
+    hid_t f = mg_node_writer_file(w);
+    size_t chosen = 0, per = 1;
+    double gain = 0.0;
     if (node->role == MG_ROLE_TARGET) {
-        MG_CHECK(select_decide(ctx, node, f, err));
-        in = f;
+        MG_CHECK(select_decide(ctx, node, f, &chosen, &gain, err));
+        per = node->n_cands / node->n_candidates;
     } else {
-        MG_CHECK(mg_store_node_open(ctx->store, decider, &in, err));
-    }
-    hid_t sel = H5Gopen2(in, "selection", H5P_DEFAULT);
-    if (sel < 0 || H5Aexists(sel, "chosen") <= 0) {
-        if (sel >= 0)
-            H5Gclose(sel);
-        MG_FAIL(MG_ERR_STATE, "node %s has no selection/chosen", decider);
-    }
-    hid_t a = H5Aopen(sel, "chosen", H5P_DEFAULT);
-    herr_t rc = a >= 0 ? H5Aread(a, H5T_NATIVE_INT64, &chosen) : -1;
-    if (a >= 0)
-        H5Aclose(a);
-    H5Gclose(sel);
-    if (rc < 0 || chosen < 0 || (size_t)chosen >= node->n_candidates)
-        MG_FAIL(MG_ERR_STATE, "node %s: selection/chosen is not one of its %zu candidates", decider,
-                node->n_candidates);
-    MG_CHECK(mg_h5_read(in, "selection/gain", H5T_NATIVE_DOUBLE, (void **)&gain, d, &nd, err));
-    if (nd != 1 || d[0] != node->n_candidates)
-        MG_FAIL(MG_ERR_STATE, "node %s: selection/gain has %llu values for %zu candidates", decider,
-                (unsigned long long)d[0], node->n_candidates);
-    if (node->role != MG_ROLE_TARGET)
+        MG_CHECK(read_decision(ctx, node, &chosen, &gain, err));
         MG_CHECK(copy_model_node(ctx, ctx->plan->nodes[node->cands[chosen]].key, f, err));
+    }
     /* In the metrics, so that the results table has them. */
     hid_t m = H5Lexists(f, "metrics", H5P_DEFAULT) > 0 ? H5Gopen2(f, "metrics", H5P_DEFAULT)
                                                         : H5Gcreate2(f, "metrics", H5P_DEFAULT, H5P_DEFAULT,
                                                                      H5P_DEFAULT);
     if (m < 0)
         MG_FAIL(MG_ERR_HDF5, "the metrics group does not open");
-    size_t per = node->role == MG_ROLE_TARGET ? node->n_cands / node->n_candidates : 1;
-    st = mg_h5_attr_f64(m, "selected_sparsity", ctx->plan->nodes[node->cands[(size_t)chosen * per]].sparsity, err);
+    st = mg_h5_attr_f64(m, "selected_sparsity", ctx->plan->nodes[node->cands[chosen * per]].sparsity, err);
     if (st == MG_OK)
-        st = mg_h5_attr_f64(m, "selection_gain", gain[chosen], err);
+        st = mg_h5_attr_f64(m, "selection_gain", gain, err);
     H5Gclose(m);
     MG_CHECK(st);
 cleanup:
-    if (in >= 0 && in != f)
-        H5Fclose(in);
-    free(gain);
     return st;
 }
 
