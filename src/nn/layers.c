@@ -19,15 +19,11 @@
  * it is in cache.
  */
 #include "miagrid/nn.h"
+#include "nn/gemm.h"
 #include "nn/nn_internal.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
-
-/* OpenBLAS's cblas.h pulls in <complex.h>, whose macro I would rewrite the
- * dimension names below. */
-#undef I
 
 /* ---- linear ------------------------------------------------------------------ */
 
@@ -90,7 +86,7 @@ static void bias1_act(float *restrict o, float b, size_t n, int act)
 void mg_linear_forward_act(float *out, const float *inp, const float *w, const float *b, int N, int I, int O,
                            int act)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, O, I, 1.0f, inp, I, w, I, 0.0f, out, O);
+    mg_gemm_nt(N, O, I, inp, I, w, I, 0.0f, out, O);
     if (!b && act == MG_NO_ACT)
         return;
     for (int n = 0; n < N; n++)
@@ -108,8 +104,8 @@ void mg_linear_backward(float *dinp, float *dw, float *db, const float *dout, co
                         const float *w, int N, int I, int O)
 {
     if (dinp)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, I, O, 1.0f, dout, O, w, I, 1.0f, dinp, I);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, I, N, 1.0f, dout, O, inp, I, 1.0f, dw, I);
+        mg_gemm(0, N, I, O, dout, O, w, I, 1.0f, dinp, I);
+    mg_gemm(1, O, I, N, dout, O, inp, I, 1.0f, dw, I);
     if (db) {
         for (int n = 0; n < N; n++) {
             const float *row = dout + (size_t)n * O;
@@ -762,9 +758,8 @@ static void conv_cols_forward(float *out, mg_layout lo, const float *inp, mg_lay
                 float *c0 = direct ? out + (size_t)n * lo.sn + (size_t)g * OCg * lo.sc + (size_t)h0 * W : wide;
                 const int ldc = direct ? (int)lo.sc : (int)ldo;
                 for (int kh = 0; kh < KH; kh++)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OCg, ncols, Kc, 1.0f,
-                                wk + (size_t)kh * OCg * Kc, Kc, R + (size_t)kh * W, (int)ld, kh ? 1.0f : 0.0f, c0,
-                                ldc);
+                    mg_gemm(0, OCg, ncols, Kc, wk + (size_t)kh * OCg * Kc, Kc, R + (size_t)kh * W, (int)ld,
+                            kh ? 1.0f : 0.0f, c0, ldc);
                 if (direct)
                     continue;
                 for (int oc = 0; oc < OCg; oc++) {
@@ -815,12 +810,11 @@ static void conv_cols_backward(float *dinp, mg_layout li, int overwrite, float *
                 /* The input gradient's GEMMs write (or add to) dinp in place. */
                 float *d0 = dinp ? dinp + (size_t)n * li.sn + (size_t)g * Cg * li.sc + (size_t)h0 * W : NULL;
                 for (int kh = 0; kh < KH; kh++) {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Kc, Cg, ncols, 1.0f, R + (size_t)kh * W,
-                                (int)ld, inT, Cg, 1.0f, dwk + (size_t)kh * Kc * Cg, Cg);
+                    mg_gemm(0, Kc, Cg, ncols, R + (size_t)kh * W, (int)ld, inT, Cg, 1.0f, dwk + (size_t)kh * Kc * Cg,
+                            Cg);
                     if (dinp)
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cg, ncols, Kc, 1.0f,
-                                    wf + (size_t)kh * Cg * Kc, Kc, R + (size_t)kh * W, (int)ld,
-                                    kh || !overwrite ? 1.0f : 0.0f, d0, (int)li.sc);
+                        mg_gemm(0, Cg, ncols, Kc, wf + (size_t)kh * Cg * Kc, Kc, R + (size_t)kh * W, (int)ld,
+                                kh || !overwrite ? 1.0f : 0.0f, d0, (int)li.sc);
                 }
             }
         float *dwg = dw + (size_t)g * OCg * Cg * KH * KW;
@@ -879,8 +873,8 @@ void mg_conv2d_forward_act(float *out, mg_layout lo, const float *inp, mg_layout
                 col = scratch;
                 ldb = ncols;
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OCg, ncols, K, 1.0f, w + (size_t)g * OCg * K, K,
-                        col, ldb, 0.0f, out + (size_t)g * OCg * lo.sc + ooff, (int)lo.sc);
+            mg_gemm(0, OCg, ncols, K, w + (size_t)g * OCg * K, K, col, ldb, 0.0f, out + (size_t)g * OCg * lo.sc + ooff,
+                    (int)lo.sc);
         }
         if (b || act != MG_NO_ACT)
             for (int oc = 0; oc < s->OC; oc++) {
@@ -919,10 +913,10 @@ static void gemm_abt_acc(float *c, const float *a, int lda, const float *b, int 
             for (int k = 0; k < K; k++)
                 bt[(size_t)k * N + n] = brow[k];
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, a, lda, bt, N, 1.0f, c, N);
+        mg_gemm(0, M, N, K, a, lda, bt, N, 1.0f, c, N);
         return;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, lda, b, ldb, 1.0f, c, N);
+    mg_gemm_nt(M, N, K, a, lda, b, ldb, 1.0f, c, N);
 }
 
 /* Per group: dw_g += dout_g col_g^T (accumulated transposed, as col dout^T,
@@ -1000,8 +994,7 @@ void mg_conv2d_backward_lay(float *dinp, mg_layout li, int overwrite, float *dw,
                 im2col(col, dg, lo, OCg, r0, nr, &tg);
                 gemm_abt_acc(dwt, col, ncols, ing + ioff, (int)li.sc, OCg * KK, Cg, ncols, bt);
                 if (dig)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cg, ncols, OCg * KK, 1.0f, wflip, OCg * KK,
-                                col, ncols, beta, dig + ioff, (int)li.sc);
+                    mg_gemm(0, Cg, ncols, OCg * KK, wflip, OCg * KK, col, ncols, beta, dig + ioff, (int)li.sc);
                 r0 += nr;
             }
             float *dwg = dw + (size_t)g * OCg * K;
@@ -1035,12 +1028,10 @@ void mg_conv2d_backward_lay(float *dinp, mg_layout li, int overwrite, float *dw,
             }
             gemm_abt_acc(dwt, a, lda, dg + ooff, (int)lo.sc, K, OCg, ncols, bt);
             if (dig && pw) {
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Cg, ncols, OCg, 1.0f, wg, K, dg + ooff,
-                            (int)lo.sc, beta, dig + ioff, (int)li.sc);
+                mg_gemm(1, Cg, ncols, OCg, wg, K, dg + ooff, (int)lo.sc, beta, dig + ioff, (int)li.sc);
             } else if (dig) {
                 /* The column buffer is free again once dw has consumed it. */
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, ncols, OCg, 1.0f, wg, K, dg + ooff,
-                            (int)lo.sc, 0.0f, col, ncols);
+                mg_gemm(1, K, ncols, OCg, wg, K, dg + ooff, (int)lo.sc, 0.0f, col, ncols);
                 if (k1 && overwrite)
                     col2im_write_k1(dig, li, col, Cg, r0, nr, &geom);
                 else

@@ -112,9 +112,13 @@ static int fd_check(fd_ctx *c, float *v, double analytic, double *maxdiff, const
     double g1 = central(c, v, 1e-3f, f0, &f, &b), g2 = central(c, v, 5e-4f, f0, &f, &b);
     if (fabs(g1 - g2) > 0.01 * fabs(g2) + 1e-4 || fabs(f - b) > 0.01 * fabs(g2) + 5e-4)
         return 0;
+    /* The forward sums in float, so each difference carries rounding noise
+     * of a few ulps of the loss over the step: about 1e-4 at 5e-4 for this
+     * loss (the same gradient entry measured 0.01249 and 0.01264 under two
+     * GEMM kernels' summation orders), hence the absolute tolerance. */
     double d = fabs(analytic - g2);
     mg_test_checks_++;
-    if (!(d <= 1e-4 + 5e-3 * fabs(g2)))
+    if (!(d <= 2.5e-4 + 5e-3 * fabs(g2)))
         MG_T_FAIL_("%s[%zu]: analytic %.7g vs numeric %.7g", what, idx, analytic, g2);
     if (d > *maxdiff)
         *maxdiff = d;
