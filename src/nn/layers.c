@@ -25,6 +25,10 @@
 #include <math.h>
 #include <string.h>
 
+#ifdef __SSE__
+#include <xmmintrin.h>
+#endif
+
 /* ---- linear ------------------------------------------------------------------ */
 
 /* o = act(o + b) over n floats (b may be NULL, act MG_NO_ACT, MG_ACT_RELU or
@@ -350,24 +354,44 @@ static inline void copy_short(float *restrict d, const float *restrict s, int n)
         d[k] = s[k];
 }
 
-/* d[0..n) = s[0], s[2], s[4], ...: the windows of a stride-2 convolution. */
+/* d[0..n) = s[0], s[2], s[4], ...: the windows of a stride-2 convolution.
+ * The compiler leaves this gather scalar, so SSE shuffles do it: a block of
+ * four reads eight floats, the last block (ending at n, overlapping the one
+ * before) the seven it needs. */
 static inline void copy_stride2(float *restrict d, const float *restrict s, int n)
 {
     int k = 0;
-    for (; k + 4 <= n; k += 4)
-        for (int j = 0; j < 4; j++)
-            d[k + j] = s[2 * (k + j)];
+#ifdef __SSE__
+    if (n >= 4) {
+        for (; k + 4 < n; k += 4)
+            _mm_storeu_ps(
+                d + k, _mm_shuffle_ps(_mm_loadu_ps(s + 2 * k), _mm_loadu_ps(s + 2 * k + 4), _MM_SHUFFLE(2, 0, 2, 0)));
+        const float *t = s + 2 * (n - 4);
+        _mm_storeu_ps(d + n - 4, _mm_shuffle_ps(_mm_loadu_ps(t), _mm_loadu_ps(t + 3), _MM_SHUFFLE(3, 1, 2, 0)));
+        return;
+    }
+#endif
     for (; k < n; k++)
         d[k] = s[2 * k];
 }
 
 /* d[0], d[2], d[4], ... += s[0..n): the scatter of a stride-2 convolution.
  * Blocks of four read eight floats and write them back, the odd ones
- * unchanged, which compiles to vector shuffles; a block stops short of the
- * last even float so that it never touches a float past it. */
+ * unchanged, in SSE shuffles (the compiler leaves the loop scalar); a block
+ * stops short of the last even float so that it never touches a float past
+ * it. */
 static inline void add_stride2(float *restrict d, const float *restrict s, int n)
 {
     int k = 0;
+#ifdef __SSE__
+    for (; k + 5 <= n; k += 4) {
+        const __m128 a = _mm_loadu_ps(d + 2 * k), b = _mm_loadu_ps(d + 2 * k + 4);
+        const __m128 e = _mm_add_ps(_mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)), _mm_loadu_ps(s + k));
+        const __m128 o = _mm_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+        _mm_storeu_ps(d + 2 * k, _mm_unpacklo_ps(e, o));
+        _mm_storeu_ps(d + 2 * k + 4, _mm_unpackhi_ps(e, o));
+    }
+#endif
     for (; k + 5 <= n; k += 4)
         for (int j = 0; j < 4; j++) {
             const float e = d[2 * (k + j)] + s[k + j], o = d[2 * (k + j) + 1];
