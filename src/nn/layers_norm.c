@@ -10,7 +10,12 @@
 #include "nn/nn_internal.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
+
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 /* Sum of x[0..n) with eight independent partial sums, so that the additions
  * pipeline (and vectorise) instead of waiting on one another. */
@@ -78,6 +83,84 @@ static void grad_sums8(const float *restrict d, const float *restrict x, const f
     *sgx = tb;
 }
 
+/* The fused ReLU's mask, one bit per output (bit j of byte k for output
+ * 8k+j of the tensor, in the layout's order), set where the output is
+ * positive. The backward reads it instead of the output, a 32nd of the
+ * bytes, on loops whose time is memory traffic. It covers layouts whose
+ * channels are single rows of whole bytes of it. */
+static int keep_ok(mg_layout l, int N, int S)
+{
+    return l.sn == (size_t)S && l.sc == (size_t)N * S && ((size_t)N * S) % 8 == 0;
+}
+
+/* keep[i/8] for o[0..n), n a multiple of 8. */
+static void keep_bits(uint8_t *restrict keep, const float *restrict o, int n)
+{
+    int i = 0;
+#ifdef __SSE2__
+    const __m128 z = _mm_setzero_ps();
+    for (; i < n; i += 8) {
+        const int lo = _mm_movemask_ps(_mm_cmpgt_ps(_mm_loadu_ps(o + i), z));
+        const int hi = _mm_movemask_ps(_mm_cmpgt_ps(_mm_loadu_ps(o + i + 4), z));
+        keep[i / 8] = (uint8_t)(lo | hi << 4);
+    }
+#endif
+    for (; i < n; i += 8) {
+        unsigned b = 0;
+        for (int j = 0; j < 8; j++)
+            b |= (unsigned)(o[i + j] > 0.0f) << j;
+        keep[i / 8] = (uint8_t)b;
+    }
+}
+
+/* d[j] where bit j of b is set, +0 elsewhere: mg_mask_pos from the bit. */
+static inline float keep_pos(unsigned b, int j, float d)
+{
+    uint32_t u, m = 0u - ((b >> j) & 1u);
+    memcpy(&u, &d, sizeof u);
+    u &= m;
+    memcpy(&d, &u, sizeof d);
+    return d;
+}
+
+/* grad_sums8 with the ReLU's mask as bits (keep_bits), n a multiple of 8:
+ * the same operations lane for lane. */
+static void grad_sums8_keep(const float *restrict d, const float *restrict x, const uint8_t *restrict keep, float m,
+                            int n, float *sg, float *sgx)
+{
+    float a[8] = {0}, b[8] = {0};
+    int i = 0;
+#ifdef __SSE2__
+    const __m128i s0 = _mm_setr_epi32(1, 2, 4, 8), s1 = _mm_setr_epi32(16, 32, 64, 128);
+    const __m128 mv = _mm_set1_ps(m);
+    __m128 a0 = _mm_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
+    for (; i < n; i += 8) {
+        const __m128i k = _mm_set1_epi32(keep[i / 8]);
+        const __m128 g0 = _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(_mm_and_si128(k, s0), s0)), _mm_loadu_ps(d + i));
+        const __m128 g1 =
+            _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(_mm_and_si128(k, s1), s1)), _mm_loadu_ps(d + i + 4));
+        a0 = _mm_add_ps(a0, g0);
+        a1 = _mm_add_ps(a1, g1);
+        b0 = _mm_add_ps(b0, _mm_mul_ps(g0, _mm_sub_ps(_mm_loadu_ps(x + i), mv)));
+        b1 = _mm_add_ps(b1, _mm_mul_ps(g1, _mm_sub_ps(_mm_loadu_ps(x + i + 4), mv)));
+    }
+    _mm_storeu_ps(a, a0);
+    _mm_storeu_ps(a + 4, a1);
+    _mm_storeu_ps(b, b0);
+    _mm_storeu_ps(b + 4, b1);
+#endif
+    for (; i < n; i += 8) {
+        const unsigned kb = keep[i / 8];
+        for (int j = 0; j < 8; j++) {
+            float g = keep_pos(kb, j, d[i + j]);
+            a[j] += g;
+            b[j] += g * (x[i + j] - m);
+        }
+    }
+    *sg = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+    *sgx = ((b[0] + b[1]) + (b[2] + b[3])) + ((b[4] + b[5]) + (b[6] + b[7]));
+}
+
 /* The sums above in blocks of BLOCK floats added in double, so that a long
  * row (a whole channel of a batch) keeps float sums short. */
 enum { BLOCK = 2048 };
@@ -98,11 +181,16 @@ static double sqdev_d(const float *x, float m, int n)
     return t;
 }
 
-static void grad_sums_d(const float *d, const float *x, const float *out, float m, int n, double *sg, double *sgx)
+static void grad_sums_d(const float *d, const float *x, const float *out, const uint8_t *keep, float m, int n,
+                        double *sg, double *sgx)
 {
     for (int i = 0; i < n; i += BLOCK) {
         float a, b;
-        grad_sums8(d + i, x + i, out ? out + i : NULL, m, n - i < BLOCK ? n - i : BLOCK, &a, &b);
+        const int len = n - i < BLOCK ? n - i : BLOCK;
+        if (keep)
+            grad_sums8_keep(d + i, x + i, keep + i / 8, m, len, &a, &b);
+        else
+            grad_sums8(d + i, x + i, out ? out + i : NULL, m, len, &a, &b);
         *sg += a;
         *sgx += b;
     }
@@ -185,12 +273,47 @@ static inline void bn_dx(float *restrict di, const float *restrict d, const floa
     }
 }
 
+/* bn_dx masked by the ReLU's bits, n a multiple of 8. */
+static void bn_dx_keep(float *restrict di, const float *restrict d, const float *restrict x,
+                       const uint8_t *restrict keep, int n, float fa, float fb, float fc, float fm, int acc)
+{
+    int i = 0;
+#ifdef __SSE2__
+    const __m128i s0 = _mm_setr_epi32(1, 2, 4, 8), s1 = _mm_setr_epi32(16, 32, 64, 128);
+    const __m128 av = _mm_set1_ps(fa), bv = _mm_set1_ps(fb), cv = _mm_set1_ps(fc), mv = _mm_set1_ps(fm);
+    for (; i < n; i += 8) {
+        const __m128i k = _mm_set1_epi32(keep[i / 8]);
+        const __m128 g0 = _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(_mm_and_si128(k, s0), s0)), _mm_loadu_ps(d + i));
+        const __m128 g1 =
+            _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(_mm_and_si128(k, s1), s1)), _mm_loadu_ps(d + i + 4));
+        __m128 v0 = _mm_sub_ps(_mm_sub_ps(_mm_mul_ps(av, g0), _mm_mul_ps(bv, _mm_sub_ps(_mm_loadu_ps(x + i), mv))), cv);
+        __m128 v1 =
+            _mm_sub_ps(_mm_sub_ps(_mm_mul_ps(av, g1), _mm_mul_ps(bv, _mm_sub_ps(_mm_loadu_ps(x + i + 4), mv))), cv);
+        if (acc) {
+            v0 = _mm_add_ps(_mm_loadu_ps(di + i), v0);
+            v1 = _mm_add_ps(_mm_loadu_ps(di + i + 4), v1);
+        }
+        _mm_storeu_ps(di + i, v0);
+        _mm_storeu_ps(di + i + 4, v1);
+    }
+#endif
+    for (; i < n; i += 8) {
+        const unsigned kb = keep[i / 8];
+        for (int j = 0; j < 8; j++) {
+            float v = fa * keep_pos(kb, j, d[i + j]) - fb * (x[i + j] - fm) - fc;
+            di[i + j] = acc ? di[i + j] + v : v;
+        }
+    }
+}
+
 /* inp, out (N,C,S) with layout l; mean, rstd (C) */
 void mg_bn_forward_fused(float *out, float *mean, float *rstd, const float *inp, mg_layout l, const float *gamma,
                          const float *beta, float *run_mean, float *run_var, int N, int C, int S, int train,
-                         float momentum, float eps, const float *res, int relu)
+                         float momentum, float eps, const float *res, int relu, uint8_t *keep)
 {
     const double M = (double)N * S;
+    if (!relu || !keep_ok(l, N, S))
+        keep = NULL;
     for (int c = 0; c < C; c++) {
         const chan_rows cr = rows_of(l, c, N, S);
         float m, r;
@@ -216,30 +339,37 @@ void mg_bn_forward_fused(float *out, float *mean, float *rstd, const float *inp,
         mean[c] = m;
         rstd[c] = r;
         const float scale = r * gamma[c], shift = beta[c] - m * scale;
-        for (int k = 0; k < cr.nrows; k++) {
-            const size_t off = cr.base + k * cr.step;
-            if (res)
-                affine_add(out + off, inp + off, res + off, cr.len, scale, shift, relu);
-            else
-                affine(out + off, inp + off, cr.len, scale, shift, relu);
-        }
+        /* In spans of BLOCK, whose outputs are still in L1 for their bits. */
+        for (int k = 0; k < cr.nrows; k++)
+            for (int i = 0; i < cr.len; i += BLOCK) {
+                const size_t off = cr.base + k * cr.step + (size_t)i;
+                const int len = cr.len - i < BLOCK ? cr.len - i : BLOCK;
+                if (res)
+                    affine_add(out + off, inp + off, res + off, len, scale, shift, relu);
+                else
+                    affine(out + off, inp + off, len, scale, shift, relu);
+                if (keep)
+                    keep_bits(keep + off / 8, out + off, len);
+            }
     }
 }
 
 /* dx = gamma*rstd * (g - mean(g) - xhat*mean(g*xhat)) in train mode, gamma*rstd*g in eval;
  * written as a*g - b*(x - mean) - c per channel. */
-void mg_bn_backward_fused(float *dinp, int overwrite, float *dgamma, float *dbeta, const float *dout,
-                          const float *inp, const float *out, mg_layout l, const float *mean, const float *rstd,
+void mg_bn_backward_fused(float *dinp, int overwrite, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                          const float *out, const uint8_t *keep, mg_layout l, const float *mean, const float *rstd,
                           const float *gamma, int N, int C, int S, int train)
 {
     const double M = (double)N * S;
+    if (!out || !keep_ok(l, N, S))
+        keep = NULL;
     for (int c = 0; c < C; c++) {
         const chan_rows cr = rows_of(l, c, N, S);
         const float fm = mean[c];
         double sg = 0.0, sgx = 0.0;
         for (int k = 0; k < cr.nrows; k++) {
             const size_t o = cr.base + k * cr.step;
-            grad_sums_d(dout + o, inp + o, out ? out + o : NULL, fm, cr.len, &sg, &sgx);
+            grad_sums_d(dout + o, inp + o, out ? out + o : NULL, keep ? keep + o / 8 : NULL, fm, cr.len, &sg, &sgx);
         }
         const double r = rstd[c];
         const double sgxhat = sgx * r;   /* sum of g * xhat */
@@ -257,7 +387,9 @@ void mg_bn_backward_fused(float *dinp, int overwrite, float *dgamma, float *dbet
         for (int k = 0; k < cr.nrows; k++) {
             const size_t off = cr.base + k * cr.step;
             const float *o = out ? out + off : NULL;
-            if (o && overwrite)
+            if (keep)
+                bn_dx_keep(dinp + off, dout + off, inp + off, keep + off / 8, cr.len, fa, fb, fc, fm, !overwrite);
+            else if (o && overwrite)
                 bn_dx(dinp + off, dout + off, inp + off, o, cr.len, fa, fb, fc, fm, 1, 0);
             else if (o)
                 bn_dx(dinp + off, dout + off, inp + off, o, cr.len, fa, fb, fc, fm, 1, 1);
@@ -274,8 +406,8 @@ void mg_batchnorm_forward(float *out, float *mean, float *rstd, const float *inp
                           float momentum, float eps)
 {
     mg_layout l = {(size_t)C * S, (size_t)S};
-    mg_bn_forward_fused(out, mean, rstd, inp, l, gamma, beta, run_mean, run_var, N, C, S, train, momentum, eps, NULL,
-                        0);
+    mg_bn_forward_fused(out, mean, rstd, inp, l, gamma, beta, run_mean, run_var, N, C, S, train, momentum, eps, NULL, 0,
+                        NULL);
 }
 
 void mg_batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
@@ -283,7 +415,7 @@ void mg_batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float
                            int train)
 {
     mg_layout l = {(size_t)C * S, (size_t)S};
-    mg_bn_backward_fused(dinp, 0, dgamma, dbeta, dout, inp, NULL, l, mean, rstd, gamma, N, C, S, train);
+    mg_bn_backward_fused(dinp, 0, dgamma, dbeta, dout, inp, NULL, NULL, l, mean, rstd, gamma, N, C, S, train);
 }
 
 /* ---- layer norm ------------------------------------------------------------------ */

@@ -267,6 +267,8 @@ int mg_g_bn(mg_model *m, const char *name, int x, int relu)
     op->rv = rv;
     op->act = relu ? MG_ACT_RELU : MG_NO_ACT;
     op->cache_fixed = 2 * (size_t)C;
+    if (S > 1)
+        op->cache_ps = MG_BN_KEEP_FLOATS(C, S);
     return m->build_st == MG_OK ? op->out : -1;
 }
 
@@ -978,6 +980,24 @@ static mg_layout bn_layout(const mg_op *op, int batch)
     return chan_major(batch, (size_t)op->S);
 }
 
+/* The bits of the ReLU that batch norm i fuses (mg_bn_forward_fused), in its
+ * cache after the mean and rstd; NULL where it keeps none. */
+static uint8_t *bn_keep(const mg_model *m, int i)
+{
+    const mg_op *op = &m->ops[i];
+    return op->cache_ps ? (uint8_t *)(m->cache[i] + 2 * (size_t)op->C) : NULL;
+}
+
+/* Those of the ReLU after add a: the bits of the batch norm whose forward
+ * runs the add (plan_deferred_grads), if one does. */
+static const uint8_t *add_keep(const mg_model *m, int a)
+{
+    for (int p = 0; p < m->n_ops; p++)
+        if (m->ops[p].kind == MG_OP_BN && m->ops[p].fuse_add == a)
+            return bn_keep(m, p);
+    return NULL;
+}
+
 /* (C, N, S) <-> (N, C, S); add accumulates into dst. */
 static void transpose_cn(float *dst, const float *src, int C, int N, size_t S, int to_nc, int add)
 {
@@ -1040,7 +1060,7 @@ static void op_forward(mg_model *m, int i, int batch, int train)
         mg_bn_forward_fused(add ? vact(m, add->out) : out, cache, cache + op->C, in, bn_layout(op, batch),
                             pparam(m, op->w), pparam(m, op->b), m->buffers + op->rm, m->buffers + op->rv, batch, op->C,
                             op->S, train, MG_BN_MOMENTUM, MG_BN_EPS, res,
-                            add ? add->act == MG_ACT_RELU : op->act == MG_ACT_RELU);
+                            add ? add->act == MG_ACT_RELU : op->act == MG_ACT_RELU, bn_keep(m, i));
         break;
     }
     case MG_OP_LN: {
@@ -1200,8 +1220,8 @@ static void op_backward(mg_model *m, int i, int batch)
         int fresh;
         float *din = grad_in(m, op->in[0], batch, &fresh);
         mg_bn_backward_fused(din, fresh, gparam(m, op->w), gparam(m, op->b), m->grad[ra], vact(m, op->in[0]),
-                             add->act == MG_ACT_RELU ? m->act[ra] : NULL, bn_layout(op, batch), m->cache[i],
-                             m->cache[i] + op->C, pparam(m, op->w), batch, op->C, op->S, m->last_train);
+                             add->act == MG_ACT_RELU ? m->act[ra] : NULL, add_keep(m, op->defer), bn_layout(op, batch),
+                             m->cache[i], m->cache[i] + op->C, pparam(m, op->w), batch, op->C, op->S, m->last_train);
         return;
     }
     if (!m->ready[ro]) {
@@ -1237,9 +1257,8 @@ static void op_backward(mg_model *m, int i, int batch)
         int fresh;
         float *din = grad_in(m, op->in[0], batch, &fresh);
         mg_bn_backward_fused(din, fresh, gparam(m, op->w), gparam(m, op->b), dout, in,
-                             op->act == MG_ACT_RELU ? out : NULL, bn_layout(op, batch), cache, cache + op->C,
-                             pparam(m, op->w), batch,
-                             op->C, op->S, m->last_train);
+                             op->act == MG_ACT_RELU ? out : NULL, bn_keep(m, i), bn_layout(op, batch), cache,
+                             cache + op->C, pparam(m, op->w), batch, op->C, op->S, m->last_train);
         break;
     }
     case MG_OP_LN: {

@@ -382,14 +382,19 @@ void mg_maxpool2_backward_cover(float *dinp, int overwrite, const float *dout, c
 
 /* mg_batchnorm_forward over (N,C,S) with layout l (rows of S contiguous),
  * followed, when res is given, by the addition of res (same shape and
- * layout) and, when relu is set, by a ReLU, in the same pass. */
+ * layout) and, when relu is set, by a ReLU, in the same pass. With a ReLU,
+ * keep (N * MG_BN_KEEP_FLOATS(C, S) floats, or NULL) receives its mask as
+ * bits where the layout allows. */
 void mg_bn_forward_fused(float *out, float *mean, float *rstd, const float *inp, mg_layout l, const float *gamma,
                          const float *beta, float *run_mean, float *run_var, int N, int C, int S, int train,
-                         float momentum, float eps, const float *res, int relu);
-/* mg_batchnorm_backward through a fused ReLU (out given: its output) and, when
+                         float momentum, float eps, const float *res, int relu, uint8_t *keep);
+/* mg_batchnorm_backward through a fused ReLU (out given: its output, and
+ * keep, when not NULL, the bits the forward wrote with it) and, when
  * overwrite is set, writing dinp instead of adding to it. */
-void mg_bn_backward_fused(float *dinp, int overwrite, float *dgamma, float *dbeta, const float *dout,
-                          const float *inp, const float *out, mg_layout l, const float *mean, const float *rstd,
+void mg_bn_backward_fused(float *dinp, int overwrite, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                          const float *out, const uint8_t *keep, mg_layout l, const float *mean, const float *rstd,
                           const float *gamma, int N, int C, int S, int train);
+/* Floats per sample that hold the bits of a fused ReLU over C*S outputs. */
+#define MG_BN_KEEP_FLOATS(C, S) (((size_t)(C) * (size_t)(S) + 31) / 32)
 
 #endif

@@ -520,6 +520,85 @@ static void test_fused_graph(void)
     mg_model_destroy(&m);
 }
 
+/* A residual block, conv -> BN+ReLU -> conv -> BN, plus a 1x1 conv -> BN
+ * shortcut, added and through a ReLU: with the ReLUs fused into the batch
+ * norms and the add (whose backward masks by the bits the forward keeps
+ * when every channel is whole bytes of them, and by the output otherwise)
+ * against the same graph with separate ReLUs. */
+static mg_model *build_block(int fused, int hw)
+{
+    mg_model *m = NULL;
+    mg_error err = {0};
+    CHECK_OK(mg_graph_begin(&m, "bn-relu-test", 2, hw, hw, 3, 0, &err), &err);
+    if (!m)
+        return NULL;
+    int a = mg_g_bn(m, "bn1", mg_g_conv(m, "conv1", 0, 4, 3, 1, 1, 1, 0), fused);
+    if (!fused)
+        a = mg_g_act(m, a, MG_ACT_RELU);
+    int b = mg_g_bn(m, "bn2", mg_g_conv(m, "conv2", a, 4, 3, 1, 1, 1, 0), 0);
+    int sc = mg_g_bn(m, "bn3", mg_g_conv(m, "short", 0, 4, 1, 1, 0, 1, 0), 0);
+    int o = mg_g_add(m, b, sc, fused);
+    if (!fused)
+        o = mg_g_act(m, o, MG_ACT_RELU);
+    int logits = mg_g_linear(m, "fc", mg_g_flatten(m, mg_g_gap(m, o)), 3, 1);
+    CHECK_OK(mg_graph_finish(&m, logits, &err), &err);
+    return m;
+}
+
+static void test_bn_relu_bits(int hw, int B)
+{
+    mg_model *mf = build_block(1, hw), *ms = build_block(0, hw);
+    if (!mf || !ms) {
+        mg_model_destroy(&mf);
+        mg_model_destroy(&ms);
+        return;
+    }
+    mg_rng r1, r2, rx;
+    mg_rng_seed(&r1, 11, "bn-relu", "init");
+    mg_rng_seed(&r2, 11, "bn-relu", "init");
+    mg_rng_seed(&rx, 11, "bn-relu", "data");
+    mg_model_init_params(mf, &r1);
+    mg_model_init_params(ms, &r2);
+    const size_t in = (size_t)2 * hw * hw;
+    float *x = malloc((size_t)B * in * sizeof(float));
+    int32_t y[8];
+    if (!x || B > 8) {
+        CHECK(0);
+        free(x);
+        mg_model_destroy(&mf);
+        mg_model_destroy(&ms);
+        return;
+    }
+    fill_uniform(x, (size_t)B * in, -1, 1, &rx);
+    for (int i = 0; i < B; i++)
+        y[i] = i % 3;
+    mg_error err = {0};
+    mg_model_set_input_grad(mf, 1);
+    mg_model_set_input_grad(ms, 1);
+    /* Twice: the second forward's bits replace the first's. */
+    for (int rep = 0; rep < 2; rep++) {
+        const float *zf = NULL, *zs = NULL;
+        mg_model_zero_grad(mf);
+        mg_model_zero_grad(ms);
+        CHECK_OK(mg_model_forward(mf, x, B, 1, &zf, &err), &err);
+        CHECK_OK(mg_model_forward(ms, x, B, 1, &zs, &err), &err);
+        CHECK_TENSOR_NEAR(zf, zs, (size_t)B * 3, 0.0);
+        double lf = 0.0, ls = 0.0;
+        CHECK_OK(mg_model_backward(mf, y, B, &lf, NULL, &err), &err);
+        CHECK_OK(mg_model_backward(ms, y, B, &ls, NULL, &err), &err);
+        CHECK(lf == ls);
+        CHECK_TENSOR_NEAR(mg_model_grads(mf), mg_model_grads(ms), mg_model_n_params(mf), 0.0);
+        CHECK_TENSOR_NEAR(mg_model_input_grad(mf), mg_model_input_grad(ms), (size_t)B * in, 0.0);
+        for (size_t i = 0; i < (size_t)B * in; i++)
+            x[i] = -x[i];
+    }
+    printf("  residual block, %dx%d planes, batch %d (%s): fused ReLUs give every gradient bit for bit\n", hw, hw, B,
+           (size_t)B * hw * hw % 8 == 0 ? "mask as bits" : "mask from the output");
+    free(x);
+    mg_model_destroy(&mf);
+    mg_model_destroy(&ms);
+}
+
 int main(void)
 {
     mg_rng rng;
@@ -529,5 +608,8 @@ int main(void)
     test_tanh();
     test_sgd(&rng);
     test_fused_graph();
+    test_bn_relu_bits(4, 2);
+    test_bn_relu_bits(4, 8);
+    test_bn_relu_bits(3, 5);
     MG_TEST_MAIN_END();
 }
