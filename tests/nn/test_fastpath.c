@@ -466,26 +466,30 @@ static mg_model *build_small(int fused)
     return m;
 }
 
-static void test_fused_graph(void)
+/* Two models built to compute the same: 0 (both freed) if either failed to
+ * build, else 1 with the same initial parameters in both, drawn from seed
+ * and tag, and rx seeded for their data. */
+static int twins_ready(mg_model **a, mg_model **b, uint64_t seed, const char *tag, mg_rng *rx)
 {
-    mg_model *mf = build_small(1), *ms = build_small(0);
-    if (!mf || !ms) {
-        mg_model_destroy(&mf);
-        mg_model_destroy(&ms);
-        return;
+    if (!*a || !*b) {
+        mg_model_destroy(a);
+        mg_model_destroy(b);
+        return 0;
     }
-    mg_rng r1, r2, rx;
-    mg_rng_seed(&r1, 7, "fused", "init");
-    mg_rng_seed(&r2, 7, "fused", "init");
-    mg_rng_seed(&rx, 7, "fused", "data");
-    mg_model_init_params(mf, &r1);
-    mg_model_init_params(ms, &r2);
-    const int B = 5;
-    float x[5 * 128];
-    int32_t y[5];
-    fill_uniform(x, sizeof x / sizeof x[0], -1, 1, &rx);
-    for (int i = 0; i < B; i++)
-        y[i] = i % 3;
+    mg_rng r1, r2;
+    mg_rng_seed(&r1, seed, tag, "init");
+    mg_rng_seed(&r2, seed, tag, "init");
+    mg_model_init_params(*a, &r1);
+    mg_model_init_params(*b, &r2);
+    mg_rng_seed(rx, seed, tag, "data");
+    return 1;
+}
+
+/* One training forward and backward of the batch (x: B inputs of in floats)
+ * on mf and ms, which must agree bit for bit in logits (K classes), loss,
+ * parameter gradients and input gradients; returns the loss. */
+static double check_same_step(mg_model *mf, mg_model *ms, const float *x, const int32_t *y, int B, size_t in, int K)
+{
     mg_error err = {0};
     const float *zf = NULL, *zs = NULL;
     mg_model_set_input_grad(mf, 1);
@@ -494,18 +498,37 @@ static void test_fused_graph(void)
     mg_model_zero_grad(ms);
     CHECK_OK(mg_model_forward(mf, x, B, 1, &zf, &err), &err);
     CHECK_OK(mg_model_forward(ms, x, B, 1, &zs, &err), &err);
-    CHECK_TENSOR_NEAR(zf, zs, (size_t)B * 3, 0.0);
+    if (!zf || !zs)
+        return NAN;
+    CHECK_TENSOR_NEAR(zf, zs, (size_t)B * K, 0.0);
     double lf = 0.0, ls = 0.0;
     CHECK_OK(mg_model_backward(mf, y, B, &lf, NULL, &err), &err);
     CHECK_OK(mg_model_backward(ms, y, B, &ls, NULL, &err), &err);
     CHECK(lf == ls);
     CHECK_INT_EQ(mg_model_n_params(mf), mg_model_n_params(ms));
     CHECK_TENSOR_NEAR(mg_model_grads(mf), mg_model_grads(ms), mg_model_n_params(mf), 0.0);
-    CHECK_TENSOR_NEAR(mg_model_input_grad(mf), mg_model_input_grad(ms), (size_t)B * 128, 0.0);
+    CHECK_TENSOR_NEAR(mg_model_input_grad(mf), mg_model_input_grad(ms), (size_t)B * in, 0.0);
+    return lf;
+}
+
+static void test_fused_graph(void)
+{
+    mg_model *mf = build_small(1), *ms = build_small(0);
+    mg_rng rx;
+    if (!twins_ready(&mf, &ms, 7, "fused", &rx))
+        return;
+    const int B = 5;
+    float x[5 * 128];
+    int32_t y[5];
+    fill_uniform(x, sizeof x / sizeof x[0], -1, 1, &rx);
+    for (int i = 0; i < B; i++)
+        y[i] = i % 3;
+    double lf = check_same_step(mf, ms, x, y, B, 128, 3);
     printf("  fused ReLU and Tanh: logits, loss %.6f and every gradient as with separate activations\n", lf);
     mg_model_destroy(&mf);
     mg_model_destroy(&ms);
 
+    mg_error err = {0};
     /* Activations that do not fold, or a value that is not the last output, get an operation. */
     mg_model *m = NULL;
     CHECK_OK(mg_graph_begin(&m, "fused-test", 1, 1, 6, 2, 0, &err), &err);
@@ -548,17 +571,9 @@ static mg_model *build_block(int fused, int hw)
 static void test_bn_relu_bits(int hw, int B)
 {
     mg_model *mf = build_block(1, hw), *ms = build_block(0, hw);
-    if (!mf || !ms) {
-        mg_model_destroy(&mf);
-        mg_model_destroy(&ms);
+    mg_rng rx;
+    if (!twins_ready(&mf, &ms, 11, "bn-relu", &rx))
         return;
-    }
-    mg_rng r1, r2, rx;
-    mg_rng_seed(&r1, 11, "bn-relu", "init");
-    mg_rng_seed(&r2, 11, "bn-relu", "init");
-    mg_rng_seed(&rx, 11, "bn-relu", "data");
-    mg_model_init_params(mf, &r1);
-    mg_model_init_params(ms, &r2);
     const size_t in = (size_t)2 * hw * hw;
     float *x = malloc((size_t)B * in * sizeof(float));
     int32_t y[8];
@@ -572,23 +587,9 @@ static void test_bn_relu_bits(int hw, int B)
     fill_uniform(x, (size_t)B * in, -1, 1, &rx);
     for (int i = 0; i < B; i++)
         y[i] = i % 3;
-    mg_error err = {0};
-    mg_model_set_input_grad(mf, 1);
-    mg_model_set_input_grad(ms, 1);
     /* Twice: the second forward's bits replace the first's. */
     for (int rep = 0; rep < 2; rep++) {
-        const float *zf = NULL, *zs = NULL;
-        mg_model_zero_grad(mf);
-        mg_model_zero_grad(ms);
-        CHECK_OK(mg_model_forward(mf, x, B, 1, &zf, &err), &err);
-        CHECK_OK(mg_model_forward(ms, x, B, 1, &zs, &err), &err);
-        CHECK_TENSOR_NEAR(zf, zs, (size_t)B * 3, 0.0);
-        double lf = 0.0, ls = 0.0;
-        CHECK_OK(mg_model_backward(mf, y, B, &lf, NULL, &err), &err);
-        CHECK_OK(mg_model_backward(ms, y, B, &ls, NULL, &err), &err);
-        CHECK(lf == ls);
-        CHECK_TENSOR_NEAR(mg_model_grads(mf), mg_model_grads(ms), mg_model_n_params(mf), 0.0);
-        CHECK_TENSOR_NEAR(mg_model_input_grad(mf), mg_model_input_grad(ms), (size_t)B * in, 0.0);
+        check_same_step(mf, ms, x, y, B, in, 3);
         for (size_t i = 0; i < (size_t)B * in; i++)
             x[i] = -x[i];
     }
