@@ -116,12 +116,20 @@ static void keep_bits(uint8_t *restrict keep, const float *restrict o, int n)
 /* d[j] where bit j of b is set, +0 elsewhere: mg_mask_pos from the bit. */
 static inline float keep_pos(unsigned b, int j, float d)
 {
-    uint32_t u, m = 0u - ((b >> j) & 1u);
-    memcpy(&u, &d, sizeof u);
-    u &= m;
-    memcpy(&d, &u, sizeof d);
-    return d;
+    return mg_mask_pos((float)((b >> j) & 1u), d);
 }
+
+#ifdef __SSE2__
+/* The eight floats of d at i (a multiple of 8), +0 in the lanes whose bit
+ * of keep is clear: g0 the first four, g1 the last. */
+static inline void keep_ps(const uint8_t *keep, const float *d, int i, __m128 *g0, __m128 *g1)
+{
+    const __m128i s0 = _mm_setr_epi32(1, 2, 4, 8), s1 = _mm_setr_epi32(16, 32, 64, 128);
+    const __m128i k = _mm_set1_epi32(keep[i / 8]);
+    *g0 = _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(_mm_and_si128(k, s0), s0)), _mm_loadu_ps(d + i));
+    *g1 = _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(_mm_and_si128(k, s1), s1)), _mm_loadu_ps(d + i + 4));
+}
+#endif
 
 /* grad_sums8 with the ReLU's mask as bits (keep_bits), n a multiple of 8:
  * the same operations lane for lane. */
@@ -131,14 +139,11 @@ static void grad_sums8_keep(const float *restrict d, const float *restrict x, co
     float a[8] = {0}, b[8] = {0};
     int i = 0;
 #ifdef __SSE2__
-    const __m128i s0 = _mm_setr_epi32(1, 2, 4, 8), s1 = _mm_setr_epi32(16, 32, 64, 128);
     const __m128 mv = _mm_set1_ps(m);
     __m128 a0 = _mm_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
     for (; i < n; i += 8) {
-        const __m128i k = _mm_set1_epi32(keep[i / 8]);
-        const __m128 g0 = _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(_mm_and_si128(k, s0), s0)), _mm_loadu_ps(d + i));
-        const __m128 g1 =
-            _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(_mm_and_si128(k, s1), s1)), _mm_loadu_ps(d + i + 4));
+        __m128 g0, g1;
+        keep_ps(keep, d, i, &g0, &g1);
         a0 = _mm_add_ps(a0, g0);
         a1 = _mm_add_ps(a1, g1);
         b0 = _mm_add_ps(b0, _mm_mul_ps(g0, _mm_sub_ps(_mm_loadu_ps(x + i), mv)));
@@ -279,13 +284,10 @@ static void bn_dx_keep(float *restrict di, const float *restrict d, const float 
 {
     int i = 0;
 #ifdef __SSE2__
-    const __m128i s0 = _mm_setr_epi32(1, 2, 4, 8), s1 = _mm_setr_epi32(16, 32, 64, 128);
     const __m128 av = _mm_set1_ps(fa), bv = _mm_set1_ps(fb), cv = _mm_set1_ps(fc), mv = _mm_set1_ps(fm);
     for (; i < n; i += 8) {
-        const __m128i k = _mm_set1_epi32(keep[i / 8]);
-        const __m128 g0 = _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(_mm_and_si128(k, s0), s0)), _mm_loadu_ps(d + i));
-        const __m128 g1 =
-            _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(_mm_and_si128(k, s1), s1)), _mm_loadu_ps(d + i + 4));
+        __m128 g0, g1;
+        keep_ps(keep, d, i, &g0, &g1);
         __m128 v0 = _mm_sub_ps(_mm_sub_ps(_mm_mul_ps(av, g0), _mm_mul_ps(bv, _mm_sub_ps(_mm_loadu_ps(x + i), mv))), cv);
         __m128 v1 =
             _mm_sub_ps(_mm_sub_ps(_mm_mul_ps(av, g1), _mm_mul_ps(bv, _mm_sub_ps(_mm_loadu_ps(x + i + 4), mv))), cv);
