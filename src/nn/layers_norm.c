@@ -3,8 +3,9 @@
  * and layer norm. The batch-norm loops work one channel at a time: a
  * channel's N rows of S values are read once for the statistics and again,
  * from cache, to normalise. The model calls the fused forms (a ReLU folded
- * into the normalisation, and an overwrite mode that spares zeroing the
- * input gradient) through nn_internal.h.
+ * into the normalisation, whose mask the backward reads as bits the forward
+ * kept, and an overwrite mode that spares zeroing the input gradient)
+ * through nn_internal.h.
  */
 #include "miagrid/nn.h"
 #include "nn/nn_internal.h"
