@@ -27,7 +27,12 @@ static const char GRID_FMT[] = "name: numeric\n"
                                "  arch: {name: mlp, hidden: [4]}\n"
                                "attacks: [loss]\n";
 
-/* 200 rows of 3 features; `bad` replaces row 150's second feature. */
+/* 200 rows of 3 features; `bad` replaces row 150's second feature. The
+ * rows are scale * (1, -1, 1) and its negation, each with both labels, so
+ * that divergence does not hang on the initial weights (which follow from
+ * the node key, and so from the data's path): every hidden ReLU is live on
+ * one of the two signs, and no weights classify every row, so the first
+ * step's gradient is of the order of the scale. */
 static void write_csv(const char *path, const char *bad, double scale)
 {
     FILE *f = fopen(path, "w");
@@ -35,10 +40,11 @@ static void write_csv(const char *path, const char *bad, double scale)
     if (!f)
         return;
     for (int i = 0; i < 200; i++) {
+        double v = (i / 2) % 2 ? -scale : scale;
         if (i == 150 && bad)
             fprintf(f, "%d,1,%s,0.5\n", i % 2, bad);
         else
-            fprintf(f, "%d,%g,%g,%g\n", i % 2, scale * ((i % 7) - 3), scale * (i % 2), -scale);
+            fprintf(f, "%d,%g,%g,%g\n", i % 2, v, -v, v);
     }
     fclose(f);
 }
