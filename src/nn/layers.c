@@ -958,14 +958,7 @@ static void gemm_abt_acc(float *c, const float *a, int lda, const float *b, int 
                          float *bt)
 {
     if ((size_t)M * N > 1200 && (double)M * N * K <= SMALL_GEMM_MACS) {
-        /* Row by row: b's rows lie a channel apart, often a power of two of
-         * floats, so reading them side by side would thrash one cache set,
-         * while bt is small enough to take the scattered writes in cache. */
-        for (int n = 0; n < N; n++) {
-            const float *brow = b + (size_t)n * ldb;
-            for (int k = 0; k < K; k++)
-                bt[(size_t)k * N + n] = brow[k];
-        }
+        transpose_rows(bt, b, (size_t)ldb, N, K);
         mg_gemm(0, M, N, K, a, lda, bt, N, 1.0f, c, N);
         return;
     }
