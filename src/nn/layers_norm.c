@@ -94,6 +94,11 @@ static int keep_ok(mg_layout l, int N, int S)
     return l.sn == (size_t)S && l.sc == (size_t)N * S && ((size_t)N * S) % 8 == 0;
 }
 
+int mg_bn_keeps_bits(mg_layout l, int N, int S)
+{
+    return keep_ok(l, N, S);
+}
+
 /* keep[i/8] for o[0..n), n a multiple of 8. */
 static void keep_bits(uint8_t *restrict keep, const float *restrict o, int n)
 {
@@ -131,6 +136,30 @@ static inline void keep_ps(const uint8_t *keep, const float *d, int i, __m128 *g
     *g1 = _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(_mm_and_si128(k, s1), s1)), _mm_loadu_ps(d + i + 4));
 }
 #endif
+
+void mg_keep_grad(float *restrict d, const float *restrict dout, const uint8_t *restrict keep, size_t n, int accumulate)
+{
+    size_t i = 0;
+#ifdef __SSE2__
+    for (; i < n; i += 8) {
+        __m128 g0, g1;
+        keep_ps(keep + i / 8, dout + i, 0, &g0, &g1);
+        if (accumulate) {
+            g0 = _mm_add_ps(_mm_loadu_ps(d + i), g0);
+            g1 = _mm_add_ps(_mm_loadu_ps(d + i + 4), g1);
+        }
+        _mm_storeu_ps(d + i, g0);
+        _mm_storeu_ps(d + i + 4, g1);
+    }
+#endif
+    for (; i < n; i += 8) {
+        const unsigned kb = keep[i / 8];
+        for (int j = 0; j < 8; j++) {
+            const float g = keep_pos(kb, j, dout[i + j]);
+            d[i + j] = accumulate ? d[i + j] + g : g;
+        }
+    }
+}
 
 /* grad_sums8 with the ReLU's mask as bits (keep_bits), n a multiple of 8:
  * the same operations lane for lane. */

@@ -1020,6 +1020,17 @@ static const uint8_t *add_keep(const mg_model *m, int a)
     return NULL;
 }
 
+/* add_keep where the batch norm wrote the bits at this batch (its layout
+ * allows them), else NULL. */
+static const uint8_t *add_keep_written(const mg_model *m, int a, int batch)
+{
+    for (int p = 0; p < m->n_ops; p++)
+        if (m->ops[p].kind == MG_OP_BN && m->ops[p].fuse_add == a)
+            return bn_keep(m, p) && mg_bn_keeps_bits(bn_layout(&m->ops[p], batch), batch, m->ops[p].S) ? bn_keep(m, p)
+                                                                                                       : NULL;
+    return NULL;
+}
+
 /* (C, N, S) <-> (N, C, S); add accumulates into dst. */
 static void transpose_cn(float *dst, const float *src, int C, int N, size_t S, int to_nc, int add)
 {
@@ -1336,16 +1347,22 @@ static void op_backward(mg_model *m, int i, int batch)
             mg_dropout_backward(din, dout, m->last_train && op->p > 0.0f ? cache : NULL, n_out);
         break;
     }
-    case MG_OP_ADD:
+    case MG_OP_ADD: {
+        /* Through the ReLU by the bits of the batch norm that ran the add,
+         * where it wrote them, instead of by the output. */
+        const uint8_t *keep = op->act == MG_ACT_RELU ? add_keep_written(m, i, batch) : NULL;
         for (int j = 0; j < 2; j++) {
             if (op->skip & (1 << j))
                 continue;
             int fresh;
             float *din = grad_in(m, op->in[j], batch, &fresh);
-            if (din)
+            if (din && keep)
+                mg_keep_grad(din, dout, keep, n_out, !fresh);
+            else if (din)
                 mg_vec_grad(din, dout, op->act == MG_ACT_RELU ? out : NULL, n_out, !fresh);
         }
         break;
+    }
     case MG_OP_CONCAT: {
         const float *d = dout;
         for (int j = 0; j < op->n_in; j++) {

@@ -394,6 +394,12 @@ void mg_bn_forward_fused(float *out, float *mean, float *rstd, const float *inp,
 void mg_bn_backward_fused(float *dinp, int overwrite, float *dgamma, float *dbeta, const float *dout, const float *inp,
                           const float *out, const uint8_t *keep, mg_layout l, const float *mean, const float *rstd,
                           const float *gamma, int N, int C, int S, int train);
+/* 1 where mg_bn_forward_fused writes the ReLU's bits for layout l over
+ * (N,C,S). */
+int mg_bn_keeps_bits(mg_layout l, int N, int S);
+/* d (+)= dout where the bit of keep is set (as mg_bn_forward_fused wrote it),
+ * +0 elsewhere: mg_vec_grad through a ReLU from its bits; n a multiple of 8. */
+void mg_keep_grad(float *d, const float *dout, const uint8_t *keep, size_t n, int accumulate);
 /* Floats per sample that hold the bits of a fused ReLU over C*S outputs. */
 #define MG_BN_KEEP_FLOATS(C, S) (((size_t)(C) * (size_t)(S) + 31) / 32)
 

@@ -544,11 +544,13 @@ static void test_fused_graph(void)
 }
 
 /* A residual block, conv -> BN+ReLU -> conv -> BN, plus a 1x1 conv -> BN
- * shortcut, added and through a ReLU: with the ReLUs fused into the batch
- * norms and the add (whose backward masks by the bits the forward keeps
- * when every channel is whole bytes of them, and by the output otherwise)
+ * shortcut (or, with identity, the first BN+ReLU's output as the shortcut,
+ * as in ResNet's identity blocks), added and through a ReLU: with the ReLUs
+ * fused into the batch norms and the add (whose backward masks by the bits
+ * the forward keeps when every channel is whole bytes of them, and by the
+ * output otherwise, in the batch norm's gradient and in the shortcut's)
  * against the same graph with separate ReLUs. */
-static mg_model *build_block(int fused, int hw)
+static mg_model *build_block(int fused, int hw, int identity)
 {
     mg_model *m = NULL;
     mg_error err = {0};
@@ -559,7 +561,7 @@ static mg_model *build_block(int fused, int hw)
     if (!fused)
         a = mg_g_act(m, a, MG_ACT_RELU);
     int b = mg_g_bn(m, "bn2", mg_g_conv(m, "conv2", a, 4, 3, 1, 1, 1, 0), 0);
-    int sc = mg_g_bn(m, "bn3", mg_g_conv(m, "short", 0, 4, 1, 1, 0, 1, 0), 0);
+    int sc = identity ? a : mg_g_bn(m, "bn3", mg_g_conv(m, "short", 0, 4, 1, 1, 0, 1, 0), 0);
     int o = mg_g_add(m, b, sc, fused);
     if (!fused)
         o = mg_g_act(m, o, MG_ACT_RELU);
@@ -568,9 +570,9 @@ static mg_model *build_block(int fused, int hw)
     return m;
 }
 
-static void test_bn_relu_bits(int hw, int B)
+static void test_bn_relu_bits(int hw, int B, int identity)
 {
-    mg_model *mf = build_block(1, hw), *ms = build_block(0, hw);
+    mg_model *mf = build_block(1, hw, identity), *ms = build_block(0, hw, identity);
     mg_rng rx;
     if (!twins_ready(&mf, &ms, 11, "bn-relu", &rx))
         return;
@@ -593,7 +595,9 @@ static void test_bn_relu_bits(int hw, int B)
         for (size_t i = 0; i < (size_t)B * in; i++)
             x[i] = -x[i];
     }
-    printf("  residual block, %dx%d planes, batch %d (%s): fused ReLUs give every gradient bit for bit\n", hw, hw, B,
+    printf("  residual block (%s shortcut), %dx%d planes, batch %d (%s): fused ReLUs give every gradient bit for "
+           "bit\n",
+           identity ? "identity" : "conv", hw, hw, B,
            (size_t)B * hw * hw % 8 == 0 ? "mask as bits" : "mask from the output");
     free(x);
     mg_model_destroy(&mf);
@@ -609,8 +613,10 @@ int main(void)
     test_tanh();
     test_sgd(&rng);
     test_fused_graph();
-    test_bn_relu_bits(4, 2);
-    test_bn_relu_bits(4, 8);
-    test_bn_relu_bits(3, 5);
+    for (int identity = 0; identity < 2; identity++) {
+        test_bn_relu_bits(4, 2, identity);
+        test_bn_relu_bits(4, 8, identity);
+        test_bn_relu_bits(3, 5, identity);
+    }
     MG_TEST_MAIN_END();
 }
