@@ -135,6 +135,17 @@ static inline void keep_ps(const uint8_t *keep, const float *d, int i, __m128 *g
     *g0 = _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(_mm_and_si128(k, s0), s0)), _mm_loadu_ps(d + i));
     *g1 = _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(_mm_and_si128(k, s1), s1)), _mm_loadu_ps(d + i + 4));
 }
+
+/* d[0..8) = v0, v1, or d[0..8) += them when acc is set. */
+static inline void store8(float *d, __m128 v0, __m128 v1, int acc)
+{
+    if (acc) {
+        v0 = _mm_add_ps(_mm_loadu_ps(d), v0);
+        v1 = _mm_add_ps(_mm_loadu_ps(d + 4), v1);
+    }
+    _mm_storeu_ps(d, v0);
+    _mm_storeu_ps(d + 4, v1);
+}
 #endif
 
 void mg_keep_grad(float *restrict d, const float *restrict dout, const uint8_t *restrict keep, size_t n, int accumulate)
@@ -144,12 +155,7 @@ void mg_keep_grad(float *restrict d, const float *restrict dout, const uint8_t *
     for (; i < n; i += 8) {
         __m128 g0, g1;
         keep_ps(keep + i / 8, dout + i, 0, &g0, &g1);
-        if (accumulate) {
-            g0 = _mm_add_ps(_mm_loadu_ps(d + i), g0);
-            g1 = _mm_add_ps(_mm_loadu_ps(d + i + 4), g1);
-        }
-        _mm_storeu_ps(d + i, g0);
-        _mm_storeu_ps(d + i + 4, g1);
+        store8(d + i, g0, g1, accumulate);
     }
 #endif
     for (; i < n; i += 8) {
@@ -321,12 +327,7 @@ static void bn_dx_keep(float *restrict di, const float *restrict d, const float 
         __m128 v0 = _mm_sub_ps(_mm_sub_ps(_mm_mul_ps(av, g0), _mm_mul_ps(bv, _mm_sub_ps(_mm_loadu_ps(x + i), mv))), cv);
         __m128 v1 =
             _mm_sub_ps(_mm_sub_ps(_mm_mul_ps(av, g1), _mm_mul_ps(bv, _mm_sub_ps(_mm_loadu_ps(x + i + 4), mv))), cv);
-        if (acc) {
-            v0 = _mm_add_ps(_mm_loadu_ps(di + i), v0);
-            v1 = _mm_add_ps(_mm_loadu_ps(di + i + 4), v1);
-        }
-        _mm_storeu_ps(di + i, v0);
-        _mm_storeu_ps(di + i + 4, v1);
+        store8(di + i, v0, v1, acc);
     }
 #endif
     for (; i < n; i += 8) {
