@@ -1010,25 +1010,28 @@ static uint8_t *bn_keep(const mg_model *m, int i)
     return op->cache_ps ? (uint8_t *)(m->cache[i] + 2 * (size_t)op->C) : NULL;
 }
 
-/* Those of the ReLU after add a: the bits of the batch norm whose forward
- * runs the add (plan_deferred_grads), if one does. */
-static const uint8_t *add_keep(const mg_model *m, int a)
+/* The batch norm whose forward runs add a (plan_deferred_grads), or -1. */
+static int add_bn(const mg_model *m, int a)
 {
     for (int p = 0; p < m->n_ops; p++)
         if (m->ops[p].kind == MG_OP_BN && m->ops[p].fuse_add == a)
-            return bn_keep(m, p);
-    return NULL;
+            return p;
+    return -1;
+}
+
+/* The bits of the ReLU after add a: that batch norm's, if one runs it. */
+static const uint8_t *add_keep(const mg_model *m, int a)
+{
+    const int p = add_bn(m, a);
+    return p >= 0 ? bn_keep(m, p) : NULL;
 }
 
 /* add_keep where the batch norm wrote the bits at this batch (its layout
  * allows them), else NULL. */
 static const uint8_t *add_keep_written(const mg_model *m, int a, int batch)
 {
-    for (int p = 0; p < m->n_ops; p++)
-        if (m->ops[p].kind == MG_OP_BN && m->ops[p].fuse_add == a)
-            return bn_keep(m, p) && mg_bn_keeps_bits(bn_layout(&m->ops[p], batch), batch, m->ops[p].S) ? bn_keep(m, p)
-                                                                                                       : NULL;
-    return NULL;
+    const int p = add_bn(m, a);
+    return p >= 0 && mg_bn_keeps_bits(bn_layout(&m->ops[p], batch), batch, m->ops[p].S) ? bn_keep(m, p) : NULL;
 }
 
 /* (C, N, S) <-> (N, C, S); add accumulates into dst. */
