@@ -665,8 +665,9 @@ mg_status mg_graph_finish(mg_model **pm, int logits, mg_error *err)
     m->ready = mg_calloc(nv, 1, "model activations", err);
     m->cache = mg_calloc(no, sizeof(float *), "model activations", err);
     m->argmax = mg_calloc(no, sizeof(int32_t *), "model activations", err);
-    if (!m->params || !m->grads || !m->masks || (m->n_buffers && !m->buffers) || !m->act || !m->grad ||
-        !m->ready || !m->cache || !m->argmax)
+    m->cols = mg_calloc(no, sizeof(float *), "model activations", err);
+    if (!m->params || !m->grads || !m->masks || (m->n_buffers && !m->buffers) || !m->act || !m->grad || !m->ready ||
+        !m->cache || !m->argmax || !m->cols)
         MG_FAIL(MG_ERR_NOMEM, "model %s: out of memory for %zu parameters", m->arch, m->n_params);
     for (size_t i = 0; i < m->n_params; i++)
         m->masks[i] = 1.0f;
@@ -715,8 +716,18 @@ static void free_grad_buffers(mg_model *m)
     m->cap_grad = 0;
 }
 
+static void free_cols(mg_model *m)
+{
+    for (int i = 0; m->cols && i < m->n_ops; i++) {
+        free(m->cols[i]);
+        m->cols[i] = NULL;
+    }
+    m->cap_cols = m->cols_batch = 0;
+}
+
 static void free_batch_buffers(mg_model *m)
 {
+    free_cols(m);
     for (int v = 0; m->act && v < m->n_values; v++) {
         if (m->values[v].root != v)
             continue;
@@ -751,6 +762,7 @@ void mg_model_destroy(mg_model **pm)
     free(m->ready);
     free(m->cache);
     free(m->argmax);
+    free(m->cols);
     free(m->params);
     free(m->grads);
     free(m->masks);
@@ -878,6 +890,32 @@ static mg_status ensure_grads(mg_model *m, int batch, mg_error *err)
         if (m->values[v].root == v)
             m->grad[v] = m->slots[m->gslot[v]];
     m->cap_grad = batch;
+    return MG_OK;
+}
+
+/* The convolutions' column buffers for `batch` samples, which a training
+ * forward keeps so that the backward need not build them again; allocated
+ * at the first training forward, so that a model only evaluated never holds
+ * them. */
+static mg_status ensure_cols(mg_model *m, int batch, mg_error *err)
+{
+    if (batch <= m->cap_cols)
+        return MG_OK;
+    free_cols(m);
+    for (int i = 0; i < m->n_ops; i++) {
+        const mg_op *op = &m->ops[i];
+        if (op->kind != MG_OP_CONV)
+            continue;
+        mg_conv2d_shape s = op->conv;
+        s.N = batch;
+        const size_t n = mg_conv2d_cols_floats(&s);
+        if (n && !(m->cols[i] = batch_alloc(n * sizeof(float)))) {
+            free_cols(m);
+            return mg_error_set(err, MG_ERR_NOMEM, "model %s: out of memory for the column buffers of a batch of %d",
+                                m->arch, batch);
+        }
+    }
+    m->cap_cols = batch;
     return MG_OK;
 }
 
@@ -1084,8 +1122,9 @@ static void op_forward(mg_model *m, int i, int batch, int train)
     case MG_OP_CONV: {
         mg_conv2d_shape s = op->conv;
         s.N = batch;
-        mg_conv2d_forward_act(out, chan_major(batch, (size_t)s.OH * s.OW), in, chan_major(batch, (size_t)s.H * s.W),
-                              pparam(m, op->w), pparam(m, op->b), &s, m->scratch, op->act);
+        mg_conv2d_forward_kept(out, chan_major(batch, (size_t)s.OH * s.OW), in, chan_major(batch, (size_t)s.H * s.W),
+                               pparam(m, op->w), pparam(m, op->b), &s, m->scratch, op->act,
+                               batch <= m->cap_cols ? m->cols[i] : NULL);
         break;
     }
     case MG_OP_BN: {
@@ -1189,6 +1228,10 @@ mg_status mg_model_forward(mg_model *m, const float *x, int batch, int train, co
                                 "model %s: batch norm in training needs more than one value per channel (batch of %d)",
                                 m->arch, batch);
     MG_CHECK(ensure_batch(m, batch, err));
+    if (train)
+        MG_CHECK(ensure_cols(m, batch, err));
+    /* Written by this forward when they hold the batch, read by the next backward. */
+    m->cols_batch = batch <= m->cap_cols ? batch : 0;
     transpose_cn(m->act[0], x, m->in_c, batch, (size_t)m->in_h * m->in_w, 0, 0);
     for (int i = 0; i < m->n_ops; i++)
         op_forward(m, i, batch, train);
@@ -1285,8 +1328,9 @@ static void op_backward(mg_model *m, int i, int batch)
         s.N = batch;
         int fresh;
         float *din = grad_in(m, op->in[0], batch, &fresh);
-        mg_conv2d_backward_lay(din, chan_major(batch, (size_t)s.H * s.W), fresh, gparam(m, op->w), gparam(m, op->b),
-                               dout, chan_major(batch, (size_t)s.OH * s.OW), in, pparam(m, op->w), &s, m->scratch);
+        mg_conv2d_backward_kept(din, chan_major(batch, (size_t)s.H * s.W), fresh, gparam(m, op->w), gparam(m, op->b),
+                                dout, chan_major(batch, (size_t)s.OH * s.OW), in, pparam(m, op->w), &s, m->scratch,
+                                m->cols_batch == batch ? m->cols[i] : NULL);
         break;
     }
     case MG_OP_BN: {

@@ -129,6 +129,9 @@ struct mg_model {
     int n_slots;
     float **cache;          /* per op */
     int32_t **argmax;       /* per op */
+    float **cols;           /* per op: a convolution's column buffers, for cap_cols samples */
+    int cap_cols;
+    int cols_batch;         /* the batch of the forward they hold, or 0 */
     unsigned char *ready;   /* per value: gradient written during this backward */
     float *probs;
     float *dx;              /* input gradient, (N, C, H, W) */
@@ -371,6 +374,18 @@ void mg_linear_forward_act(float *out, const float *inp, const float *w, const f
 void mg_conv2d_backward_lay(float *dinp, mg_layout li, int overwrite, float *dw, float *db, const float *dout,
                             mg_layout lo, const float *inp, const float *w, const mg_conv2d_shape *s,
                             float *scratch);
+/* Floats of the column buffers a forward keeps for its backward (the whole
+ * batch of s->N): a strided convolution's gathered windows; 0 for the
+ * others, which keep none. */
+size_t mg_conv2d_cols_floats(const mg_conv2d_shape *s);
+/* The two above with kept, NULL or mg_conv2d_cols_floats floats: the
+ * forward writes its column buffers there, the backward reads them instead
+ * of building them again from the same input. */
+void mg_conv2d_forward_kept(float *out, mg_layout lo, const float *inp, mg_layout li, const float *w, const float *b,
+                            const mg_conv2d_shape *s, float *scratch, int act, float *kept);
+void mg_conv2d_backward_kept(float *dinp, mg_layout li, int overwrite, float *dw, float *db, const float *dout,
+                             mg_layout lo, const float *inp, const float *w, const mg_conv2d_shape *s, float *scratch,
+                             const float *kept);
 
 /* The input gradient of a 2x2, stride-2 max pool over (NC, H, W) with H and W
  * even, so that every input lies in exactly one window: written (overwrite)

@@ -5,11 +5,12 @@
  * flipped-filter input gradient, strided 1x1 convolutions that write their
  * input gradient whole, both forms of the weight-gradient GEMM, a fused ReLU
  * or Tanh) against a direct convolution in double and against central finite
- * differences; the 2x2 max pool's vectorised forward and its whole-input
- * backward against scalar references; the branch-free tanh against tanh in
- * double; the blocked SGD step bitwise against the scalar update; and layers
- * with a fused activation against the same layers followed by an activation
- * operation. */
+ * differences; the columns a strided convolution's forward keeps for its
+ * backward bitwise against building them again, alone and in a model; the
+ * 2x2 max pool's vectorised forward and its whole-input backward against
+ * scalar references; the branch-free tanh against tanh in double; the
+ * blocked SGD step bitwise against the scalar update; and layers with a fused
+ * activation against the same layers followed by an activation operation. */
 #include "mg_test.h"
 #include "miagrid/nn.h"
 #include "nn/nn_internal.h"
@@ -102,6 +103,45 @@ static void check_near_d(const char *what, const float *a, const double *ref, si
         printf("  %-40s n=%-6zu max |diff| = %.3g\n", what, n, md);
 }
 
+static void check_same_bits(const char *what, const char *part, const float *a, const float *ref, size_t n)
+{
+    mg_test_checks_++;
+    if (memcmp(a, ref, n * sizeof(float)) != 0)
+        MG_T_FAIL_("%s kept %s: not the bits of the plain form", what, part);
+}
+
+/* Where the forward keeps its column buffers for the backward (strided
+ * convolutions on the im2col path), the kept forms give the same bits as
+ * the plain ones (out, dinp, dw, db), with and without the input gradient.
+ * The kept buffer starts as NaNs, so a column the backward reads that the
+ * forward did not write shows. */
+static void conv_kept_bits(const mg_conv2d_shape *s, mg_layout lo, mg_layout li, const float *inp, const float *w,
+                           const float *b, int act, const float *d, const float *out, const float *dinp,
+                           const float *dw, const float *db, float *scratch, const char *what)
+{
+    const size_t nk = mg_conv2d_cols_floats(s);
+    CHECK((nk > 0) == (s->stride > 1 && s->groups != s->C));
+    if (!nk)
+        return;
+    const size_t ni = (size_t)s->N * s->C * s->H * s->W, no = (size_t)s->N * s->OC * s->OH * s->OW;
+    const size_t nw = (size_t)s->OC * (s->C / (s->groups > 1 ? s->groups : 1)) * s->KH * s->KW;
+    float *kept = malloc(nk * sizeof(float)), *o2 = malloc(no * sizeof(float)), *di2 = malloc(ni * sizeof(float));
+    float *dw2 = calloc(nw, sizeof(float)), *db2 = calloc((size_t)s->OC, sizeof(float));
+    for (size_t i = 0; i < nk; i++)
+        kept[i] = NAN;
+    mg_conv2d_forward_kept(o2, lo, inp, li, w, b, s, scratch, act, kept);
+    check_same_bits(what, "out", o2, out, no);
+    mg_conv2d_backward_kept(di2, li, 1, dw2, db2, d, lo, inp, w, s, scratch, kept);
+    check_same_bits(what, "dinp", di2, dinp, ni);
+    check_same_bits(what, "dw", dw2, dw, nw);
+    check_same_bits(what, "db", db2, db, (size_t)s->OC);
+    memset(dw2, 0, nw * sizeof(float));
+    mg_conv2d_backward_kept(NULL, li, 1, dw2, NULL, d, lo, inp, w, s, scratch, kept);
+    check_same_bits(what, "dw without dinp", dw2, dw, nw);
+    printf("  %-40s kept columns: the same bits\n", what);
+    free(kept), free(o2), free(di2), free(dw2), free(db2);
+}
+
 /* Forward with a fused activation and both backward modes (overwrite, then
  * accumulate), on N samples in the channel-major layout, against the direct
  * reference. */
@@ -150,6 +190,7 @@ static void conv_case_lay(mg_rng *rng, int N, int C, int H, int OC, int k, int s
     check_near_d(name, dw, rdw, nw, 1e-3);
     snprintf(name, sizeof name, "%s db", what);
     check_near_d(name, db, rdb, (size_t)OC, 1e-3);
+    conv_kept_bits(&s, lo, li, inp, w, bias ? b : NULL, act, d, out, dinp, dw, db, scratch, what);
 
     /* Accumulating: a second backward doubles everything. */
     mg_conv2d_backward_lay(dinp, li, 0, dw, db, d, lo, inp, w, &s, scratch);
@@ -275,6 +316,12 @@ static void test_conv(mg_rng *rng)
     conv_case_lay(rng, 2, 16, 12, 32, 3, 1, 1, 1, MG_NO_ACT, 1, 1);
     conv_case_lay(rng, 2, 32, 16, 32, 3, 1, 1, 1, MG_ACT_RELU, 1, 1);
     conv_case_lay(rng, 2, 16, 13, 32, 3, 2, 1, 1, MG_NO_ACT, 1, 1);
+    /* Strided, over several chunks across samples and in groups, whose
+     * forward keeps the columns for the backward (ResNet20's first
+     * downsampling convolution and its shortcut among them). */
+    conv_case(rng, 2, 16, 32, 32, 3, 2, 1, 1, MG_NO_ACT);
+    conv_case(rng, 3, 16, 32, 32, 1, 2, 0, 1, MG_NO_ACT);
+    conv_case(rng, 2, 8, 9, 8, 3, 2, 1, 2, MG_ACT_RELU);
     /* Without bias or activation (ResNet's convolutions before batch norm)
      * the by-columns GEMMs write the output in place: one group and two, in
      * both layouts, one chunk and several. */
@@ -511,6 +558,66 @@ static double check_same_step(mg_model *mf, mg_model *ms, const float *x, const 
     return lf;
 }
 
+/* A forward (train as given for each model) and backward of the batch on a
+ * and b, whose gradients must agree bit for bit. */
+static void check_same_grads(mg_model *a, int train_a, mg_model *b, int train_b, const float *x, const int32_t *y,
+                             int B, size_t in, const char *what)
+{
+    mg_error err = {0};
+    mg_model_zero_grad(a);
+    mg_model_zero_grad(b);
+    CHECK_OK(mg_model_forward(a, x, B, train_a, NULL, &err), &err);
+    CHECK_OK(mg_model_forward(b, x, B, train_b, NULL, &err), &err);
+    CHECK_OK(mg_model_backward(a, y, B, NULL, NULL, &err), &err);
+    CHECK_OK(mg_model_backward(b, y, B, NULL, NULL, &err), &err);
+    CHECK_TENSOR_NEAR(mg_model_grads(a), mg_model_grads(b), mg_model_n_params(a), 0.0);
+    CHECK_TENSOR_NEAR(mg_model_input_grad(a), mg_model_input_grad(b), (size_t)B * in, 0.0);
+    printf("  %-60s the same gradients\n", what);
+}
+
+/* The column buffers a training forward keeps for the strided convolutions'
+ * backward: a model that trains (and so keeps them) gets the gradients of a
+ * model that only evaluates (and builds them again in its backward), after a
+ * training forward, after a larger forward than the buffers hold, and after a
+ * smaller one with other inputs. */
+static void test_kept_columns(void)
+{
+    mg_model *m[2] = {NULL, NULL};
+    mg_error err = {0};
+    for (int k = 0; k < 2; k++) {
+        CHECK_OK(mg_graph_begin(&m[k], "kept-test", 2, 9, 9, 3, 0, &err), &err);
+        if (!m[k])
+            break;
+        int c1 = mg_g_fuse_act(m[k], mg_g_conv(m[k], "conv1", 0, 4, 3, 2, 1, 1, 1), MG_ACT_RELU);
+        int c2 = mg_g_fuse_act(m[k], mg_g_conv(m[k], "conv2", c1, 6, 3, 2, 1, 2, 0), MG_ACT_RELU);
+        int c3 = mg_g_conv(m[k], "conv3", c2, 4, 1, 2, 0, 1, 1);
+        int logits = mg_g_linear(m[k], "fc", mg_g_flatten(m[k], c3), 3, 1);
+        CHECK_OK(mg_graph_finish(&m[k], logits, &err), &err);
+    }
+    mg_rng rx;
+    if (!twins_ready(&m[0], &m[1], 11, "kept", &rx))
+        return;
+    mg_model_set_input_grad(m[0], 1);
+    mg_model_set_input_grad(m[1], 1);
+    float x[8 * 162];
+    int32_t y[6];
+    fill_uniform(x, sizeof x / sizeof x[0], -1, 1, &rx);
+    for (int i = 0; i < 6; i++)
+        y[i] = i % 3;
+    /* Buffers for 6 first, so that the columns, kept for 4, hold fewer than they. */
+    check_same_grads(m[0], 0, m[1], 0, x, y, 6, 162, "evaluation forwards only (batch 6)");
+    CHECK(m[0]->cap_cols == 0);
+    check_same_grads(m[0], 1, m[1], 0, x, y, 4, 162, "strided convolutions, kept columns (batch 4)");
+    CHECK(m[0]->cap_cols == 4 && m[0]->cols_batch == 4 && m[1]->cap_cols == 0);
+    check_same_grads(m[0], 0, m[1], 0, x + 2 * 162, y, 6, 162, "a batch of 6 past the kept 4, other inputs");
+    CHECK(m[0]->cap_cols == 4 && m[0]->cols_batch == 0);
+    check_same_grads(m[0], 1, m[1], 0, x + 162, y, 4, 162, "kept again (batch 4)");
+    check_same_grads(m[0], 0, m[1], 0, x + 5 * 162, y, 2, 162, "a batch of 2 within the kept 4, other inputs");
+    CHECK(m[0]->cols_batch == 2);
+    mg_model_destroy(&m[0]);
+    mg_model_destroy(&m[1]);
+}
+
 static void test_fused_graph(void)
 {
     mg_model *mf = build_small(1), *ms = build_small(0);
@@ -613,6 +720,7 @@ int main(void)
     test_tanh();
     test_sgd(&rng);
     test_fused_graph();
+    test_kept_columns();
     for (int identity = 0; identity < 2; identity++) {
         test_bn_relu_bits(4, 2, identity);
         test_bn_relu_bits(4, 8, identity);
