@@ -1124,7 +1124,7 @@ static void op_forward(mg_model *m, int i, int batch, int train)
         s.N = batch;
         mg_conv2d_forward_kept(out, chan_major(batch, (size_t)s.OH * s.OW), in, chan_major(batch, (size_t)s.H * s.W),
                                pparam(m, op->w), pparam(m, op->b), &s, m->scratch, op->act,
-                               batch <= m->cap_cols ? m->cols[i] : NULL);
+                               m->cols_batch == batch ? m->cols[i] : NULL);
         break;
     }
     case MG_OP_BN: {
@@ -1230,8 +1230,8 @@ mg_status mg_model_forward(mg_model *m, const float *x, int batch, int train, co
     MG_CHECK(ensure_batch(m, batch, err));
     if (train)
         MG_CHECK(ensure_cols(m, batch, err));
-    /* Written by this forward when they hold the batch, read by the next backward. */
-    m->cols_batch = batch <= m->cap_cols ? batch : 0;
+    /* A training forward writes them, and the backward after it reads them. */
+    m->cols_batch = train ? batch : 0;
     transpose_cn(m->act[0], x, m->in_c, batch, (size_t)m->in_h * m->in_w, 0, 0);
     for (int i = 0; i < m->n_ops; i++)
         op_forward(m, i, batch, train);

@@ -578,8 +578,8 @@ static void check_same_grads(mg_model *a, int train_a, mg_model *b, int train_b,
 /* The column buffers a training forward keeps for the strided convolutions'
  * backward: a model that trains (and so keeps them) gets the gradients of a
  * model that only evaluates (and builds them again in its backward), after a
- * training forward, after a larger forward than the buffers hold, and after a
- * smaller one with other inputs. */
+ * training forward of the batch they hold and of a smaller one, and after
+ * evaluation forwards on other inputs, which leave them stale. */
 static void test_kept_columns(void)
 {
     mg_model *m[2] = {NULL, NULL};
@@ -609,10 +609,12 @@ static void test_kept_columns(void)
     CHECK(m[0]->cap_cols == 0);
     check_same_grads(m[0], 1, m[1], 0, x, y, 4, 162, "strided convolutions, kept columns (batch 4)");
     CHECK(m[0]->cap_cols == 4 && m[0]->cols_batch == 4 && m[1]->cap_cols == 0);
-    check_same_grads(m[0], 0, m[1], 0, x + 2 * 162, y, 6, 162, "a batch of 6 past the kept 4, other inputs");
+    check_same_grads(m[0], 0, m[1], 0, x + 2 * 162, y, 4, 162, "an evaluation forward after it, other inputs");
     CHECK(m[0]->cap_cols == 4 && m[0]->cols_batch == 0);
     check_same_grads(m[0], 1, m[1], 0, x + 162, y, 4, 162, "kept again (batch 4)");
-    check_same_grads(m[0], 0, m[1], 0, x + 5 * 162, y, 2, 162, "a batch of 2 within the kept 4, other inputs");
+    check_same_grads(m[0], 0, m[1], 0, x + 2 * 162, y, 6, 162, "an evaluation batch of 6, past the kept 4");
+    CHECK(m[0]->cap_cols == 4 && m[0]->cols_batch == 0);
+    check_same_grads(m[0], 1, m[1], 0, x + 5 * 162, y, 2, 162, "a training batch of 2 within the kept 4");
     CHECK(m[0]->cols_batch == 2);
     mg_model_destroy(&m[0]);
     mg_model_destroy(&m[1]);
