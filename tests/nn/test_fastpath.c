@@ -532,10 +532,12 @@ static int twins_ready(mg_model **a, mg_model **b, uint64_t seed, const char *ta
     return 1;
 }
 
-/* One training forward and backward of the batch (x: B inputs of in floats)
- * on mf and ms, which must agree bit for bit in logits (K classes), loss,
- * parameter gradients and input gradients; returns the loss. */
-static double check_same_step(mg_model *mf, mg_model *ms, const float *x, const int32_t *y, int B, size_t in, int K)
+/* One forward (a training one where train_f, train_s say so) and backward
+ * of the batch (x: B inputs of in floats) on mf and ms, which must agree bit
+ * for bit in logits (K classes), loss, parameter gradients and input
+ * gradients; returns the loss. */
+static double check_same_step(mg_model *mf, int train_f, mg_model *ms, int train_s, const float *x, const int32_t *y,
+                              int B, size_t in, int K)
 {
     mg_error err = {0};
     const float *zf = NULL, *zs = NULL;
@@ -543,8 +545,8 @@ static double check_same_step(mg_model *mf, mg_model *ms, const float *x, const 
     mg_model_set_input_grad(ms, 1);
     mg_model_zero_grad(mf);
     mg_model_zero_grad(ms);
-    CHECK_OK(mg_model_forward(mf, x, B, 1, &zf, &err), &err);
-    CHECK_OK(mg_model_forward(ms, x, B, 1, &zs, &err), &err);
+    CHECK_OK(mg_model_forward(mf, x, B, train_f, &zf, &err), &err);
+    CHECK_OK(mg_model_forward(ms, x, B, train_s, &zs, &err), &err);
     if (!zf || !zs)
         return NAN;
     CHECK_TENSOR_NEAR(zf, zs, (size_t)B * K, 0.0);
@@ -558,20 +560,11 @@ static double check_same_step(mg_model *mf, mg_model *ms, const float *x, const 
     return lf;
 }
 
-/* A forward (train as given for each model) and backward of the batch on a
- * and b, whose gradients must agree bit for bit. */
-static void check_same_grads(mg_model *a, int train_a, mg_model *b, int train_b, const float *x, const int32_t *y,
-                             int B, size_t in, const char *what)
+/* A step of the kept-columns test: m[0] trains or evaluates as train says,
+ * m[1] only evaluates. */
+static void kept_step(mg_model **m, int train, const float *x, const int32_t *y, int B, const char *what)
 {
-    mg_error err = {0};
-    mg_model_zero_grad(a);
-    mg_model_zero_grad(b);
-    CHECK_OK(mg_model_forward(a, x, B, train_a, NULL, &err), &err);
-    CHECK_OK(mg_model_forward(b, x, B, train_b, NULL, &err), &err);
-    CHECK_OK(mg_model_backward(a, y, B, NULL, NULL, &err), &err);
-    CHECK_OK(mg_model_backward(b, y, B, NULL, NULL, &err), &err);
-    CHECK_TENSOR_NEAR(mg_model_grads(a), mg_model_grads(b), mg_model_n_params(a), 0.0);
-    CHECK_TENSOR_NEAR(mg_model_input_grad(a), mg_model_input_grad(b), (size_t)B * in, 0.0);
+    check_same_step(m[0], train, m[1], 0, x, y, B, 162, 3);
     printf("  %-60s the same gradients\n", what);
 }
 
@@ -597,24 +590,22 @@ static void test_kept_columns(void)
     mg_rng rx;
     if (!twins_ready(&m[0], &m[1], 11, "kept", &rx))
         return;
-    mg_model_set_input_grad(m[0], 1);
-    mg_model_set_input_grad(m[1], 1);
     float x[8 * 162];
     int32_t y[6];
     fill_uniform(x, sizeof x / sizeof x[0], -1, 1, &rx);
     for (int i = 0; i < 6; i++)
         y[i] = i % 3;
     /* Buffers for 6 first, so that the columns, kept for 4, hold fewer than they. */
-    check_same_grads(m[0], 0, m[1], 0, x, y, 6, 162, "evaluation forwards only (batch 6)");
+    kept_step(m, 0, x, y, 6, "evaluation forwards only (batch 6)");
     CHECK(m[0]->cap_cols == 0);
-    check_same_grads(m[0], 1, m[1], 0, x, y, 4, 162, "strided convolutions, kept columns (batch 4)");
+    kept_step(m, 1, x, y, 4, "strided convolutions, kept columns (batch 4)");
     CHECK(m[0]->cap_cols == 4 && m[0]->cols_batch == 4 && m[1]->cap_cols == 0);
-    check_same_grads(m[0], 0, m[1], 0, x + 2 * 162, y, 4, 162, "an evaluation forward after it, other inputs");
+    kept_step(m, 0, x + 2 * 162, y, 4, "an evaluation forward after it, other inputs");
     CHECK(m[0]->cap_cols == 4 && m[0]->cols_batch == 0);
-    check_same_grads(m[0], 1, m[1], 0, x + 162, y, 4, 162, "kept again (batch 4)");
-    check_same_grads(m[0], 0, m[1], 0, x + 2 * 162, y, 6, 162, "an evaluation batch of 6, past the kept 4");
+    kept_step(m, 1, x + 162, y, 4, "kept again (batch 4)");
+    kept_step(m, 0, x + 2 * 162, y, 6, "an evaluation batch of 6, past the kept 4");
     CHECK(m[0]->cap_cols == 4 && m[0]->cols_batch == 0);
-    check_same_grads(m[0], 1, m[1], 0, x + 5 * 162, y, 2, 162, "a training batch of 2 within the kept 4");
+    kept_step(m, 1, x + 5 * 162, y, 2, "a training batch of 2 within the kept 4");
     CHECK(m[0]->cols_batch == 2);
     mg_model_destroy(&m[0]);
     mg_model_destroy(&m[1]);
@@ -632,7 +623,7 @@ static void test_fused_graph(void)
     fill_uniform(x, sizeof x / sizeof x[0], -1, 1, &rx);
     for (int i = 0; i < B; i++)
         y[i] = i % 3;
-    double lf = check_same_step(mf, ms, x, y, B, 128, 3);
+    double lf = check_same_step(mf, 1, ms, 1, x, y, B, 128, 3);
     printf("  fused ReLU and Tanh: logits, loss %.6f and every gradient as with separate activations\n", lf);
     mg_model_destroy(&mf);
     mg_model_destroy(&ms);
@@ -700,7 +691,7 @@ static void test_bn_relu_bits(int hw, int B, int identity)
         y[i] = i % 3;
     /* Twice: the second forward's bits replace the first's. */
     for (int rep = 0; rep < 2; rep++) {
-        check_same_step(mf, ms, x, y, B, in, 3);
+        check_same_step(mf, 1, ms, 1, x, y, B, in, 3);
         for (size_t i = 0; i < (size_t)B * in; i++)
             x[i] = -x[i];
     }
