@@ -14,9 +14,11 @@
  * output gradient with the flipped filters, whose im2col also yields the
  * weight gradient. Convolutions that keep the image size run by kernel
  * columns instead, building a third of the columns from shifted copies of
- * whole blocks of rows (conv_cols_forward); depthwise convolutions run
- * direct. A fused ReLU or Tanh and the bias are applied to each chunk while
- * it is in cache.
+ * whole blocks of rows (conv_cols_forward); stride-2 3x3 ones (the
+ * downsampling of ResNets) likewise over the even and odd rows and columns
+ * of the input (conv_par_forward); depthwise convolutions run direct. A
+ * fused ReLU or Tanh and the bias are applied to each chunk while it is in
+ * cache.
  */
 #include "miagrid/nn.h"
 #include "nn/gemm.h"
@@ -254,6 +256,56 @@ static size_t cols_out_ld(const mg_conv2d_shape *s)
     return ld_apart((size_t)cols_rows_per_chunk(s) * s->W);
 }
 
+/* A stride-2 3x3 convolution with padding 1 over planes of even size (the
+ * downsampling convolutions of ResNets) runs by parity (conv_par_forward):
+ * its windows read the even and the odd input rows and columns, so it runs
+ * like the by-columns path over quarter planes, with no 9-fold im2col and no
+ * col2im scatter. The same conditions on the GEMMs' sizes hold. */
+static int conv_par_ok(const mg_conv2d_shape *s)
+{
+    return s->stride == 2 && s->KH == 3 && s->KW == 3 && s->pad == 1 && s->H % 2 == 0 && s->W % 2 == 0 &&
+           !conv_is_depthwise(s) && s->C / conv_groups(s) * s->KW >= COLS_MIN_K && s->OH * s->OW >= COLS_MIN_PLANE;
+}
+
+/* The parity path's chunks: output rows of one sample, as cols_rows_per_chunk. */
+typedef struct {
+    int per, chunks; /* output rows per chunk (the last may have fewer), chunks per plane */
+    size_t ldo, lde; /* floats per buffer row: odd input rows (one more; also the
+                        output gradient's rows of the backward), even ones */
+} par_geom;
+
+static par_geom par_geom_of(const mg_conv2d_shape *s)
+{
+    par_geom p;
+    int r = chunk_target(s, s->KW) / s->OW;
+    if (r < 1)
+        r = 1;
+    if (r > s->OH)
+        r = s->OH;
+    p.chunks = (s->OH + r - 1) / r;
+    p.per = (s->OH + p.chunks - 1) / p.chunks;
+    p.ldo = ld_apart((size_t)(p.per + 1) * s->OW);
+    p.lde = ld_apart((size_t)p.per * s->OW);
+    return p;
+}
+
+/* Floats of one chunk's buffers: C*KW rows over the odd input rows, then
+ * as many over the even ones. */
+static size_t par_chunk_floats(const mg_conv2d_shape *s, const par_geom *p)
+{
+    return (size_t)(s->C / conv_groups(s)) * s->KW * (p->ldo + p->lde);
+}
+
+static size_t par_scratch(const mg_conv2d_shape *s)
+{
+    const par_geom p = par_geom_of(s);
+    const size_t Cg = (size_t)(s->C / conv_groups(s)), OCg = (size_t)(s->OC / conv_groups(s));
+    const size_t Kc = Cg * s->KW, ncols = (size_t)p.per * s->OW, R = par_chunk_floats(s, &p);
+    const size_t fwd = R + 9 * OCg * Cg + OCg * p.lde;
+    const size_t bwd = R + ncols * OCg + 2 * OCg * p.ldo + 4 * Cg * p.lde + 9 * Cg * OCg + 3 * Kc * OCg;
+    return fwd > bwd ? fwd : bwd;
+}
+
 size_t mg_conv2d_scratch(const mg_conv2d_shape *s)
 {
     if (conv_is_depthwise(s))
@@ -266,6 +318,8 @@ size_t mg_conv2d_scratch(const mg_conv2d_shape *s)
     if (conv_grad_as_conv(s))
         n += (size_t)Cg * OCg * KK;                           /* the flipped filters */
     n += col_cols(s) * (size_t)(OCg > Cg ? OCg : Cg);          /* a transposed GEMM operand */
+    if (conv_par_ok(s) && par_scratch(s) > n)
+        n = par_scratch(s);
     if (conv_same_size(s)) {
         const size_t cols = (size_t)cols_rows_per_chunk(s) * s->W, KH = (size_t)s->KH;
         const size_t KWC = (size_t)Cg * s->KW, KWO = (size_t)OCg * s->KW, ldo = cols_out_ld(s);
@@ -880,16 +934,232 @@ static void conv_cols_backward(float *dinp, mg_layout li, int overwrite, float *
     }
 }
 
+/* ---- stride-2 3x3 convolutions by parity ---- */
+
+/* The three buffer rows (kw = 0, 1, 2) of one input row src (W = 2*OW
+ * floats) at d, ld apart: kw = 1 reads the even columns, kw = 2 the odd
+ * ones, kw = 0 the odd ones a column later (the padding's zero first). */
+static void par_row(float *d, size_t ld, const float *src, int OW)
+{
+    float *restrict d0 = d, *restrict d1 = d + ld, *restrict d2 = d + 2 * ld;
+    int k = 0;
+    d0[0] = 0.0f;
+#ifdef __SSE__
+    /* Eight floats give four even and four odd ones; the odd ones go to kw = 2
+     * and, a column later, to kw = 0, whose last block stops at OW. */
+    for (; k + 4 <= OW; k += 4) {
+        const __m128 a = _mm_loadu_ps(src + 2 * k), b = _mm_loadu_ps(src + 2 * k + 4);
+        const __m128 odd = _mm_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+        _mm_storeu_ps(d1 + k, _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
+        _mm_storeu_ps(d2 + k, odd);
+        if (k + 4 < OW) {
+            _mm_storeu_ps(d0 + k + 1, odd);
+        } else {
+            float t[4];
+            _mm_storeu_ps(t, odd);
+            d0[k + 1] = t[0], d0[k + 2] = t[1], d0[k + 3] = t[2];
+        }
+    }
+#endif
+    for (; k < OW; k++) {
+        d1[k] = src[2 * k];
+        d2[k] = src[2 * k + 1];
+        if (k + 1 < OW)
+            d0[k + 1] = src[2 * k + 1];
+    }
+}
+
+/* The chunk's buffers from the Cg planes at in (channel stride sc, planes of
+ * H x W): Ro, rows (c,kw) of ldo floats, holds input rows 2*h0-1 .. 2*(h0+nr)-1
+ * (odd; row -1 is the padding), Re, rows of lde, rows 2*h0 .. 2*(h0+nr)-2. */
+static void par_build(float *Ro, float *Re, const par_geom *p, const float *in, size_t sc, int Cg, int h0, int nr,
+                      int W, int OW)
+{
+    for (int c = 0; c < Cg; c++) {
+        const float *plane = in + (size_t)c * sc;
+        float *o = Ro + (size_t)c * 3 * p->ldo, *e = Re + (size_t)c * 3 * p->lde;
+        for (int r = 0; r <= nr; r++) {
+            const int ir = 2 * (h0 + r) - 1;
+            if (ir < 0)
+                for (int kw = 0; kw < 3; kw++)
+                    memset(o + kw * p->ldo + (size_t)r * OW, 0, (size_t)OW * sizeof(float));
+            else
+                par_row(o + (size_t)r * OW, p->ldo, plane + (size_t)ir * W, OW);
+        }
+        for (int r = 0; r < nr; r++)
+            par_row(e + (size_t)r * OW, p->lde, plane + (size_t)(2 * (h0 + r)) * W, OW);
+    }
+}
+
+/* out (+bias, activation) by parity: out row oh reads input rows 2*oh-1
+ * (kh = 0), 2*oh (kh = 1) and 2*oh+1 (kh = 2), that is odd buffer row j,
+ * even row j and odd row j+1 of the chunk: three GEMMs over C*KW rows each,
+ * with the per-kernel-row weights of the by-columns path. */
+static void conv_par_forward(float *out, mg_layout lo, const float *inp, mg_layout li, const float *w, const float *b,
+                             const mg_conv2d_shape *s, float *scratch, int act)
+{
+    const int G = conv_groups(s), Cg = s->C / G, OCg = s->OC / G, OH = s->OH, OW = s->OW, Kc = Cg * 3;
+    const par_geom p = par_geom_of(s);
+    float *R = scratch, *wk = R + par_chunk_floats(s, &p), *wide = wk + (size_t)9 * OCg * Cg;
+    const int direct = !b && act == MG_NO_ACT;
+    for (int g = 0; g < G; g++) {
+        for (int kh = 0; kh < 3; kh++)
+            for (int oc = 0; oc < OCg; oc++)
+                for (int c = 0; c < Cg; c++)
+                    for (int kw = 0; kw < 3; kw++)
+                        wk[((size_t)kh * OCg + oc) * Kc + c * 3 + kw] =
+                            w[((((size_t)g * OCg + oc) * Cg + c) * 3 + kh) * 3 + kw];
+        for (int n = 0; n < s->N; n++)
+            for (int h0 = 0; h0 < OH; h0 += p.per) {
+                const int nr = OH - h0 < p.per ? OH - h0 : p.per, ncols = nr * OW;
+                float *Ro = R, *Re = Ro + (size_t)Kc * p.ldo;
+                par_build(Ro, Re, &p, inp + (size_t)n * li.sn + (size_t)g * Cg * li.sc, li.sc, Cg, h0, nr, s->W, OW);
+                float *c0 = direct ? out + (size_t)n * lo.sn + (size_t)g * OCg * lo.sc + (size_t)h0 * OW : wide;
+                const int ldc = direct ? (int)lo.sc : (int)p.lde;
+                mg_gemm(0, OCg, ncols, Kc, wk + (size_t)OCg * Kc, Kc, Re, (int)p.lde, 0.0f, c0, ldc);
+                mg_gemm(0, OCg, ncols, Kc, wk, Kc, Ro, (int)p.ldo, 1.0f, c0, ldc);
+                mg_gemm(0, OCg, ncols, Kc, wk + (size_t)2 * OCg * Kc, Kc, Ro + OW, (int)p.ldo, 1.0f, c0, ldc);
+                if (direct)
+                    continue;
+                for (int oc = 0; oc < OCg; oc++)
+                    store_act(out + (size_t)n * lo.sn + (size_t)(g * OCg + oc) * lo.sc + (size_t)h0 * OW,
+                              wide + (size_t)oc * p.lde, ncols, b ? b[g * OCg + oc] : 0.0f, act);
+            }
+    }
+}
+
+/* d[0..2n) = e[0], o[0], e[1], o[1], ... (+= when acc): an input row from
+ * its even and odd columns. */
+static inline void interleave2(float *restrict d, const float *restrict e, const float *restrict o, int n, int acc)
+{
+    int k = 0;
+#ifdef __SSE__
+    for (; k + 4 <= n; k += 4) {
+        const __m128 a = _mm_loadu_ps(e + k), c = _mm_loadu_ps(o + k);
+        __m128 lo = _mm_unpacklo_ps(a, c), hi = _mm_unpackhi_ps(a, c);
+        if (acc) {
+            lo = _mm_add_ps(_mm_loadu_ps(d + 2 * k), lo);
+            hi = _mm_add_ps(_mm_loadu_ps(d + 2 * k + 4), hi);
+        }
+        _mm_storeu_ps(d + 2 * k, lo);
+        _mm_storeu_ps(d + 2 * k + 4, hi);
+    }
+#endif
+    for (; k < n; k++) {
+        d[2 * k] = acc ? d[2 * k] + e[k] : e[k];
+        d[2 * k + 1] = acc ? d[2 * k + 1] + o[k] : o[k];
+    }
+}
+
+/* The input-gradient weights of the parity path, each (Cg, OCg) or (Cg,
+ * 2*OCg) over the output gradient's buffer rows (s, oc), s = 0 the gradient
+ * itself and s = 1 it a column later (see conv_par_backward), in this order:
+ * even rows and columns (kh,kw) = (1,1); even rows, odd columns (1,2 | 1,0);
+ * odd rows, even columns (0,1) and (2,1); odd rows and columns (0,2 | 0,0)
+ * and (2,2 | 2,0). */
+static void par_dinp_weights(float *wq, const float *wg, int Cg, int OCg)
+{
+    static const int taps[6][2][2] = {{{1, 1}, {-1, -1}}, {{1, 2}, {1, 0}}, {{0, 1}, {-1, -1}},
+                                      {{2, 1}, {-1, -1}}, {{0, 2}, {0, 0}}, {{2, 2}, {2, 0}}};
+    for (int t = 0; t < 6; t++) {
+        const int K = taps[t][1][0] < 0 ? OCg : 2 * OCg;
+        for (int c = 0; c < Cg; c++)
+            for (int k = 0; k < K; k++) {
+                const int sh = k / OCg, oc = k % OCg, kh = taps[t][sh][0], kw = taps[t][sh][1];
+                wq[(size_t)c * K + k] = wg[(((size_t)oc * Cg + c) * 3 + kh) * 3 + kw];
+            }
+        wq += (size_t)Cg * K;
+    }
+}
+
+/* dw += the weight gradient and dinp (+)= the input gradient by parity. The
+ * weight gradient's GEMMs pair the forward's three buffers (built again)
+ * with the chunk's output gradient transposed. The input gradient
+ * comes whole for input rows 2*h0 .. 2*(h0+nr)-1 from the output rows h0 ..
+ * h0+nr (the last one the next chunk's, or zeros): input row 2a reads output
+ * row a (kh = 1), row 2a+1 output rows a+1 (kh = 0) and a (kh = 2); column
+ * 2b output column b (kw = 1), column 2b+1 columns b+1 (kw = 0) and b
+ * (kw = 2). So each of the four parities of the input gradient is one or two
+ * GEMMs over a buffer D of the output gradient's rows (s, oc) (s = 1: a
+ * column later), and one pass interleaves them into dinp. */
+static void conv_par_backward(float *dinp, mg_layout li, int overwrite, float *dw, const float *dout, mg_layout lo,
+                              const float *inp, const float *w, const mg_conv2d_shape *s, float *scratch)
+{
+    const int G = conv_groups(s), Cg = s->C / G, OCg = s->OC / G, OH = s->OH, OW = s->OW, W = s->W, Kc = Cg * 3;
+    const par_geom p = par_geom_of(s);
+    const size_t ncmax = (size_t)p.per * OW, cs = (size_t)Cg * OCg;
+    float *R = scratch, *dT = R + par_chunk_floats(s, &p), *D = dT + ncmax * OCg, *P = D + 2 * (size_t)OCg * p.ldo;
+    float *wq = P + 4 * (size_t)Cg * p.lde, *dwk = wq + 9 * cs;
+    float *pee = P, *peo = P + (size_t)Cg * p.lde, *poe = peo + (size_t)Cg * p.lde, *poo = poe + (size_t)Cg * p.lde;
+    const float *wee = wq, *weo = wee + cs, *woe0 = weo + 2 * cs, *woe2 = woe0 + cs, *woo0 = woe2 + cs;
+    const float *woo2 = woo0 + 2 * cs;
+    const int ldd = (int)p.ldo, lde = (int)p.lde;
+    for (int g = 0; g < G; g++) {
+        const float *wg = w + (size_t)g * OCg * Cg * 9;
+        if (dinp)
+            par_dinp_weights(wq, wg, Cg, OCg);
+        memset(dwk, 0, (size_t)3 * Kc * OCg * sizeof(float));
+        for (int n = 0; n < s->N; n++)
+            for (int h0 = 0; h0 < OH; h0 += p.per) {
+                const int nr = OH - h0 < p.per ? OH - h0 : p.per, ncols = nr * OW;
+                const float *Ro = R, *Re = R + (size_t)Kc * p.ldo;
+                par_build(R, R + (size_t)Kc * p.ldo, &p, inp + (size_t)n * li.sn + (size_t)g * Cg * li.sc, li.sc, Cg,
+                          h0, nr, W, OW);
+                const float *dch = dout + (size_t)n * lo.sn + (size_t)g * OCg * lo.sc + (size_t)h0 * OW;
+                transpose_rows(dT, dch, lo.sc, OCg, ncols);
+                mg_gemm(0, Kc, OCg, ncols, Ro, (int)p.ldo, dT, OCg, 1.0f, dwk, OCg);
+                mg_gemm(0, Kc, OCg, ncols, Re, lde, dT, OCg, 1.0f, dwk + (size_t)Kc * OCg, OCg);
+                mg_gemm(0, Kc, OCg, ncols, Ro + OW, (int)p.ldo, dT, OCg, 1.0f, dwk + (size_t)2 * Kc * OCg, OCg);
+                if (!dinp)
+                    continue;
+                for (int oc = 0; oc < OCg; oc++)
+                    for (int r = 0; r <= nr; r++) {
+                        float *d0 = D + (size_t)oc * ldd + (size_t)r * OW, *d1 = d0 + (size_t)OCg * ldd;
+                        if (h0 + r >= OH) {
+                            memset(d0, 0, (size_t)OW * sizeof(float));
+                            memset(d1, 0, (size_t)OW * sizeof(float));
+                            continue;
+                        }
+                        const float *src = dch + (size_t)oc * lo.sc + (size_t)r * OW;
+                        memcpy(d0, src, (size_t)OW * sizeof(float));
+                        memcpy(d1, src + 1, (size_t)(OW - 1) * sizeof(float));
+                        d1[OW - 1] = 0.0f;
+                    }
+                mg_gemm(0, Cg, ncols, OCg, wee, OCg, D, ldd, 0.0f, pee, lde);
+                mg_gemm(0, Cg, ncols, 2 * OCg, weo, 2 * OCg, D, ldd, 0.0f, peo, lde);
+                mg_gemm(0, Cg, ncols, OCg, woe0, OCg, D + OW, ldd, 0.0f, poe, lde);
+                mg_gemm(0, Cg, ncols, OCg, woe2, OCg, D, ldd, 1.0f, poe, lde);
+                mg_gemm(0, Cg, ncols, 2 * OCg, woo0, 2 * OCg, D + OW, ldd, 0.0f, poo, lde);
+                mg_gemm(0, Cg, ncols, 2 * OCg, woo2, 2 * OCg, D, ldd, 1.0f, poo, lde);
+                for (int c = 0; c < Cg; c++) {
+                    float *dp = dinp + (size_t)n * li.sn + (size_t)(g * Cg + c) * li.sc + (size_t)2 * h0 * W;
+                    const size_t q = (size_t)c * p.lde;
+                    for (int r = 0; r < nr; r++, dp += 2 * W) {
+                        interleave2(dp, pee + q + (size_t)r * OW, peo + q + (size_t)r * OW, OW, !overwrite);
+                        interleave2(dp + W, poe + q + (size_t)r * OW, poo + q + (size_t)r * OW, OW, !overwrite);
+                    }
+                }
+            }
+        float *dwg = dw + (size_t)g * OCg * Cg * 9;
+        for (int kh = 0; kh < 3; kh++)
+            for (int k = 0; k < Kc; k++)
+                for (int oc = 0; oc < OCg; oc++)
+                    dwg[((size_t)oc * Cg + k / 3) * 9 + kh * 3 + k % 3] += dwk[((size_t)kh * Kc + k) * OCg + oc];
+    }
+}
+
 /* The columns a strided convolution's forward gathers (the im2col path in
  * both directions: stride-1 convolutions run pointwise, by kernel columns or
  * with flipped filters, depthwise ones without columns) are the ones its
  * backward needs for the weight gradient, and gathering them costs more than
  * reading them back. A stride-1 gather is a few row copies from an input
  * still in cache, cheaper than writing the columns out and reading them back
- * (LeNet-5's step took 4 % longer so), and keeps no columns. */
+ * (LeNet-5's step took 4 % longer so), and keeps no columns; nor does the
+ * parity path, whose buffers (1.5 floats per input float, im2col's 2.25)
+ * cost about as much to build again as to write out and read back. */
 size_t mg_conv2d_cols_floats(const mg_conv2d_shape *s)
 {
-    if (s->stride == 1 || conv_is_depthwise(s))
+    if (s->stride == 1 || conv_is_depthwise(s) || conv_par_ok(s))
         return 0;
     return (size_t)s->C * s->KH * s->KW * s->N * s->OH * s->OW;
 }
@@ -934,6 +1204,10 @@ void mg_conv2d_forward_kept(float *out, mg_layout lo, const float *inp, mg_layou
     }
     if (conv_cols_forward_ok(s)) {
         conv_cols_forward(out, lo, inp, li, w, b, s, scratch, act);
+        return;
+    }
+    if (conv_par_ok(s)) {
+        conv_par_forward(out, lo, inp, li, w, b, s, scratch, act);
         return;
     }
     const int pw = conv_is_pointwise(s);
@@ -1028,6 +1302,10 @@ void mg_conv2d_backward_kept(float *dinp, mg_layout li, int overwrite, float *dw
     const int pw = conv_is_pointwise(s), as_conv = conv_grad_as_conv(s) && dinp && OCg <= 2 * Cg;
     if (dinp && conv_cols_backward_ok(s)) {
         conv_cols_backward(dinp, li, overwrite, dw, dout, lo, inp, w, s, scratch);
+        return;
+    }
+    if (conv_par_ok(s)) {
+        conv_par_backward(dinp, li, overwrite, dw, dout, lo, inp, w, s, scratch);
         return;
     }
     /* A strided 1x1 convolution writes its input gradient whole (col2im_write_k1). */
