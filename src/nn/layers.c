@@ -812,8 +812,8 @@ static inline void store_act(float *restrict o, const float *restrict v, int n, 
     }
 }
 
-static void conv_cols_forward(float *out, mg_layout lo, const float *inp, mg_layout li, const float *w,
-                              const float *b, const mg_conv2d_shape *s, float *scratch, int act)
+static void conv_cols_forward(float *out, mg_layout lo, const float *inp, mg_layout li, const float *w, const float *b,
+                              const mg_conv2d_shape *s, float *scratch, int act, double *sums)
 {
     const int G = conv_groups(s), Cg = s->C / G, OCg = s->OC / G, KH = s->KH, KW = s->KW, pad = s->pad;
     const int H = s->H, W = s->W, per = cols_rows_per_chunk(s), Kc = Cg * KW;
@@ -838,15 +838,12 @@ static void conv_cols_forward(float *out, mg_layout lo, const float *inp, mg_lay
                 for (int kh = 0; kh < KH; kh++)
                     mg_gemm(0, OCg, ncols, Kc, wk + (size_t)kh * OCg * Kc, Kc, R + (size_t)kh * W, (int)ld,
                             kh ? 1.0f : 0.0f, c0, ldc);
-                if (direct)
-                    continue;
                 for (int oc = 0; oc < OCg; oc++) {
                     float *o = out + (size_t)n * lo.sn + (size_t)(g * OCg + oc) * lo.sc + (size_t)h0 * W;
-                    const float *v = wide + (size_t)oc * ldo;
-                    if (b || act != MG_NO_ACT)
-                        store_act(o, v, ncols, b ? b[g * OCg + oc] : 0.0f, act);
-                    else
-                        memcpy(o, v, (size_t)ncols * sizeof(float));
+                    if (!direct)
+                        store_act(o, wide + (size_t)oc * ldo, ncols, b ? b[g * OCg + oc] : 0.0f, act);
+                    if (sums)
+                        mg_bn_plane_sums(sums + 3 * (size_t)(g * OCg + oc), o, ncols, n == 0);
                 }
             }
     }
@@ -996,7 +993,7 @@ static void par_build(float *Ro, float *Re, const par_geom *p, const float *in, 
  * even row j and odd row j+1 of the chunk: three GEMMs over C*KW rows each,
  * with the per-kernel-row weights of the by-columns path. */
 static void conv_par_forward(float *out, mg_layout lo, const float *inp, mg_layout li, const float *w, const float *b,
-                             const mg_conv2d_shape *s, float *scratch, int act)
+                             const mg_conv2d_shape *s, float *scratch, int act, double *sums)
 {
     const int G = conv_groups(s), Cg = s->C / G, OCg = s->OC / G, OH = s->OH, OW = s->OW, Kc = Cg * 3;
     const par_geom p = par_geom_of(s);
@@ -1019,11 +1016,13 @@ static void conv_par_forward(float *out, mg_layout lo, const float *inp, mg_layo
                 mg_gemm(0, OCg, ncols, Kc, wk + (size_t)OCg * Kc, Kc, Re, (int)p.lde, 0.0f, c0, ldc);
                 mg_gemm(0, OCg, ncols, Kc, wk, Kc, Ro, (int)p.ldo, 1.0f, c0, ldc);
                 mg_gemm(0, OCg, ncols, Kc, wk + (size_t)2 * OCg * Kc, Kc, Ro + OW, (int)p.ldo, 1.0f, c0, ldc);
-                if (direct)
-                    continue;
-                for (int oc = 0; oc < OCg; oc++)
-                    store_act(out + (size_t)n * lo.sn + (size_t)(g * OCg + oc) * lo.sc + (size_t)h0 * OW,
-                              wide + (size_t)oc * p.lde, ncols, b ? b[g * OCg + oc] : 0.0f, act);
+                for (int oc = 0; oc < OCg; oc++) {
+                    float *o = out + (size_t)n * lo.sn + (size_t)(g * OCg + oc) * lo.sc + (size_t)h0 * OW;
+                    if (!direct)
+                        store_act(o, wide + (size_t)oc * p.lde, ncols, b ? b[g * OCg + oc] : 0.0f, act);
+                    if (sums)
+                        mg_bn_plane_sums(sums + 3 * (size_t)(g * OCg + oc), o, ncols, n == 0);
+                }
             }
     }
 }
@@ -1186,6 +1185,26 @@ void mg_conv2d_forward_act(float *out, mg_layout lo, const float *inp, mg_layout
 void mg_conv2d_forward_kept(float *out, mg_layout lo, const float *inp, mg_layout li, const float *w, const float *b,
                             const mg_conv2d_shape *s, float *scratch, int act, float *kept)
 {
+    mg_conv2d_forward_sums(out, lo, inp, li, w, b, s, scratch, act, kept, NULL);
+}
+
+/* The paths whose chunks are whole output planes of one sample (by kernel
+ * columns, by parity) sum each plane for the batch norm after them while it
+ * is in cache. */
+static int conv_plane_chunks(const mg_conv2d_shape *s)
+{
+    if (conv_cols_forward_ok(s))
+        return cols_rows_per_chunk(s) == s->H;
+    if (conv_par_ok(s))
+        return par_geom_of(s).per == s->OH;
+    return 0;
+}
+
+int mg_conv2d_forward_sums(float *out, mg_layout lo, const float *inp, mg_layout li, const float *w, const float *b,
+                           const mg_conv2d_shape *s, float *scratch, int act, float *kept, double *sums)
+{
+    if (sums && !(conv_plane_chunks(s) && mg_bn_sums_by_plane(s->OH * s->OW)))
+        sums = NULL;
     const int G = conv_groups(s), Cg = s->C / G, OCg = s->OC / G, N = s->N;
     const int K = Cg * s->KH * s->KW, OW = s->OW;
     const col_geom geom = geom_of(s);
@@ -1200,15 +1219,15 @@ void mg_conv2d_forward_kept(float *out, mg_layout lo, const float *inp, mg_layou
                 if (act != MG_NO_ACT)
                     bias_act(op, NULL, P, act);
             }
-        return;
+        return 0;
     }
     if (conv_cols_forward_ok(s)) {
-        conv_cols_forward(out, lo, inp, li, w, b, s, scratch, act);
-        return;
+        conv_cols_forward(out, lo, inp, li, w, b, s, scratch, act, sums);
+        return sums != NULL;
     }
     if (conv_par_ok(s)) {
-        conv_par_forward(out, lo, inp, li, w, b, s, scratch, act);
-        return;
+        conv_par_forward(out, lo, inp, li, w, b, s, scratch, act, sums);
+        return sums != NULL;
     }
     const int pw = conv_is_pointwise(s);
     const row_chunks rc = chunks_of(N, s->OH, OW,
@@ -1243,6 +1262,7 @@ void mg_conv2d_forward_kept(float *out, mg_layout lo, const float *inp, mg_layou
             }
         r0 += nr;
     }
+    return 0;
 }
 
 void mg_conv2d_forward_lay(float *out, mg_layout lo, const float *inp, mg_layout li, const float *w,

@@ -1,11 +1,12 @@
 /*
  * layers_norm.c: batch norm (1-d and 2-d, with torch's running statistics)
  * and layer norm. The batch-norm loops work one channel at a time: a
- * channel's N rows of S values are read once for the statistics and again,
- * from cache, to normalise. The model calls the fused forms (a ReLU folded
- * into the normalisation, whose mask the backward reads as bits the forward
- * kept, and an overwrite mode that spares zeroing the input gradient)
- * through nn_internal.h.
+ * channel's N rows of S values are read once for the statistics (unless the
+ * convolution before summed them while its output was in cache) and again
+ * to normalise. The model calls the fused forms (a ReLU folded into the
+ * normalisation, whose mask the backward reads as bits the forward kept,
+ * and an overwrite mode that spares zeroing the input gradient) through
+ * nn_internal.h.
  */
 #include "miagrid/nn.h"
 #include "nn/nn_internal.h"
@@ -49,6 +50,48 @@ static float sqdev8(const float *restrict x, float m, int n)
         t += d * d;
     }
     return t;
+}
+
+/* Sums of x - k and of (x - k)^2: a batch norm's statistics in one pass.
+ * With k one of the values, the shift keeps the sum of squares from
+ * cancelling against the squared sum (it would with k = 0 for a mean large
+ * against the spread). */
+static void shifted8(const float *restrict x, float k, int n, float *s1, float *s2)
+{
+    float a[8] = {0}, b[8] = {0};
+    int i = 0;
+#ifdef __SSE2__
+    /* The same operations lane for lane, in registers (left to the compiler,
+     * the lanes go through memory at every step). */
+    const __m128 kv = _mm_set1_ps(k);
+    __m128 a0 = _mm_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
+    for (; i + 8 <= n; i += 8) {
+        const __m128 d0 = _mm_sub_ps(_mm_loadu_ps(x + i), kv), d1 = _mm_sub_ps(_mm_loadu_ps(x + i + 4), kv);
+        a0 = _mm_add_ps(a0, d0);
+        a1 = _mm_add_ps(a1, d1);
+        b0 = _mm_add_ps(b0, _mm_mul_ps(d0, d0));
+        b1 = _mm_add_ps(b1, _mm_mul_ps(d1, d1));
+    }
+    _mm_storeu_ps(a, a0);
+    _mm_storeu_ps(a + 4, a1);
+    _mm_storeu_ps(b, b0);
+    _mm_storeu_ps(b + 4, b1);
+#endif
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) {
+            float d = x[i + j] - k;
+            a[j] += d;
+            b[j] += d * d;
+        }
+    float ta = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+    float tb = ((b[0] + b[1]) + (b[2] + b[3])) + ((b[4] + b[5]) + (b[6] + b[7]));
+    for (; i < n; i++) {
+        float d = x[i] - k;
+        ta += d;
+        tb += d * d;
+    }
+    *s1 = ta;
+    *s2 = tb;
 }
 
 /* Sums of g and g*(x - m) where g = dout, zeroed where out <= 0 when out is
@@ -222,6 +265,38 @@ static double sqdev_d(const float *x, float m, int n)
     return t;
 }
 
+/* The same over x[0..n) in pieces of span floats added in double. */
+static void shifted_d(const float *x, float k, int n, int span, double *s1, double *s2)
+{
+    for (int i = 0; i < n; i += span) {
+        float a, b;
+        shifted8(x + i, k, n - i < span ? n - i : span, &a, &b);
+        *s1 += a;
+        *s2 += b;
+    }
+}
+
+/* The statistics sum a channel's values in pieces of BLOCK floats, except
+ * that where a channel's samples lie one after another a row of N*S splits
+ * into the samples' planes when these are of SPAN_MIN to BLOCK floats: then
+ * the producing convolution can sum each plane while it is in cache
+ * (mg_bn_plane_sums), in the same pieces and order, so the same bits. */
+enum { SPAN_MIN = 64 };
+
+int mg_bn_sums_by_plane(int S)
+{
+    return S >= SPAN_MIN && S <= BLOCK;
+}
+
+void mg_bn_plane_sums(double *sums, const float *plane, int S, int first)
+{
+    if (first) {
+        sums[0] = plane[0];
+        sums[1] = sums[2] = 0.0;
+    }
+    shifted_d(plane, (float)sums[0], S, BLOCK, sums + 1, sums + 2);
+}
+
 static void grad_sums_d(const float *d, const float *x, const float *out, const uint8_t *keep, float m, int n,
                         double *sg, double *sgx)
 {
@@ -342,7 +417,7 @@ static void bn_dx_keep(float *restrict di, const float *restrict d, const float 
 /* inp, out (N,C,S) with layout l; mean, rstd (C) */
 void mg_bn_forward_fused(float *out, float *mean, float *rstd, const float *inp, mg_layout l, const float *gamma,
                          const float *beta, float *run_mean, float *run_var, int N, int C, int S, int train,
-                         float momentum, float eps, const float *res, int relu, uint8_t *keep)
+                         float momentum, float eps, const float *res, int relu, uint8_t *keep, const double *sums)
 {
     const double M = (double)N * S;
     if (!relu || !keep_ok(l, N, S))
@@ -351,13 +426,18 @@ void mg_bn_forward_fused(float *out, float *mean, float *rstd, const float *inp,
         const chan_rows cr = rows_of(l, c, N, S);
         float m, r;
         if (train) {
-            double sum = 0.0;
-            for (int k = 0; k < cr.nrows; k++)
-                sum += sum_d(inp + cr.base + k * cr.step, cr.len);
-            m = (float)(sum / M);
-            double ss = 0.0;
-            for (int k = 0; k < cr.nrows; k++)
-                ss += sqdev_d(inp + cr.base + k * cr.step, m, cr.len);
+            /* One pass, shifted by the channel's first value, unless the
+             * convolution before made it. */
+            const int span = cr.nrows == 1 && mg_bn_sums_by_plane(S) ? S : BLOCK;
+            const float k0 = sums ? (float)sums[3 * c] : inp[cr.base];
+            double s1 = sums ? sums[3 * c + 1] : 0.0, s2 = sums ? sums[3 * c + 2] : 0.0;
+            for (int k = 0; k < cr.nrows && !sums; k++)
+                shifted_d(inp + cr.base + k * cr.step, k0, cr.len, span, &s1, &s2);
+            const double dm = s1 / M;
+            m = (float)((double)k0 + dm);
+            double ss = s2 - s1 * dm; /* the sum of squared deviations from the mean */
+            if (ss < 0.0)
+                ss = 0.0;
             double var = ss / M;
             r = (float)(1.0 / sqrt(var + (double)eps));
             if (run_mean && run_var) {
@@ -440,7 +520,7 @@ void mg_batchnorm_forward(float *out, float *mean, float *rstd, const float *inp
 {
     mg_layout l = {(size_t)C * S, (size_t)S};
     mg_bn_forward_fused(out, mean, rstd, inp, l, gamma, beta, run_mean, run_var, N, C, S, train, momentum, eps, NULL, 0,
-                        NULL);
+                        NULL, NULL);
 }
 
 void mg_batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,

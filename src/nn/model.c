@@ -666,8 +666,14 @@ mg_status mg_graph_finish(mg_model **pm, int logits, mg_error *err)
     m->cache = mg_calloc(no, sizeof(float *), "model activations", err);
     m->argmax = mg_calloc(no, sizeof(int32_t *), "model activations", err);
     m->cols = mg_calloc(no, sizeof(float *), "model activations", err);
+    size_t bn_c = 1;
+    for (int i = 0; i < m->n_ops; i++)
+        if (m->ops[i].kind == MG_OP_BN && (size_t)m->ops[i].C > bn_c)
+            bn_c = (size_t)m->ops[i].C;
+    m->bn_sums = mg_calloc(3 * bn_c, sizeof(double), "model activations", err);
+    m->bn_sums_op = -1;
     if (!m->params || !m->grads || !m->masks || (m->n_buffers && !m->buffers) || !m->act || !m->grad || !m->ready ||
-        !m->cache || !m->argmax || !m->cols)
+        !m->cache || !m->argmax || !m->cols || !m->bn_sums)
         MG_FAIL(MG_ERR_NOMEM, "model %s: out of memory for %zu parameters", m->arch, m->n_params);
     for (size_t i = 0; i < m->n_params; i++)
         m->masks[i] = 1.0f;
@@ -763,6 +769,7 @@ void mg_model_destroy(mg_model **pm)
     free(m->cache);
     free(m->argmax);
     free(m->cols);
+    free(m->bn_sums);
     free(m->params);
     free(m->grads);
     free(m->masks);
@@ -1122,9 +1129,16 @@ static void op_forward(mg_model *m, int i, int batch, int train)
     case MG_OP_CONV: {
         mg_conv2d_shape s = op->conv;
         s.N = batch;
-        mg_conv2d_forward_kept(out, chan_major(batch, (size_t)s.OH * s.OW), in, chan_major(batch, (size_t)s.H * s.W),
-                               pparam(m, op->w), pparam(m, op->b), &s, m->scratch, op->act,
-                               m->cols_batch == batch ? m->cols[i] : NULL);
+        /* A training batch norm right after it gets its sums from here. */
+        const mg_op *next = i + 1 < m->n_ops ? &m->ops[i + 1] : NULL;
+        double *sums = train && next && next->kind == MG_OP_BN && next->in[0] == op->out && next->S > 1 &&
+                               mg_bn_sums_by_plane(next->S)
+                           ? m->bn_sums
+                           : NULL;
+        if (mg_conv2d_forward_sums(out, chan_major(batch, (size_t)s.OH * s.OW), in,
+                                   chan_major(batch, (size_t)s.H * s.W), pparam(m, op->w), pparam(m, op->b), &s,
+                                   m->scratch, op->act, m->cols_batch == batch ? m->cols[i] : NULL, sums))
+            m->bn_sums_op = i + 1;
         break;
     }
     case MG_OP_BN: {
@@ -1135,7 +1149,9 @@ static void op_forward(mg_model *m, int i, int batch, int train)
         mg_bn_forward_fused(add ? vact(m, add->out) : out, cache, cache + op->C, in, bn_layout(op, batch),
                             pparam(m, op->w), pparam(m, op->b), m->buffers + op->rm, m->buffers + op->rv, batch, op->C,
                             op->S, train, MG_BN_MOMENTUM, MG_BN_EPS, res,
-                            add ? add->act == MG_ACT_RELU : op->act == MG_ACT_RELU, bn_keep(m, i));
+                            add ? add->act == MG_ACT_RELU : op->act == MG_ACT_RELU, bn_keep(m, i),
+                            train && m->bn_sums_op == i ? m->bn_sums : NULL);
+        m->bn_sums_op = -1;
         break;
     }
     case MG_OP_LN: {

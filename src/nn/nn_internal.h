@@ -132,6 +132,8 @@ struct mg_model {
     float **cols;           /* per op: a convolution's column buffers, for cap_cols samples */
     int cap_cols;
     int cols_batch;         /* the batch of the forward they hold, or 0 */
+    double *bn_sums;        /* a training batch norm's statistics sums, made by the convolution before it */
+    int bn_sums_op;         /* the batch norm they are for, or -1 */
     unsigned char *ready;   /* per value: gradient written during this backward */
     float *probs;
     float *dx;              /* input gradient, (N, C, H, W) */
@@ -386,6 +388,12 @@ void mg_conv2d_forward_kept(float *out, mg_layout lo, const float *inp, mg_layou
 void mg_conv2d_backward_kept(float *dinp, mg_layout li, int overwrite, float *dw, float *db, const float *dout,
                              mg_layout lo, const float *inp, const float *w, const mg_conv2d_shape *s, float *scratch,
                              const float *kept);
+/* mg_conv2d_forward_kept that also sums each output plane into sums (3 per
+ * output channel) for a training batch norm after it (mg_bn_plane_sums),
+ * where its chunks are whole planes and the batch norm sums by plane:
+ * returns 1 when it did, 0 when the batch norm must sum them itself. */
+int mg_conv2d_forward_sums(float *out, mg_layout lo, const float *inp, mg_layout li, const float *w, const float *b,
+                           const mg_conv2d_shape *s, float *scratch, int act, float *kept, double *sums);
 
 /* The input gradient of a 2x2, stride-2 max pool over (NC, H, W) with H and W
  * even, so that every input lies in exactly one window: written (overwrite)
@@ -399,10 +407,20 @@ void mg_maxpool2_backward_cover(float *dinp, int overwrite, const float *dout, c
  * followed, when res is given, by the addition of res (same shape and
  * layout) and, when relu is set, by a ReLU, in the same pass. With a ReLU,
  * keep (N * MG_BN_KEEP_FLOATS(C, S) floats, or NULL) receives its mask as
- * bits where the layout allows. */
+ * bits where the layout allows. A training forward takes its statistics
+ * from sums (3 per channel, from mg_bn_plane_sums) when given, and gives
+ * the same bits as it would summing them itself. */
 void mg_bn_forward_fused(float *out, float *mean, float *rstd, const float *inp, mg_layout l, const float *gamma,
                          const float *beta, float *run_mean, float *run_var, int N, int C, int S, int train,
-                         float momentum, float eps, const float *res, int relu, uint8_t *keep);
+                         float momentum, float eps, const float *res, int relu, uint8_t *keep, const double *sums);
+/* 1 where a batch norm over planes of S values sums its statistics plane by
+ * plane, so that the producer of its input can (mg_bn_plane_sums). */
+int mg_bn_sums_by_plane(int S);
+/* Adds plane (S values of one channel of one sample) to that channel's
+ * statistics sums (3 doubles), as the batch-norm forward sums them; first:
+ * the channel's first plane (sample 0), which starts them. Planes are given
+ * in the order of the samples. */
+void mg_bn_plane_sums(double *sums, const float *plane, int S, int first);
 /* mg_batchnorm_backward through a fused ReLU (out given: its output, and
  * keep, when not NULL, the bits the forward wrote with it) and, when
  * overwrite is set, writing dinp instead of adding to it. */

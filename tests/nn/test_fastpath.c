@@ -725,6 +725,104 @@ static void test_bn_relu_bits(int hw, int B, int identity)
     mg_model_destroy(&ms);
 }
 
+/* ---- batch-norm statistics from the convolution before it ---------------------------------- */
+
+/* A convolution whose chunks are whole output planes sums them for a
+ * training batch norm after it (mg_conv2d_forward_sums returns 1), and the
+ * batch norm's forward from those sums gives the bits of its forward
+ * summing them itself: output, mean, rstd and running statistics. */
+static void bn_sums_case(mg_rng *rng, int N, int C, int H, int OC, int stride, int groups, int act, int expect)
+{
+    mg_conv2d_shape s = {
+        .N = N, .C = C, .H = H, .W = H, .OC = OC, .KH = 3, .KW = 3, .stride = stride, .pad = 1, .groups = groups};
+    CHECK_INT_EQ(mg_conv2d_shape_init(&s), 0);
+    const int G = groups > 1 ? groups : 1, P = s.OH * s.OW;
+    const size_t ni = (size_t)N * C * H * H, no = (size_t)N * OC * P, nw = (size_t)OC * (C / G) * 9;
+    const mg_layout li = {(size_t)H * H, (size_t)N * H * H}, lo = {(size_t)P, (size_t)N * P};
+    float *inp = malloc(ni * sizeof(float)), *w = malloc(nw * sizeof(float)), *out = malloc(no * sizeof(float));
+    float *scratch = malloc((mg_conv2d_scratch(&s) + 1) * sizeof(float));
+    float *o1 = malloc(no * sizeof(float)), *o2 = malloc(no * sizeof(float));
+    float *gb = malloc(2 * (size_t)OC * sizeof(float)); /* gamma, beta */
+    float *st1 = malloc(4 * (size_t)OC * sizeof(float)), *st2 = malloc(4 * (size_t)OC * sizeof(float));
+    double *sums = malloc(3 * (size_t)OC * sizeof(double));
+    fill_uniform(inp, ni, -1, 1, rng);
+    fill_uniform(w, nw, -1, 1, rng);
+    fill_uniform(gb, 2 * (size_t)OC, 0.5, 1.5, rng);
+    fill_uniform(st1, 4 * (size_t)OC, 0.5, 1.5, rng); /* mean, rstd (written), running mean and variance */
+    memcpy(st2, st1, 4 * (size_t)OC * sizeof(float));
+    for (size_t i = 0; i < 3 * (size_t)OC; i++)
+        sums[i] = NAN;
+    const int got = mg_conv2d_forward_sums(out, lo, inp, li, w, NULL, &s, scratch, act, NULL, sums);
+    CHECK_INT_EQ(got, expect);
+    const size_t c = (size_t)OC;
+    mg_bn_forward_fused(o1, st1, st1 + c, out, lo, gb, gb + c, st1 + 2 * c, st1 + 3 * c, N, OC, P, 1, 0.1f, 1e-5f, NULL,
+                        1, NULL, got ? sums : NULL);
+    mg_bn_forward_fused(o2, st2, st2 + c, out, lo, gb, gb + c, st2 + 2 * c, st2 + 3 * c, N, OC, P, 1, 0.1f, 1e-5f, NULL,
+                        1, NULL, NULL);
+    mg_test_checks_++;
+    if (memcmp(o1, o2, no * sizeof(float)) != 0 || memcmp(st1, st2, 4 * c * sizeof(float)) != 0)
+        MG_T_FAIL_("conv %d->%d %dx%d s%d g%d: the batch norm from the convolution's sums is not bit for bit the "
+                   "one that sums itself",
+                   C, OC, H, H, stride, groups);
+    printf("  conv %d->%d %dx%d s%d g%d act%d, batch norm after it: %s\n", C, OC, H, H, stride, groups, act,
+           got ? "the convolution's sums give the same bits" : "sums its statistics itself");
+    free(inp), free(w), free(out), free(scratch), free(o1), free(o2), free(gb), free(st1), free(st2), free(sums);
+}
+
+/* A model whose batch norms follow convolutions of every kind: by kernel
+ * columns and by parity (these sum for the batch norm), and on the im2col
+ * path (the batch norm sums itself). After a training forward, each batch
+ * norm's mean and rstd are the bits of a batch norm run on its input alone. */
+static void test_bn_sums_model(void)
+{
+    mg_model *m = NULL;
+    mg_error err = {0};
+    CHECK_OK(mg_graph_begin(&m, "bn-sums-test", 2, 16, 16, 3, 0, &err), &err);
+    if (!m)
+        return;
+    int x = mg_g_bn(m, "bn1", mg_g_conv(m, "conv1", 0, 16, 3, 1, 1, 1, 0), 1);
+    x = mg_g_bn(m, "bn2", mg_g_conv(m, "conv2", x, 16, 3, 1, 1, 1, 0), 1);
+    x = mg_g_bn(m, "bn3", mg_g_conv(m, "conv3", x, 32, 3, 2, 1, 1, 0), 1);
+    int logits = mg_g_linear(m, "fc", mg_g_flatten(m, mg_g_gap(m, x)), 3, 1);
+    CHECK_OK(mg_graph_finish(&m, logits, &err), &err);
+    if (!m)
+        return;
+    mg_rng r;
+    mg_rng_seed(&r, 5, "bn-sums", "init");
+    mg_model_init_params(m, &r);
+    enum { B = 4 };
+    float *xin = malloc((size_t)B * 2 * 256 * sizeof(float));
+    fill_uniform(xin, (size_t)B * 2 * 256, -1, 1, &r);
+    for (int rep = 0; rep < 2; rep++) {
+        CHECK_OK(mg_model_forward(m, xin, B, 1, NULL, &err), &err);
+        int checked = 0;
+        for (int i = 0; i < m->n_ops; i++) {
+            const mg_op *op = &m->ops[i];
+            if (op->kind != MG_OP_BN)
+                continue;
+            const int v = op->in[0], C = op->C, S = op->S;
+            CHECK_INT_EQ(m->values[v].root, v);
+            const mg_layout l = {(size_t)S, (size_t)B * S};
+            float *o = malloc((size_t)B * C * S * sizeof(float)), *st = malloc(4 * (size_t)C * sizeof(float));
+            for (int k = 0; k < 2 * C; k++)
+                st[2 * C + k] = k < C ? 0.0f : 1.0f;
+            mg_bn_forward_fused(o, st, st + C, m->act[v], l, mg_model_params(m) + op->w, mg_model_params(m) + op->b,
+                                st + 2 * C, st + 3 * C, B, C, S, 1, 0.1f, 1e-5f, NULL, 1, NULL, NULL);
+            mg_test_checks_++;
+            if (memcmp(st, m->cache[i], 2 * (size_t)C * sizeof(float)) != 0)
+                MG_T_FAIL_("batch norm op %d: the model's statistics are not the bits of the batch norm alone", i);
+            checked++;
+            free(o), free(st);
+        }
+        CHECK_INT_EQ(checked, 3);
+        for (size_t i = 0; i < (size_t)B * 2 * 256; i++)
+            xin[i] = 0.5f * xin[i] + 0.25f;
+    }
+    printf("  model with batch norms after convolutions of each path: the statistics of each batch norm alone\n");
+    free(xin);
+    mg_model_destroy(&m);
+}
+
 int main(void)
 {
     mg_rng rng;
@@ -740,5 +838,14 @@ int main(void)
         test_bn_relu_bits(4, 8, identity);
         test_bn_relu_bits(3, 5, identity);
     }
+    /* By kernel columns, one group and two, with a ReLU; by parity; chunks
+     * smaller than a plane (by columns, by parity); the im2col path. */
+    bn_sums_case(&rng, 3, 16, 16, 16, 1, 1, MG_NO_ACT, 1);
+    bn_sums_case(&rng, 2, 32, 16, 32, 1, 2, MG_ACT_RELU, 1);
+    bn_sums_case(&rng, 3, 16, 16, 32, 2, 1, MG_NO_ACT, 1);
+    bn_sums_case(&rng, 2, 64, 32, 64, 1, 1, MG_NO_ACT, 0);
+    bn_sums_case(&rng, 2, 64, 32, 64, 2, 1, MG_NO_ACT, 0);
+    bn_sums_case(&rng, 2, 4, 16, 8, 1, 1, MG_NO_ACT, 0);
+    test_bn_sums_model();
     MG_TEST_MAIN_END();
 }

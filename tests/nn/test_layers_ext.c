@@ -324,6 +324,43 @@ static void test_batchnorm_case(mg_rng *rng, int N, int C, int S, int train)
     free(din), free(dg), free(db), free(din1), free(dg1), free(num), free(rm0), free(rv0);
 }
 
+/* Training statistics of channels whose mean is far from zero against their
+ * spread (1000 +- 0.01: with the squares summed unshifted the variance would
+ * cancel away in float) and of a wide one, over rows that span several
+ * summation blocks, against two passes in double over the same floats. */
+static void test_batchnorm_offset(mg_rng *rng)
+{
+    enum { BN = 12, BC = 3, BS = 1000 };
+    const double centre[BC] = {1000.0, -300.0, 0.5}, spread[BC] = {0.01, 3.0, 1e-3};
+    float *x = malloc((size_t)BN * BC * BS * sizeof(float)), *out = malloc((size_t)BN * BC * BS * sizeof(float));
+    float g[BC] = {1.0f, 1.0f, 1.0f}, b[BC] = {0.0f, 0.0f, 0.0f}, mean[BC], rstd[BC];
+    for (int n = 0; n < BN; n++)
+        for (int c = 0; c < BC; c++)
+            for (int i = 0; i < BS; i++)
+                x[((size_t)n * BC + c) * BS + i] = (float)(centre[c] + spread[c] * (2.0 * mg_rng_uniform(rng) - 1.0));
+    mg_batchnorm_forward(out, mean, rstd, x, g, b, NULL, NULL, BN, BC, BS, 1, 0.1f, 1e-5f);
+    for (int c = 0; c < BC; c++) {
+        double m = 0.0, v = 0.0;
+        for (int n = 0; n < BN; n++)
+            for (int i = 0; i < BS; i++)
+                m += x[((size_t)n * BC + c) * BS + i];
+        m /= (double)BN * BS;
+        for (int n = 0; n < BN; n++)
+            for (int i = 0; i < BS; i++) {
+                const double d = x[((size_t)n * BC + c) * BS + i] - m;
+                v += d * d;
+            }
+        v /= (double)BN * BS;
+        const double r = 1.0 / sqrt(v + 1e-5);
+        CHECK_NEAR(mean[c], m, 1e-7 * fabs(m) + 1e-9);
+        CHECK_NEAR(rstd[c], r, 1e-5 * r);
+        printf("  batchnorm train, mean %g spread %g: mean off by %.3g, rstd by %.3g (relative)\n", centre[c],
+               spread[c], fabs(mean[c] - m), fabs(rstd[c] - r) / r);
+    }
+    free(x);
+    free(out);
+}
+
 static void test_batchnorm(mg_rng *rng)
 {
     test_batchnorm_case(rng, 4, 3, 5, 1);   /* BatchNorm2d over 5 positions */
@@ -349,6 +386,8 @@ static void test_batchnorm(mg_rng *rng)
     mg_batchnorm_forward(out, mean, rstd, x, g, b, rm, rv, 2, 1, 2, 0, 0.1f, 1e-5f);
     CHECK(rm[0] == rm_e && rv[0] == rv_e);
     CHECK_NEAR(out[0], (1.0 - rm_e) / sqrt(rv_e + 1e-5), 1e-6);
+
+    test_batchnorm_offset(rng);
 }
 
 /* ---- layer norm ---------------------------------------------------------------------------- */
