@@ -812,6 +812,19 @@ static inline void store_act(float *restrict o, const float *restrict v, int n, 
     }
 }
 
+/* wk[kh] (OCg, Cg*KW), kh < KH: the weights of kernel row kh of group g,
+ * the left operands of the by-columns and parity forwards. */
+static void kernel_row_weights(float *wk, const float *w, int g, int OCg, int Cg, int KH, int KW)
+{
+    const int Kc = Cg * KW;
+    for (int kh = 0; kh < KH; kh++)
+        for (int oc = 0; oc < OCg; oc++)
+            for (int c = 0; c < Cg; c++)
+                for (int kw = 0; kw < KW; kw++)
+                    wk[((size_t)kh * OCg + oc) * Kc + c * KW + kw] =
+                        w[((((size_t)g * OCg + oc) * Cg + c) * KH + kh) * KW + kw];
+}
+
 static void conv_cols_forward(float *out, mg_layout lo, const float *inp, mg_layout li, const float *w, const float *b,
                               const mg_conv2d_shape *s, float *scratch, int act, double *sums)
 {
@@ -820,13 +833,7 @@ static void conv_cols_forward(float *out, mg_layout lo, const float *inp, mg_lay
     const size_t ld = cols_ld(s), ldo = cols_out_ld(s);
     float *R = scratch, *wk = R + (size_t)Kc * ld, *wide = wk + (size_t)KH * OCg * Kc;
     for (int g = 0; g < G; g++) {
-        /* wk[kh] (OCg, Cg*KW): the weights of kernel row kh. */
-        for (int kh = 0; kh < KH; kh++)
-            for (int oc = 0; oc < OCg; oc++)
-                for (int c = 0; c < Cg; c++)
-                    for (int kw = 0; kw < KW; kw++)
-                        wk[((size_t)kh * OCg + oc) * Kc + c * KW + kw] =
-                            w[((((size_t)g * OCg + oc) * Cg + c) * KH + kh) * KW + kw];
+        kernel_row_weights(wk, w, g, OCg, Cg, KH, KW);
         for (int n = 0; n < s->N; n++)
             for (int h0 = 0; h0 < H; h0 += per) {
                 const int nr = H - h0 < per ? H - h0 : per, ncols = nr * W;
@@ -1000,12 +1007,7 @@ static void conv_par_forward(float *out, mg_layout lo, const float *inp, mg_layo
     float *R = scratch, *wk = R + par_chunk_floats(s, &p), *wide = wk + (size_t)9 * OCg * Cg;
     const int direct = !b && act == MG_NO_ACT;
     for (int g = 0; g < G; g++) {
-        for (int kh = 0; kh < 3; kh++)
-            for (int oc = 0; oc < OCg; oc++)
-                for (int c = 0; c < Cg; c++)
-                    for (int kw = 0; kw < 3; kw++)
-                        wk[((size_t)kh * OCg + oc) * Kc + c * 3 + kw] =
-                            w[((((size_t)g * OCg + oc) * Cg + c) * 3 + kh) * 3 + kw];
+        kernel_row_weights(wk, w, g, OCg, Cg, 3, 3);
         for (int n = 0; n < s->N; n++)
             for (int h0 = 0; h0 < OH; h0 += p.per) {
                 const int nr = OH - h0 < p.per ? OH - h0 : p.per, ncols = nr * OW;
@@ -1101,9 +1103,8 @@ static void conv_par_backward(float *dinp, mg_layout li, int overwrite, float *d
         for (int n = 0; n < s->N; n++)
             for (int h0 = 0; h0 < OH; h0 += p.per) {
                 const int nr = OH - h0 < p.per ? OH - h0 : p.per, ncols = nr * OW;
-                const float *Ro = R, *Re = R + (size_t)Kc * p.ldo;
-                par_build(R, R + (size_t)Kc * p.ldo, &p, inp + (size_t)n * li.sn + (size_t)g * Cg * li.sc, li.sc, Cg,
-                          h0, nr, W, OW);
+                float *Ro = R, *Re = R + (size_t)Kc * p.ldo;
+                par_build(Ro, Re, &p, inp + (size_t)n * li.sn + (size_t)g * Cg * li.sc, li.sc, Cg, h0, nr, W, OW);
                 const float *dch = dout + (size_t)n * lo.sn + (size_t)g * OCg * lo.sc + (size_t)h0 * OW;
                 transpose_rows(dT, dch, lo.sc, OCg, ncols);
                 mg_gemm(0, Kc, OCg, ncols, Ro, (int)p.ldo, dT, OCg, 1.0f, dwk, OCg);
