@@ -1129,12 +1129,11 @@ static void op_forward(mg_model *m, int i, int batch, int train)
     case MG_OP_CONV: {
         mg_conv2d_shape s = op->conv;
         s.N = batch;
-        /* A training batch norm right after it gets its sums from here. */
+        /* A training batch norm right after it, over its channels, gets its
+         * sums from here where the convolution can make them. */
         const mg_op *next = i + 1 < m->n_ops ? &m->ops[i + 1] : NULL;
-        double *sums = train && next && next->kind == MG_OP_BN && next->in[0] == op->out && next->S > 1 &&
-                               mg_bn_sums_by_plane(next->S)
-                           ? m->bn_sums
-                           : NULL;
+        double *sums =
+            train && next && next->kind == MG_OP_BN && next->in[0] == op->out && next->C == s.OC ? m->bn_sums : NULL;
         if (mg_conv2d_forward_sums(out, chan_major(batch, (size_t)s.OH * s.OW), in,
                                    chan_major(batch, (size_t)s.H * s.W), pparam(m, op->w), pparam(m, op->b), &s,
                                    m->scratch, op->act, m->cols_batch == batch ? m->cols[i] : NULL, sums))
