@@ -2,15 +2,17 @@
  * references. Convolutions in the model's channel-major layout and in NCHW
  * (column chunks that run across samples, the tight copies of unpadded
  * stride-1 windows, size-keeping convolutions by kernel columns, stride-2
- * 3x3 convolutions by parity, the flipped-filter input gradient, strided 1x1 convolutions that write their
- * input gradient whole, both forms of the weight-gradient GEMM, a fused ReLU
- * or Tanh) against a direct convolution in double and against central finite
- * differences; the columns a strided convolution's forward keeps for its
- * backward bitwise against building them again, alone and in a model; the
- * 2x2 max pool's vectorised forward and its whole-input backward against
- * scalar references; the branch-free tanh against tanh in double; the
- * blocked SGD step bitwise against the scalar update; and layers with a fused
- * activation against the same layers followed by an activation operation. */
+ * 3x3 convolutions by parity, the flipped-filter input gradient, strided 1x1
+ * convolutions that write their input gradient whole, both forms of the
+ * weight-gradient GEMM, a fused ReLU or Tanh) against a direct convolution in
+ * double and against central finite differences; the columns a strided
+ * convolution's forward keeps for its backward bitwise against building them
+ * again, alone and in a model; batch-norm statistics summed by the
+ * convolution before it bitwise against the batch norm's own; the 2x2 max
+ * pool's vectorised forward and its whole-input backward against scalar
+ * references; the branch-free tanh against tanh in double; the blocked SGD
+ * step bitwise against the scalar update; and layers with a fused activation
+ * against the same layers followed by an activation operation. */
 #include "mg_test.h"
 #include "miagrid/nn.h"
 #include "nn/nn_internal.h"
