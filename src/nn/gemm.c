@@ -46,7 +46,49 @@ static void blas(int transa, int M, int N, int K, const float *A, int lda, const
 
 #ifdef MG_GEMM_X86
 
-#define TGT __attribute__((target("avx2,fma")))
+/* Sanitized builds: ASan's check of each load and store made these kernels
+ * most of the sanitized test suite's time, so they run uninstrumented and
+ * the operand rows a product reads and writes are checked once, before it
+ * runs (operands_checked): a bad operand is still reported by ASan, at its
+ * first bad byte. */
+#if defined(__SANITIZE_ADDRESS__)
+#define MG_GEMM_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MG_GEMM_ASAN 1
+#endif
+#endif
+#ifdef MG_GEMM_ASAN
+#include <sanitizer/asan_interface.h>
+#define NOSAN __attribute__((no_sanitize("address", "undefined")))
+
+/* rows rows of cols floats, ld apart, from p: a poisoned byte among them is
+ * read through an instrumented load, which makes ASan report it. */
+static void rows_checked(const float *p, size_t ld, int rows, int cols)
+{
+    for (int r = 0; r < rows && cols > 0; r++) {
+        const char *bad = __asan_region_is_poisoned((void *)(p + (size_t)r * ld), (size_t)cols * sizeof(float));
+        if (bad)
+            (void)*(volatile const char *)bad;
+    }
+}
+
+/* A (M x K, or K x M read transposed), B (K x N) and C (M x N). */
+static void operands_checked(int transa, int M, int N, int K, const float *A, size_t lda, const float *B, size_t ldb,
+                             const float *C, size_t ldc)
+{
+    if (transa)
+        rows_checked(A, lda, K, M);
+    else
+        rows_checked(A, lda, M, K);
+    rows_checked(B, ldb, K, N);
+    rows_checked(C, ldc, M, N);
+}
+#else
+#define NOSAN
+#endif
+
+#define TGT __attribute__((target("avx2,fma"))) NOSAN
 #define INL __attribute__((always_inline)) inline
 
 /* Tiles of MR rows by 16 columns (two vectors of 8): 12 accumulators, two
@@ -120,6 +162,9 @@ static INL TGT void col_block(int masked, __m256i m0, __m256i m1, int M, int K, 
 static TGT void gemm_avx2(int transa, int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta,
                           float *C, int ldc)
 {
+#ifdef MG_GEMM_ASAN
+    operands_checked(transa, M, N, K, A, (size_t)lda, B, (size_t)ldb, C, (size_t)ldc);
+#endif
     const size_t rsa = transa ? 1 : (size_t)lda, csa = transa ? (size_t)lda : 1;
     const __m256i none = _mm256_setzero_si256();
     /* Blocks of k keep a column block of B (KC x 16) in the first-level
@@ -200,6 +245,11 @@ static INL TGT void tile_nt(int mr, int nr, int K, __m256i tail, const float *A,
 static TGT void gemm_nt_avx2(int M, int N, int K, const float *A, size_t lda, const float *B, size_t ldb, float beta,
                              float *C, size_t ldc)
 {
+#ifdef MG_GEMM_ASAN
+    rows_checked(A, lda, M, K);
+    rows_checked(B, ldb, N, K);
+    rows_checked(C, ldc, M, N);
+#endif
     int32_t lane[8];
     for (int l = 0; l < 8; l++)
         lane[l] = l < K % 8 ? -1 : 0;
