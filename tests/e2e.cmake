@@ -16,6 +16,19 @@ foreach(case IN LISTS MG_E2E_CASES)
     TIMEOUT 900
     ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1;ASAN_OPTIONS=fast_unwind_on_malloc=0;LSAN_OPTIONS=suppressions=${PROJECT_SOURCE_DIR}/tests/lsan.supp:print_suppressions=0;OMPI_MCA_rmaps_base_oversubscribe=1")
 endforeach()
+# Seconds each case took in a sanitized build on 2 cores. ctest -j starts
+# the costliest tests first, so that none of the long ones is left running
+# alone at the end of a fresh build's run (later runs go by ctest's own record
+# of their times).
+set(MG_E2E_COSTS admm_slim=130 stop_resume=120 select=90 cifar_archs=67 store_guard=61 sens_shadows=50
+                 kill_resume=41 defenses=38 grow=38 serial_vs_mpi=30 refattacks=28 node_failure=28 attacks=27
+                 prune_schedules=23 config_error=18 analysis=14 dry_run=5)
+foreach(pair IN LISTS MG_E2E_COSTS)
+  string(REPLACE "=" ";" kv ${pair})
+  list(GET kv 0 case)
+  list(GET kv 1 cost)
+  set_tests_properties(e2e/${case} PROPERTIES COST ${cost})
+endforeach()
 
 # The scheduler benchmark stays runnable (a smoke run; figures come from bench/).
 if(TARGET mg_sched_bench)
