@@ -46,11 +46,11 @@ static void blas(int transa, int M, int N, int K, const float *A, int lda, const
 
 #ifdef MG_GEMM_X86
 
-/* Sanitized builds: ASan's check of each load and store made these kernels
- * most of the sanitized test suite's time, so they run uninstrumented and
- * the operand rows a product reads and writes are checked once, before it
- * runs (operands_checked): a bad operand is still reported by ASan, at its
- * first bad byte. */
+/* Sanitized builds: ASan's check of each load and store (and UBSan's of
+ * each address computed) made these kernels most of the sanitized test
+ * suite's time, so they run uninstrumented, and the rows of the operands a
+ * product reads and writes are checked once, before it runs (rows_checked):
+ * a bad operand is still reported by ASan, at its first bad byte. */
 #if defined(__SANITIZE_ADDRESS__)
 #define MG_GEMM_ASAN 1
 #elif defined(__has_feature)
@@ -71,18 +71,6 @@ static void rows_checked(const float *p, size_t ld, int rows, int cols)
         if (bad)
             (void)*(volatile const char *)bad;
     }
-}
-
-/* A (M x K, or K x M read transposed), B (K x N) and C (M x N). */
-static void operands_checked(int transa, int M, int N, int K, const float *A, size_t lda, const float *B, size_t ldb,
-                             const float *C, size_t ldc)
-{
-    if (transa)
-        rows_checked(A, lda, K, M);
-    else
-        rows_checked(A, lda, M, K);
-    rows_checked(B, ldb, K, N);
-    rows_checked(C, ldc, M, N);
 }
 #else
 #define NOSAN
@@ -163,7 +151,9 @@ static TGT void gemm_avx2(int transa, int M, int N, int K, const float *A, int l
                           float *C, int ldc)
 {
 #ifdef MG_GEMM_ASAN
-    operands_checked(transa, M, N, K, A, (size_t)lda, B, (size_t)ldb, C, (size_t)ldc);
+    rows_checked(A, (size_t)lda, transa ? K : M, transa ? M : K);
+    rows_checked(B, (size_t)ldb, K, N);
+    rows_checked(C, (size_t)ldc, M, N);
 #endif
     const size_t rsa = transa ? 1 : (size_t)lda, csa = transa ? (size_t)lda : 1;
     const __m256i none = _mm256_setzero_si256();
