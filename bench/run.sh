@@ -5,7 +5,8 @@
 # PyTorch (the reference script given by --torch or $MG_TORCH_BASELINE), each
 # in a process of its own so that the peak memory is that model's, the two
 # back to back in alternating order, plus the single-thread SGEMM rate; then
-# prints the medians as one table and checks the speed targets.
+# prints the medians as one table, the spread of the repetitions behind them,
+# and checks the speed targets.
 #
 # usage: bench/run.sh [--reps N] [--models "lenet5 mlp resnet20"] [--torch SCRIPT]
 #   MG_BUILD_DIR      build directory (default build/)
@@ -150,6 +151,22 @@ for m in $models; do
   R_ratio[$m]=$ratio R_pct[$m]=$pct R_mem[$m]=$mem
   printf '%-9s %12.0f %12s %7s %9s %8s %10s %10s %8s\n' "$m" "$mg_sps" "$(dash "$t_sps")" "$(dash "$ratio")" "$gf" \
     "$pct" "$mg_mib" "$(dash "$t_mib")" "$(dash "$mem")"
+done
+
+# The spread behind each median: the slowest and fastest run of each engine,
+# and each run's FLOP rate against the SGEMM rate of its own repetition.
+range_of() { sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {if (NR) printf "%.0f-%.0f", lo, hi; else print "-"}'; }
+echo
+echo "by repetition (samples/s, slowest-fastest; % of that repetition's SGEMM):"
+for m in $models; do
+  mflop=$(field "$(head -1 "$tmp/mg.$m")" train_mflop_per_sample)
+  pcts=$(paste -d' ' <(while read -r l; do field "$l" samples_per_s; done <"$tmp/mg.$m") \
+                     <(while read -r l; do field "$l" gflops; done <"$tmp/sgemm") |
+         awk -v f="$mflop" '{printf "%s%.1f", (NR > 1 ? " " : ""), 100 * $1 * f / 1000 / $2}')
+  t_range=-
+  [[ -s $tmp/torch.$m ]] && t_range=$(while read -r l; do field "$l" train_samples_per_s; done <"$tmp/torch.$m" | range_of)
+  printf '  %-9s miagrid %s, PyTorch %s; %% SGEMM %s\n' "$m" \
+    "$(while read -r l; do field "$l" samples_per_s; done <"$tmp/mg.$m" | range_of)" "$t_range" "$pcts"
 done
 
 # ---- the targets ------------------------------------------------------------------
