@@ -825,6 +825,24 @@ static void kernel_row_weights(float *wk, const float *w, int g, int OCg, int Cg
                         w[((((size_t)g * OCg + oc) * Cg + c) * KH + kh) * KW + kw];
 }
 
+/* The end of one chunk of a forward by kernel columns or by parity, whose
+ * GEMMs wrote group g's OCg output rows in place (no bias, no activation) or
+ * into wide (rows ldw apart): there the bias and activation go to out; then
+ * each plane is summed for the batch norm after the convolution (sums, when
+ * given: the chunks are whole planes). at: the chunk's first output
+ * position in channel 0 of the group (sample and row offsets). */
+static void chunk_out(float *out, mg_layout lo, size_t at, const float *wide, size_t ldw, int g, int OCg, int ncols,
+                      const float *b, int act, double *sums, int first)
+{
+    for (int oc = 0; oc < OCg; oc++) {
+        float *o = out + at + (size_t)(g * OCg + oc) * lo.sc;
+        if (b || act != MG_NO_ACT)
+            store_act(o, wide + (size_t)oc * ldw, ncols, b ? b[g * OCg + oc] : 0.0f, act);
+        if (sums)
+            mg_bn_plane_sums(sums + 3 * (size_t)(g * OCg + oc), o, ncols, first);
+    }
+}
+
 static void conv_cols_forward(float *out, mg_layout lo, const float *inp, mg_layout li, const float *w, const float *b,
                               const mg_conv2d_shape *s, float *scratch, int act, double *sums)
 {
@@ -832,26 +850,21 @@ static void conv_cols_forward(float *out, mg_layout lo, const float *inp, mg_lay
     const int H = s->H, W = s->W, per = cols_rows_per_chunk(s), Kc = Cg * KW;
     const size_t ld = cols_ld(s), ldo = cols_out_ld(s);
     float *R = scratch, *wk = R + (size_t)Kc * ld, *wide = wk + (size_t)KH * OCg * Kc;
+    /* Without bias or activation the GEMMs write the output in place. */
+    const int direct = !b && act == MG_NO_ACT;
+    const int ldc = direct ? (int)lo.sc : (int)ldo;
     for (int g = 0; g < G; g++) {
         kernel_row_weights(wk, w, g, OCg, Cg, KH, KW);
         for (int n = 0; n < s->N; n++)
             for (int h0 = 0; h0 < H; h0 += per) {
                 const int nr = H - h0 < per ? H - h0 : per, ncols = nr * W;
+                const size_t at = (size_t)n * lo.sn + (size_t)h0 * W;
                 cols_build(R, ld, inp + (size_t)g * Cg * li.sc, li, Cg, n, h0, nr, H, W, KW, pad);
-                /* Without bias or activation the GEMMs write the output in place. */
-                const int direct = !b && act == MG_NO_ACT;
-                float *c0 = direct ? out + (size_t)n * lo.sn + (size_t)g * OCg * lo.sc + (size_t)h0 * W : wide;
-                const int ldc = direct ? (int)lo.sc : (int)ldo;
+                float *c0 = direct ? out + at + (size_t)g * OCg * lo.sc : wide;
                 for (int kh = 0; kh < KH; kh++)
                     mg_gemm(0, OCg, ncols, Kc, wk + (size_t)kh * OCg * Kc, Kc, R + (size_t)kh * W, (int)ld,
                             kh ? 1.0f : 0.0f, c0, ldc);
-                for (int oc = 0; oc < OCg; oc++) {
-                    float *o = out + (size_t)n * lo.sn + (size_t)(g * OCg + oc) * lo.sc + (size_t)h0 * W;
-                    if (!direct)
-                        store_act(o, wide + (size_t)oc * ldo, ncols, b ? b[g * OCg + oc] : 0.0f, act);
-                    if (sums)
-                        mg_bn_plane_sums(sums + 3 * (size_t)(g * OCg + oc), o, ncols, n == 0);
-                }
+                chunk_out(out, lo, at, wide, ldo, g, OCg, ncols, b, act, sums, n == 0);
             }
     }
 }
@@ -1005,26 +1018,20 @@ static void conv_par_forward(float *out, mg_layout lo, const float *inp, mg_layo
     const int G = conv_groups(s), Cg = s->C / G, OCg = s->OC / G, OH = s->OH, OW = s->OW, Kc = Cg * 3;
     const par_geom p = par_geom_of(s);
     float *R = scratch, *wk = R + par_chunk_floats(s, &p), *wide = wk + (size_t)9 * OCg * Cg;
-    const int direct = !b && act == MG_NO_ACT;
+    const int direct = !b && act == MG_NO_ACT, ldc = direct ? (int)lo.sc : (int)p.lde;
     for (int g = 0; g < G; g++) {
         kernel_row_weights(wk, w, g, OCg, Cg, 3, 3);
         for (int n = 0; n < s->N; n++)
             for (int h0 = 0; h0 < OH; h0 += p.per) {
                 const int nr = OH - h0 < p.per ? OH - h0 : p.per, ncols = nr * OW;
+                const size_t at = (size_t)n * lo.sn + (size_t)h0 * OW;
                 float *Ro = R, *Re = Ro + (size_t)Kc * p.ldo;
                 par_build(Ro, Re, &p, inp + (size_t)n * li.sn + (size_t)g * Cg * li.sc, li.sc, Cg, h0, nr, s->W, OW);
-                float *c0 = direct ? out + (size_t)n * lo.sn + (size_t)g * OCg * lo.sc + (size_t)h0 * OW : wide;
-                const int ldc = direct ? (int)lo.sc : (int)p.lde;
+                float *c0 = direct ? out + at + (size_t)g * OCg * lo.sc : wide;
                 mg_gemm(0, OCg, ncols, Kc, wk + (size_t)OCg * Kc, Kc, Re, (int)p.lde, 0.0f, c0, ldc);
                 mg_gemm(0, OCg, ncols, Kc, wk, Kc, Ro, (int)p.ldo, 1.0f, c0, ldc);
                 mg_gemm(0, OCg, ncols, Kc, wk + (size_t)2 * OCg * Kc, Kc, Ro + OW, (int)p.ldo, 1.0f, c0, ldc);
-                for (int oc = 0; oc < OCg; oc++) {
-                    float *o = out + (size_t)n * lo.sn + (size_t)(g * OCg + oc) * lo.sc + (size_t)h0 * OW;
-                    if (!direct)
-                        store_act(o, wide + (size_t)oc * p.lde, ncols, b ? b[g * OCg + oc] : 0.0f, act);
-                    if (sums)
-                        mg_bn_plane_sums(sums + 3 * (size_t)(g * OCg + oc), o, ncols, n == 0);
-                }
+                chunk_out(out, lo, at, wide, p.lde, g, OCg, ncols, b, act, sums, n == 0);
             }
     }
 }
