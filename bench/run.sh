@@ -87,6 +87,8 @@ EOF
 
 # The value of key in a line of key=value pairs.
 field() { sed -n "s/.*\b$2=\([^ ]*\).*/\1/p" <<<"$1"; }
+# The value of key in each line of key=value pairs in file.
+fields() { sed -n "s/.*\b$2=\([^ ]*\).*/\1/p" "$1"; }
 
 # A missing number (nan) as a dash in the table.
 dash() { if [[ $1 == nan ]]; then echo -; else echo "$1"; fi; }
@@ -124,7 +126,7 @@ done
 echo "load average (1 min) at the start: $load_start, at the end: $(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo '?') ($ncpu cores)"
 
 # ---- the table --------------------------------------------------------------------
-sgemm=$(while read -r l; do field "$l" gflops; done <"$tmp/sgemm" | median)
+sgemm=$(fields "$tmp/sgemm" gflops | median)
 blas=$(sed -n 's/.*openblas="\([^"]*\)".*/\1/p' "$tmp/sgemm" | head -1)
 echo
 echo "single-thread SGEMM (best of square 512 and 1024, median of $reps runs): $sgemm GFLOP/s${blas:+; $blas}"
@@ -134,8 +136,8 @@ echo
 printf '%-9s %12s %12s %7s %9s %8s %10s %10s %8s\n' model "mg samp/s" "torch samp/s" ratio "mg GF/s" "% SGEMM" "mg MiB" "torch MiB" "mem mg/t"
 declare -A R_ratio R_pct R_mem
 for m in $models; do
-  mg_sps=$(while read -r l; do field "$l" samples_per_s; done <"$tmp/mg.$m" | median)
-  mg_mib=$(while read -r l; do field "$l" peak_mib; done <"$tmp/mg.$m" | median)
+  mg_sps=$(fields "$tmp/mg.$m" samples_per_s | median)
+  mg_mib=$(fields "$tmp/mg.$m" peak_mib | median)
   mflop=$(field "$(head -1 "$tmp/mg.$m")" train_mflop_per_sample)
   gf=$(awk -v s="$mg_sps" -v f="$mflop" 'BEGIN {printf "%.1f", s * f / 1000}')
   # One decimal, and the target is checked on that, not on a whole percent
@@ -143,8 +145,8 @@ for m in $models; do
   pct=$(awk -v g="$mg_sps" -v f="$mflop" -v s="$sgemm" 'BEGIN {printf "%.1f", 100 * g * f / 1000 / s}')
   t_sps=nan t_mib=nan ratio=nan mem=nan
   if [[ -s $tmp/torch.$m ]]; then
-    t_sps=$(while read -r l; do field "$l" train_samples_per_s; done <"$tmp/torch.$m" | median)
-    t_mib=$(while read -r l; do field "$l" peak_kib; done <"$tmp/torch.$m" | median | awk '{printf "%.1f", $1 / 1024}')
+    t_sps=$(fields "$tmp/torch.$m" train_samples_per_s | median)
+    t_mib=$(fields "$tmp/torch.$m" peak_kib | median | awk '{printf "%.1f", $1 / 1024}')
     ratio=$(awk -v a="$mg_sps" -v b="$t_sps" 'BEGIN {printf "%.2f", a / b}')
     mem=$(awk -v a="$mg_mib" -v b="$t_mib" 'BEGIN {printf "%.3f", a / b}')
   fi
@@ -160,13 +162,12 @@ echo
 echo "by repetition (samples/s, slowest-fastest; % of that repetition's SGEMM):"
 for m in $models; do
   mflop=$(field "$(head -1 "$tmp/mg.$m")" train_mflop_per_sample)
-  pcts=$(paste -d' ' <(while read -r l; do field "$l" samples_per_s; done <"$tmp/mg.$m") \
-                     <(while read -r l; do field "$l" gflops; done <"$tmp/sgemm") |
+  pcts=$(paste -d' ' <(fields "$tmp/mg.$m" samples_per_s) <(fields "$tmp/sgemm" gflops) |
          awk -v f="$mflop" '{printf "%s%.1f", (NR > 1 ? " " : ""), 100 * $1 * f / 1000 / $2}')
   t_range=-
-  [[ -s $tmp/torch.$m ]] && t_range=$(while read -r l; do field "$l" train_samples_per_s; done <"$tmp/torch.$m" | range_of)
+  [[ -s $tmp/torch.$m ]] && t_range=$(fields "$tmp/torch.$m" train_samples_per_s | range_of)
   printf '  %-9s miagrid %s, PyTorch %s; %% SGEMM %s\n' "$m" \
-    "$(while read -r l; do field "$l" samples_per_s; done <"$tmp/mg.$m" | range_of)" "$t_range" "$pcts"
+    "$(fields "$tmp/mg.$m" samples_per_s | range_of)" "$t_range" "$pcts"
 done
 
 # ---- the targets ------------------------------------------------------------------
