@@ -4,7 +4,8 @@ find_program(MG_PYTHON NAMES python3 PATHS /usr/bin NO_DEFAULT_PATH)
 if(NOT MG_PYTHON)
   find_program(MG_PYTHON NAMES python3 REQUIRED)
 endif()
-set(MG_E2E_CASES select defenses attacks sens_shadows refattacks prune_schedules admm_slim cifar_archs serial_vs_mpi grow kill_resume dry_run config_error analysis node_failure stop_resume store_guard)
+set(MG_E2E_CASES select defenses attacks sens_shadows refattacks prune_schedules admm_slim cifar_archs serial_vs_mpi grow
+                 kill_resume dry_run config_error analysis node_failure stop_resume store_guard csv_content)
 foreach(case IN LISTS MG_E2E_CASES)
   add_test(NAME e2e/${case}
     COMMAND ${MG_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/e2e/test_e2e.py ${case}
@@ -22,7 +23,7 @@ endforeach()
 # of their times).
 set(MG_E2E_COSTS admm_slim=130 stop_resume=120 select=90 cifar_archs=67 store_guard=61 sens_shadows=50
                  kill_resume=41 defenses=38 grow=38 serial_vs_mpi=30 refattacks=28 node_failure=28 attacks=27
-                 prune_schedules=23 config_error=18 analysis=14 dry_run=5)
+                 prune_schedules=23 config_error=18 analysis=14 csv_content=8 dry_run=5)
 foreach(pair IN LISTS MG_E2E_COSTS)
   string(REPLACE "=" ";" kv ${pair})
   list(GET kv 0 case)

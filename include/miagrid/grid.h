@@ -41,8 +41,13 @@ typedef struct {
                                * "cifar100-coarse" */
     char root[1024];          /* "" = the registry default */
     mg_data_options opts;     /* image_size/channels (image folders), csv options; resolved */
-    char canon[MG_CANON_MAX]; /* canonical JSON (root excluded: where data lives is not what it is,
-                               * except for the generic imagefolder and csv, which it names) */
+    char canon[MG_CANON_MAX]; /* canonical JSON (root excluded: where data lives
+                               * is not what it is; the generic imagefolder and
+                               * csv name their root's content digest once
+                               * mg_grid_bind_data has read it, their root until
+                               * then) */
+    char digest[65];          /* imagefolder, csv: mg_data_digest of the root once bound,
+                                 else "" */
 } mg_dataset_spec;
 
 typedef struct {
@@ -196,6 +201,18 @@ mg_status mg_grid_parse(const char *path, const char *text, size_t len, mg_grid 
 /* Read and parse a file. */
 mg_status mg_grid_load(const char *path, mg_grid **out, mg_error *err);
 void mg_grid_destroy(mg_grid **g);
+
+/* Name each dataset that is whatever its root holds (imagefolder, csv;
+ * mg_data_by_content) by the content digest of its root (mg_data_digest)
+ * instead of its path, in its canonical form and so in every node key: an
+ * edit of the data in place then makes new nodes rather than reusing results
+ * of the old data, and moving the data keeps them. Reads all of that data;
+ * under MPI rank 0 calls it and hands the digests to the other ranks
+ * (mg_grid_set_data_digest). An unreadable root is an MG_ERR_IO naming it; two
+ * datasets of the axis holding the same data are an MG_ERR_CONFIG. */
+mg_status mg_grid_bind_data(mg_grid *g, mg_error *err);
+/* Dataset i's digest (64 hex digits) as mg_grid_bind_data sets it. */
+mg_status mg_grid_set_data_digest(mg_grid *g, size_t i, const char *hex, mg_error *err);
 
 /* The pruning method as tables show it: "method/schedule", with "/select"
  * for an MIA-Pruning selection. At most 55 characters. */

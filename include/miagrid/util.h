@@ -116,6 +116,11 @@ void mg_sha256(const void *data, size_t n, uint8_t out[32]);
 /* Lower-case hex of the first `nbytes` bytes of the digest into `hex`, which
  * must hold 2*nbytes+1 characters. */
 void mg_sha256_hex(const void *data, size_t n, size_t nbytes, char *hex);
+/* Lower-case hex of a digest (65 characters with the NUL). */
+void mg_sha256_digest_hex(const uint8_t digest[32], char hex[65]);
+/* Add the bytes of the file at path to c; *bytes (may be NULL) says how
+ * many. An unreadable file is an MG_ERR_IO naming it. */
+mg_status mg_sha256_update_file(mg_sha256_ctx *c, const char *path, uint64_t *bytes, mg_error *err);
 
 /* ---- string buffer ------------------------------------------------------------ */
 

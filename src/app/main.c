@@ -167,6 +167,30 @@ static int parse_args(int argc, char **argv, options *o, int rank)
     return 0;
 }
 
+/* Rank 0 reads the roots of the datasets named by their content and hands
+ * the digests on, so that the data is read once and every rank builds the
+ * same node keys. */
+static mg_status bind_data(mg_grid *g, int rank, mg_error *err)
+{
+    mg_status st = rank == 0 ? mg_grid_bind_data(g, err) : MG_OK;
+    int code = (int)st;
+    if (MPI_Bcast(&code, 1, MPI_INT, 0, MPI_COMM_WORLD) != MPI_SUCCESS)
+        return mg_error_set(err, MG_ERR_MPI, "broadcasting the data digests failed");
+    if (code != MG_OK)
+        return rank == 0 ? st : mg_error_set(err, (mg_status)code, "%s: rank 0 could not read the data", g->path);
+    for (size_t i = 0; i < g->n_datasets; i++) {
+        char hex[65];
+        if (!mg_data_by_content(g->datasets[i].name))
+            continue;
+        memcpy(hex, g->datasets[i].digest, sizeof hex);
+        if (MPI_Bcast(hex, sizeof hex, MPI_CHAR, 0, MPI_COMM_WORLD) != MPI_SUCCESS)
+            return mg_error_set(err, MG_ERR_MPI, "broadcasting the data digests failed");
+        if (rank != 0 && (st = mg_grid_set_data_digest(g, i, hex, err)) != MG_OK)
+            return st;
+    }
+    return MG_OK;
+}
+
 /* Rank 0 reads the grid file; every rank parses the same bytes. */
 static mg_status load_grid(const char *path, int rank, mg_grid **g, mg_error *err)
 {
@@ -200,7 +224,7 @@ static mg_status load_grid(const char *path, int rank, mg_grid **g, mg_error *er
     }
     st = mg_grid_parse(path, text, (size_t)n, g, err);
     free(text);
-    return st;
+    return st == MG_OK ? bind_data(*g, rank, err) : st;
 }
 
 /* `miagrid store verify|rebuild ...`, on rank 0 only. Returns the exit code. */
@@ -280,6 +304,8 @@ static int store_command(int argc, char **argv)
             }
             free(yaml);
         }
+        if (st == MG_OK)
+            st = mg_grid_bind_data(g, &err);
         if (st == MG_OK)
             st = mg_plan_build(g, &p, &err);
         if (st == MG_OK)

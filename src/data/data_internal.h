@@ -43,6 +43,10 @@ mg_status mg_data_gz_capacity(gzFile f, const char *path, uint64_t *max_bytes, i
  * MG_ERR_CONFIG naming it. */
 mg_status mg_data_check_memory(const char *path, double bytes, const char *what, mg_error *err);
 
+/* Add the image folder at root to c, file by file as the loader reads it
+ * (mg_data_digest). */
+mg_status mg_data_image_folder_digest(const char *root, mg_sha256_ctx *c, mg_error *err);
+
 /* The last path component, for dataset names. */
 const char *mg_data_basename(const char *path);
 

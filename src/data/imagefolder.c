@@ -246,3 +246,52 @@ cleanup:
         mg_dataset_free(out);
     return st;
 }
+
+/* The loader's files in its order, each as its path under the root, a NUL,
+ * its size in 8 bytes (little-endian) and its bytes: renaming an image,
+ * moving it to another class or editing it changes the digest; files the
+ * loader skips (hidden ones, other extensions) do not. */
+mg_status mg_data_image_folder_digest(const char *root, mg_sha256_ctx *c, mg_error *err)
+{
+    mg_status st = MG_OK;
+    layout lay = {.n = 0};
+    name_list classes = {0}, files = {0};
+    char dir[PATH_MAX], path[PATH_MAX];
+    static const char *const part_names[2][2] = {{"", ""}, {"train/", "test/"}};
+    MG_CHECK(find_layout(root, &lay, err));
+    for (int p = 0; p < lay.n; p++) {
+        MG_CHECK(list_dir(lay.dir[p], 1, &classes, err));
+        if (classes.n == 0)
+            MG_FAIL(MG_ERR_DATA, "%s: no class folders; expected one folder of images per class", lay.dir[p]);
+        for (size_t k = 0; k < classes.n; k++) {
+            MG_CHECK(join(dir, sizeof dir, lay.dir[p], classes.names[k], err));
+            MG_CHECK(list_dir(dir, 0, &files, err));
+            for (size_t i = 0; i < files.n; i++) {
+                const char *part = part_names[lay.n - 1][p];
+                struct stat sb;
+                unsigned char size[8];
+                uint64_t got = 0;
+                MG_CHECK(join(path, sizeof path, dir, files.names[i], err));
+                if (stat(path, &sb) != 0)
+                    MG_FAIL(MG_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
+                for (int b = 0; b < 8; b++)
+                    size[b] = (unsigned char)((uint64_t)sb.st_size >> (8 * b));
+                mg_sha256_update(c, part, strlen(part));
+                mg_sha256_update(c, classes.names[k], strlen(classes.names[k]));
+                mg_sha256_update(c, "/", 1);
+                mg_sha256_update(c, files.names[i], strlen(files.names[i]) + 1);
+                mg_sha256_update(c, size, sizeof size);
+                MG_CHECK(mg_sha256_update_file(c, path, &got, err));
+                if (got != (uint64_t)sb.st_size)
+                    MG_FAIL(MG_ERR_IO, "%s: changed while it was read (%llu bytes, then %llu)", path,
+                            (unsigned long long)sb.st_size, (unsigned long long)got);
+            }
+            names_free(&files);
+        }
+        names_free(&classes);
+    }
+cleanup:
+    names_free(&files);
+    names_free(&classes);
+    return st;
+}

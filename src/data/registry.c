@@ -245,6 +245,37 @@ static void normalise(const data_entry *e, mg_dataset *d)
     }
 }
 
+int mg_data_by_content(const char *name)
+{
+    return name && (!strcmp(name, "imagefolder") || !strcmp(name, "csv"));
+}
+
+mg_status mg_data_digest(const char *name, const char *root, char hex[65], mg_error *err)
+{
+    mg_sha256_ctx c;
+    uint8_t d[32];
+    mg_status st;
+    if (!mg_data_by_content(name))
+        return mg_error_set(err, MG_ERR_ARG, "mg_data_digest: \"%s\" is not a dataset named by its content (csv, "
+                            "imagefolder)", name ? name : "(null)");
+    if (!root || !*root)
+        return mg_error_set(err, MG_ERR_CONFIG, "%s: needs a root", name);
+    mg_sha256_init(&c);
+    if (!strcmp(name, "csv")) {
+        if (!is_regular_file(root))
+            return mg_error_set(err, MG_ERR_IO, "csv: %s is not a file (point the dataset's root at the CSV file "
+                                "itself)", root);
+        st = mg_sha256_update_file(&c, root, NULL, err);
+    } else {
+        st = mg_data_image_folder_digest(root, &c, err);
+    }
+    if (st != MG_OK)
+        return st;
+    mg_sha256_final(&c, d);
+    mg_sha256_digest_hex(d, hex);
+    return MG_OK;
+}
+
 mg_status mg_data_load_opts(const char *name, const char *root, const mg_data_options *opts, mg_dataset *out,
                             mg_error *err)
 {

@@ -1061,7 +1061,7 @@ cleanup:
 static void canon_dataset(mg_strbuf *b, const mg_dataset_spec *d)
 {
     const mg_data_options *o = &d->opts;
-    int generic = !strcmp(d->name, "imagefolder") || !strcmp(d->name, "csv");
+    int generic = mg_data_by_content(d->name);
     if (mg_data_is_image_folder(d->name)) {
         mg_strbuf_printf(b, "{\"channels\":%d,\"image_size\":%d,\"name\":", o->channels, o->image_size);
         mg_strbuf_json_str(b, d->name);
@@ -1075,8 +1075,12 @@ static void canon_dataset(mg_strbuf *b, const mg_dataset_spec *d)
         canon_name(b, "name", d->name);
         return;
     }
-    /* A generic dataset is whatever its root holds, so the root is part of what it is. */
-    if (generic && d->root[0]) {
+    /* A generic dataset is whatever its root holds: its content digest once
+     * read (mg_grid_bind_data), the root's path until then. */
+    if (generic && d->digest[0]) {
+        mg_strbuf_append(b, ",\"sha256\":");
+        mg_strbuf_json_str(b, d->digest);
+    } else if (generic && d->root[0]) {
         mg_strbuf_append(b, ",\"root\":");
         mg_strbuf_json_str(b, d->root);
     }
@@ -1112,8 +1116,7 @@ static mg_status parse_dataset(const pctx *c, yaml_node_t *n, const char *key, c
         st = perr(c, name, k, "unknown dataset \"%s\"; expected one of: %s", d->name, mg_data_known_list());
         goto cleanup;
     }
-    int generic = !strcmp(d->name, "imagefolder") || !strcmp(d->name, "csv");
-    if (generic && !root) {
+    if (mg_data_by_content(d->name) && !root) {
         st = perr(c, n, key, "missing required key \"root\"; expected {name: %s, root: <%s>%s}", d->name,
                   strcmp(d->name, "csv") ? "folder" : "CSV file", strcmp(d->name, "csv") ? ", image_size: <pixels>" : "");
         goto cleanup;
@@ -2731,6 +2734,52 @@ mg_status mg_grid_load(const char *path, mg_grid **out, mg_error *err)
     st = mg_grid_parse(path, text, len, out, err);
     free(text);
     return st;
+}
+
+mg_status mg_grid_set_data_digest(mg_grid *g, size_t i, const char *hex, mg_error *err)
+{
+    if (i >= g->n_datasets || !mg_data_by_content(g->datasets[i].name) || !hex || strlen(hex) != 64 ||
+        strspn(hex, "0123456789abcdef") != 64)
+        return mg_error_set(err, MG_ERR_ARG, "mg_grid_set_data_digest: dataset %zu of %zu is not named by its "
+                            "content, or \"%s\" is not 64 hex digits", i, g->n_datasets, hex ? hex : "(null)");
+    mg_dataset_spec *d = &g->datasets[i];
+    mg_strbuf b;
+    snprintf(d->digest, sizeof d->digest, "%s", hex);
+    mg_strbuf_init(&b);
+    canon_dataset(&b, d);
+    mg_status st = MG_OK;
+    if (b.oom || b.len >= MG_CANON_MAX)
+        st = mg_error_set(err, b.oom ? MG_ERR_NOMEM : MG_ERR_CONFIG, "%s: axes.dataset[%zu]: canonical form of "
+                          "%zu bytes; expected at most %d", g->path, i, b.len, MG_CANON_MAX - 1);
+    else
+        memcpy(d->canon, b.s, b.len + 1);
+    mg_strbuf_free(&b);
+    if (st != MG_OK)
+        return st;
+    for (size_t j = 0; j < g->n_datasets; j++) {
+        size_t lo = j < i ? j : i, hi = j < i ? i : j;
+        if (j != i && !strcmp(g->datasets[j].canon, d->canon))
+            return mg_error_set(err, MG_ERR_CONFIG, "%s: axes.dataset[%zu] and axes.dataset[%zu] hold the same data "
+                                "(%s and %s have the same content and options); expected each dataset once",
+                                g->path, lo, hi, g->datasets[lo].root, g->datasets[hi].root);
+    }
+    return MG_OK;
+}
+
+mg_status mg_grid_bind_data(mg_grid *g, mg_error *err)
+{
+    for (size_t i = 0; i < g->n_datasets; i++) {
+        char hex[65];
+        if (!mg_data_by_content(g->datasets[i].name))
+            continue;
+        mg_status st = mg_data_digest(g->datasets[i].name, g->datasets[i].root, hex, err);
+        if (st != MG_OK)
+            return err ? mg_error_prefix(err, "%s: axes.dataset[%zu]: ", g->path, i) : st;
+        st = mg_grid_set_data_digest(g, i, hex, err);
+        if (st != MG_OK)
+            return st;
+    }
+    return MG_OK;
 }
 
 void mg_grid_destroy(mg_grid **gp)

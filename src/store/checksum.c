@@ -13,8 +13,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Node and root files are read in pieces of this size while hashing. */
-enum { HASH_CHUNK = 1 << 16 };
 /* A checksum line is 64 digits, two separators, a file name and a newline. */
 enum { SIDECAR_MAX = 64 + 2 + 256 + 1 };
 
@@ -32,33 +30,15 @@ static const char *base_name(const char *path)
 /* The lower-case hex SHA-256 of the file's bytes into hex (65 bytes). */
 static mg_status hash_file(const char *path, char *hex, mg_error *err)
 {
-    mg_status st = MG_OK;
-    unsigned char *buf = NULL, digest[32];
+    unsigned char digest[32];
     mg_sha256_ctx ctx;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return mg_error_set(err, MG_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    buf = mg_malloc(HASH_CHUNK, 1, "checksum buffer", err);
-    if (!buf)
-        MG_CHECK(MG_ERR_NOMEM);
     mg_sha256_init(&ctx);
-    for (;;) {
-        ssize_t n = read(fd, buf, HASH_CHUNK);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            MG_FAIL(MG_ERR_IO, "%s: read failed: %s", path, strerror(errno));
-        if (n == 0)
-            break;
-        mg_sha256_update(&ctx, buf, (size_t)n);
-    }
+    mg_status st = mg_sha256_update_file(&ctx, path, NULL, err);
+    if (st != MG_OK)
+        return st;
     mg_sha256_final(&ctx, digest);
-    for (int i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", digest[i]);
-cleanup:
-    free(buf);
-    close(fd);
-    return st;
+    mg_sha256_digest_hex(digest, hex);
+    return MG_OK;
 }
 
 /* The digest a checksum file gives for `name`, or an error saying why the

@@ -450,6 +450,69 @@ static void test_registry(void)
           strstr(err.msg, "MIAGRID_DATA_CIFAR10_JPG") != NULL);
 }
 
+/* An image folder is the images the loader reads: the same tree elsewhere
+ * has the same digest; files it skips leave the digest alone; an edited,
+ * renamed or added image changes it. */
+static void test_folder_digest(void)
+{
+    char root[512], copy[512], p[1024], q[1024], base[65], hex[65];
+    mg_error err = {0}, *e = &err;
+    static const char *const subs[] = {"train", "test", "train/cat", "train/dog", "test/cat", "test/dog"};
+    const char *roots[2] = {root, copy};
+    tf_path(root, sizeof root, "timg_digest");
+    tf_path(copy, sizeof copy, "timg_digest_copy");
+    for (int r = 0; r < 2; r++) {
+        CHECK(tf_fresh_dir(roots[r]) == 0);
+        make_dirs(roots[r], subs, 6);
+        for (int k = 0; k < 4; k++) {
+            snprintf(p, sizeof p, "%s/%s", roots[r], subs[2 + k]);
+            put_image(p, "a.png", k, 0);
+            put_image(p, "b.jpg", 10 + k, 1);
+        }
+    }
+    CHECK_OK(mg_data_digest("imagefolder", root, base, e), e);
+    CHECK_OK(mg_data_digest("imagefolder", copy, hex, e), e);
+    CHECK_STR_EQ(hex, base);
+
+    snprintf(p, sizeof p, "%s/train/cat/notes.txt", copy);
+    CHECK(tf_write(p, "not an image", 12, 0) == 0);
+    snprintf(p, sizeof p, "%s/train/cat", copy);
+    put_image(p, ".hidden.png", 7, 0);
+    CHECK_OK(mg_data_digest("imagefolder", copy, hex, e), e);
+    CHECK_STR_EQ(hex, base);
+
+    snprintf(p, sizeof p, "%s/test/dog", copy);
+    put_image(p, "a.png", 9, 0);
+    CHECK_OK(mg_data_digest("imagefolder", copy, hex, e), e);
+    CHECK(strcmp(hex, base) != 0);
+    put_image(p, "a.png", 3, 0);
+    CHECK_OK(mg_data_digest("imagefolder", copy, hex, e), e);
+    CHECK_STR_EQ(hex, base);
+
+    snprintf(p, sizeof p, "%s/test/dog/a.png", copy);
+    snprintf(q, sizeof q, "%s/test/dog/c.png", copy);
+    CHECK(rename(p, q) == 0);
+    CHECK_OK(mg_data_digest("imagefolder", copy, hex, e), e);
+    CHECK(strcmp(hex, base) != 0);
+    snprintf(p, sizeof p, "%s/test/cat/c.png", copy);
+    CHECK(rename(q, p) == 0);
+    snprintf(q, sizeof q, "%s/test/cat", copy);
+    put_image(q, "a.png", 2, 0);
+    snprintf(q, sizeof q, "%s/test/dog", copy);
+    put_image(q, "a.png", 3, 0);
+    CHECK_OK(mg_data_digest("imagefolder", copy, hex, e), e);
+    CHECK(strcmp(hex, base) != 0);
+    CHECK(remove(p) == 0);
+    CHECK_OK(mg_data_digest("imagefolder", copy, hex, e), e);
+    CHECK_STR_EQ(hex, base);
+
+    snprintf(p, sizeof p, "%s/none", root);
+    CHECK_INT_EQ(mg_data_digest("imagefolder", p, hex, &err), MG_ERR_IO);
+    CHECK(strstr(err.msg, p) != NULL && strstr(err.msg, "no such folder") != NULL);
+    tf_rmtree(root);
+    tf_rmtree(copy);
+}
+
 int main(void)
 {
     test_resize();
@@ -459,5 +522,6 @@ int main(void)
     test_folder_split();
     test_folder_flat();
     test_registry();
+    test_folder_digest();
     MG_TEST_MAIN_END();
 }

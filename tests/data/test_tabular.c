@@ -249,11 +249,41 @@ static void test_long_lines(void)
     mg_dataset_free(&d);
 }
 
+/* A CSV dataset is its file's bytes: the digest is the file's SHA-256, the
+ * same under another path, another after a one-byte edit. */
+static void test_csv_digest(void)
+{
+    char path[512], other[512], hex[65], again[65];
+    mg_error err = {0}, *e = &err;
+    tf_path(path, sizeof path, "tcsv_digest.csv");
+    tf_path(other, sizeof other, "tcsv_digest_moved.csv");
+    write_text(path, "abc", 0);
+    CHECK_OK(mg_data_digest("csv", path, hex, e), e);
+    CHECK_STR_EQ(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    write_text(path, "0,1.5\n1,2.5\n", 0);
+    write_text(other, "0,1.5\n1,2.5\n", 0);
+    CHECK_OK(mg_data_digest("csv", path, hex, e), e);
+    CHECK_OK(mg_data_digest("csv", other, again, e), e);
+    CHECK_STR_EQ(hex, again);
+    write_text(other, "0,1.5\n1,2.6\n", 0);
+    CHECK_OK(mg_data_digest("csv", other, again, e), e);
+    CHECK(strcmp(hex, again) != 0);
+    remove(other);
+    CHECK_INT_EQ(mg_data_digest("csv", other, hex, &err), MG_ERR_IO);
+    CHECK(strstr(err.msg, other) != NULL && strstr(err.msg, "is not a file") != NULL);
+    CHECK_INT_EQ(mg_data_digest("csv", "", hex, &err), MG_ERR_CONFIG);
+    CHECK_INT_EQ(mg_data_digest("purchase100", path, hex, &err), MG_ERR_ARG);
+    CHECK(mg_data_by_content("csv") && mg_data_by_content("imagefolder"));
+    CHECK(!mg_data_by_content("purchase100") && !mg_data_by_content("cinic10") && !mg_data_by_content(NULL));
+    remove(path);
+}
+
 int main(void)
 {
     test_purchase();
     test_texas();
     test_generic_csv();
+    test_csv_digest();
     test_long_lines();
     MG_TEST_MAIN_END();
 }

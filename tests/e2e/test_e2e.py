@@ -6,6 +6,7 @@ usage: test_e2e.py CASE --miagrid BIN --mpiexec MPIEXEC --tmp DIR
 Each CASE is one CTest test; the script exits non-zero on the first failure.
 """
 import argparse
+import hashlib
 import io
 import json
 import os
@@ -219,6 +220,52 @@ def case_config_error(r):
     check("missing.yaml" in p.stderr, "a missing grid file is named")
     p = r.run(TINY, s, ranks=2, extra=["--threads", "zero"], expect=2)
     check("--threads" in p.stderr, "a bad option value is named")
+
+
+def case_csv_content(r):
+    """A CSV dataset is named by its bytes: moved elsewhere, its results are
+    reused; edited in place, its nodes are computed anew; gone, the run says
+    which file before touching the store."""
+    s = r.fresh("csv")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1000, 10))
+    y = (x[:, 0] + x[:, 1] > 0).astype(int)
+    data = os.path.join(s, "a", "data.csv")
+    os.makedirs(os.path.dirname(data))
+    with open(data, "w") as f:
+        for label, row in zip(y, x):
+            f.write(f"{label}," + ",".join(f"{v:.4f}" for v in row) + "\n")
+    grid_text = open(TINY).read().replace("e2e-tiny", "e2e-csv").replace(
+        "dataset: [fashion-mnist]", "dataset: [{name: csv, root: %s}]").replace(
+        "arch: [lenet5, {name: mlp, hidden: [32], activation: tanh}]", "arch: [{name: mlp, hidden: [16]}]").replace(
+        "sparsity: [0.0, 0.5]", "sparsity: [0.0]").replace("epochs: 5", "epochs: 2")
+    g = write_grid(os.path.join(s, "csv.yaml"), grid_text % data)
+    first = summary_counts(r.run(g, s, ranks=2).stdout)
+    check(first["computed"] == first["nodes"] == 4, f"the CSV grid runs its 4 nodes ({first})")
+    with h5py.File(os.path.join(s, "results.h5"), "r") as f:
+        ds = json.loads(f["cells"][()]["axes"][0])["dataset"]
+    digest = hashlib.sha256(open(data, "rb").read()).hexdigest()
+    check(ds.get("sha256") == digest and "root" not in ds, "the cell names the CSV file by its SHA-256, not its path")
+
+    moved = os.path.join(s, "b", "data.csv")
+    os.makedirs(os.path.dirname(moved))
+    os.rename(data, moved)
+    g = write_grid(os.path.join(s, "csv.yaml"), grid_text % moved)
+    out = r.run(g, s, ranks=2).stdout
+    check("nothing to compute" in out, "the same file under another path reuses every node")
+
+    lines = open(moved).read().splitlines(True)
+    lines[7] = ("0" if lines[7][0] == "1" else "1") + lines[7][1:]
+    with open(moved, "w") as f:
+        f.writelines(lines)
+    again = summary_counts(r.run(g, s, ranks=2).stdout)
+    check(again["computed"] == 4 and again["reused"] == 0, f"one label edited in place: every node anew ({again})")
+    check(len(node_files(s)) == 8, "the results of both versions of the file are kept")
+
+    os.remove(moved)
+    p = r.run(g, s, ranks=2, expect=2)
+    check(f"csv.yaml: axes.dataset[0]: csv: {moved} is not a file" in p.stderr,
+          "a missing CSV file is named with its place in the grid")
 
 
 def case_analysis(r):
@@ -953,6 +1000,7 @@ CASES = {
     "stop_resume": case_stop_resume,
     "store_guard": case_store_guard,
     "analysis": case_analysis,
+    "csv_content": case_csv_content,
     "serial_vs_mpi": case_serial_vs_mpi,
     "grow": case_grow,
     "kill_resume": case_kill_resume,

@@ -1,8 +1,9 @@
 /*
  * test_grid_data.c: the grid's data section and dataset entries: split
  * protocols and their canonical forms (the historic four-way form kept
- * unchanged), dataset options (image folders, CSV, CIFAR-100 labels), and
- * every error with its line:column and key.
+ * unchanged), dataset options (image folders, CSV, CIFAR-100 labels),
+ * generic datasets named by their content once bound, and every error with
+ * its line:column and key.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -242,9 +243,98 @@ static void test_datasets(void)
     mg_grid_destroy(&g);
 }
 
+/* MG_TEST_TMP/name holding text. */
+static void put_csv(char *path, size_t n, const char *name, const char *text)
+{
+    const char *dir = getenv("MG_TEST_TMP");
+    snprintf(path, n, "%s/%s", dir && *dir ? dir : "/tmp", name);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL && fputs(text, f) >= 0 && fclose(f) == 0);
+}
+
+/* The plan's node keys, joined, for a grid of one CSV dataset at path. */
+static void csv_keys(const char *path, int bind, char *keys, size_t n)
+{
+    char text[1024];
+    mg_grid *g = NULL;
+    mg_plan *p = NULL;
+    mg_error err = {0}, *e = &err;
+    snprintf(text, sizeof text, "name: t\naxes:\n  arch: {name: mlp, hidden: [4]}\n"
+             "  dataset: [fashion-mnist, {name: csv, root: %s}]\nattacks: [loss]\n", path);
+    keys[0] = '\0';
+    CHECK_OK(mg_grid_parse("t.yaml", text, strlen(text), &g, e), e);
+    if (g && bind)
+        CHECK_OK(mg_grid_bind_data(g, e), e);
+    if (g)
+        CHECK_OK(mg_plan_build(g, &p, e), e);
+    for (size_t i = 0; p && i < p->n_nodes && strlen(keys) + 34 < n; i++) {
+        strcat(keys, p->nodes[i].key);
+        strcat(keys, " ");
+    }
+    mg_plan_destroy(&p);
+    mg_grid_destroy(&g);
+}
+
+/* Bound, a CSV dataset is named by its file's SHA-256 instead of its path:
+ * the same bytes elsewhere give the same node keys, an edit other keys. */
+static void test_bind_data(void)
+{
+    char a[512], b[512], text[2048], ka[2048], kb[2048];
+    mg_error err = {0}, *e = &err;
+    put_csv(a, sizeof a, "tgrid_a.csv", "abc");
+    put_csv(b, sizeof b, "tgrid_b.csv", "abc");
+    snprintf(text, sizeof text, "name: t\naxes:\n  arch: lenet5\n  dataset: [cifar10, {name: csv, root: %s, "
+             "header: true}, {name: imagefolder, root: /nowhere, image_size: 8}]\n", a);
+    mg_grid *g = PARSE_OK(text);
+    if (g) {
+        CHECK_OK(mg_grid_set_data_digest(g, 1, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", e),
+                 e);
+        CHECK_STR_EQ(g->datasets[1].canon, "{\"classes\":0,\"delimiter\":\",\",\"header\":true,\"label_base\":0,"
+                                           "\"label_column\":0,\"name\":\"csv\",\"sha256\":"
+                                           "\"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"}");
+        CHECK_STR_EQ(g->datasets[1].root, a);
+        CHECK_INT_EQ(mg_grid_set_data_digest(g, 0, g->datasets[1].digest, &err), MG_ERR_ARG);
+        CHECK_INT_EQ(mg_grid_set_data_digest(g, 1, "abc", &err), MG_ERR_ARG);
+        CHECK_INT_EQ(mg_grid_set_data_digest(g, 3, g->datasets[1].digest, &err), MG_ERR_ARG);
+        /* Binding reads every root: the missing folder is named with its place in
+         * the grid. */
+        CHECK_INT_EQ(mg_grid_bind_data(g, &err), MG_ERR_IO);
+        CHECK(strstr(err.msg, "t.yaml: axes.dataset[2]: ") != NULL && strstr(err.msg, "/nowhere") != NULL);
+    }
+    mg_grid_destroy(&g);
+
+    /* Two entries that differ only in where the same bytes live are one dataset.
+     */
+    snprintf(text, sizeof text, "name: t\naxes:\n  arch: lenet5\n  dataset: [{name: csv, root: %s}, "
+             "{name: csv, root: %s}]\n", a, b);
+    g = PARSE_OK(text);
+    if (g) {
+        CHECK_INT_EQ(mg_grid_bind_data(g, &err), MG_ERR_CONFIG);
+        CHECK(strstr(err.msg, "axes.dataset[0] and axes.dataset[1] hold the same data") != NULL &&
+              strstr(err.msg, a) != NULL && strstr(err.msg, b) != NULL);
+    }
+    mg_grid_destroy(&g);
+
+    csv_keys(a, 1, ka, sizeof ka);
+    csv_keys(b, 1, kb, sizeof kb);
+    CHECK(ka[0] != '\0');
+    CHECK_STR_EQ(ka, kb);
+    csv_keys(a, 0, kb, sizeof kb);
+    CHECK(strcmp(ka, kb) != 0);
+    put_csv(b, sizeof b, "tgrid_b.csv", "abd");
+    csv_keys(b, 1, kb, sizeof kb);
+    CHECK(strcmp(ka, kb) != 0);
+    /* The fashion-mnist half of the grid keeps its keys: only the CSV's nodes
+     * change. */
+    CHECK(strncmp(ka, kb, 33) == 0);
+    remove(a);
+    remove(b);
+}
+
 int main(void)
 {
     test_split_protocols();
     test_datasets();
+    test_bind_data();
     MG_TEST_MAIN_END();
 }
