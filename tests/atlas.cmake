@@ -18,16 +18,6 @@ if(TARGET miagrid-atlas)
     LABELS "mpi;atlas"
     SKIP_RETURN_CODE 77
     TIMEOUT 600
-    COST 89   # seconds in a sanitized build (see e2e.cmake)
-    ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1;OMPI_MCA_mpi_yield_when_idle=1;ASAN_OPTIONS=fast_unwind_on_malloc=0;LSAN_OPTIONS=suppressions=${PROJECT_SOURCE_DIR}/tests/lsan.supp:print_suppressions=0")
+    COST 57   # seconds in a sanitized build (see e2e.cmake)
+    ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1;OMPI_MCA_mpi_yield_when_idle=1;LSAN_OPTIONS=suppressions=${PROJECT_SOURCE_DIR}/tests/lsan.supp:print_suppressions=0")
 endif()
-
-# The unit tests start MPI (a singleton) for BLACS: full stack unwinding lets
-# the LeakSanitizer suppressions recognise what Open MPI keeps until exit.
-file(GLOB MG_ATLAS_UNIT_TESTS ${CMAKE_CURRENT_SOURCE_DIR}/atlas/test_*.c)
-foreach(src IN LISTS MG_ATLAS_UNIT_TESTS)
-  get_filename_component(name ${src} NAME_WE)
-  if(TEST atlas/${name})
-    set_property(TEST atlas/${name} APPEND PROPERTY ENVIRONMENT "ASAN_OPTIONS=fast_unwind_on_malloc=0")
-  endif()
-endforeach()

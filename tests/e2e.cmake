@@ -15,15 +15,15 @@ foreach(case IN LISTS MG_E2E_CASES)
     LABELS "e2e;mpi"
     SKIP_RETURN_CODE 77
     TIMEOUT 900
-    ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1;ASAN_OPTIONS=fast_unwind_on_malloc=0;LSAN_OPTIONS=suppressions=${PROJECT_SOURCE_DIR}/tests/lsan.supp:print_suppressions=0;OMPI_MCA_rmaps_base_oversubscribe=1")
+    ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1;LSAN_OPTIONS=suppressions=${PROJECT_SOURCE_DIR}/tests/lsan.supp:print_suppressions=0;OMPI_MCA_rmaps_base_oversubscribe=1")
 endforeach()
 # Seconds each case took in a sanitized build on 2 cores. ctest -j starts
 # the costliest tests first, so that none of the long ones is left running
 # alone at the end of a fresh build's run (later runs go by ctest's own record
 # of their times).
-set(MG_E2E_COSTS admm_slim=130 stop_resume=120 select=90 cifar_archs=67 store_guard=61 sens_shadows=50
-                 kill_resume=41 defenses=38 grow=38 serial_vs_mpi=30 refattacks=28 node_failure=28 attacks=27
-                 prune_schedules=23 config_error=18 analysis=14 csv_content=8 dry_run=5)
+set(MG_E2E_COSTS admm_slim=92 stop_resume=81 cifar_archs=62 select=59 store_guard=35 sens_shadows=33
+                 kill_resume=28 defenses=24 attacks=20 refattacks=19 serial_vs_mpi=17 grow=15 node_failure=14
+                 analysis=10 csv_content=10 prune_schedules=9 config_error=6 dry_run=3)
 foreach(pair IN LISTS MG_E2E_COSTS)
   string(REPLACE "=" ";" kv ${pair})
   list(GET kv 0 case)
