@@ -154,71 +154,102 @@ static const char *first_difference(const name_list *a, const name_list *b)
     return "?";
 }
 
+/* The files the loader reads: the layout, the class folders (the same in
+ * both parts) and each part's image files per class, all sorted. */
+typedef struct {
+    layout lay;
+    name_list classes[2];
+    name_list *files; /* [part * n_classes + class] */
+    size_t n_classes, total, n_train;
+} folder_index;
+
+static void index_free(folder_index *x)
+{
+    if (x->files)
+        for (size_t i = 0; i < (size_t)x->lay.n * x->n_classes; i++)
+            names_free(&x->files[i]);
+    free(x->files);
+    names_free(&x->classes[0]);
+    names_free(&x->classes[1]);
+    memset(x, 0, sizeof *x);
+}
+
+/* Lists everything before anything is read, so that a missing or empty
+ * folder is reported first. */
+static mg_status index_folder(const char *root, folder_index *x, mg_error *err)
+{
+    mg_status st = MG_OK;
+    char dir[PATH_MAX];
+    memset(x, 0, sizeof *x);
+    MG_CHECK(find_layout(root, &x->lay, err));
+    for (int p = 0; p < x->lay.n; p++) {
+        MG_CHECK(list_dir(x->lay.dir[p], 1, &x->classes[p], err));
+        if (x->classes[p].n == 0)
+            MG_FAIL(MG_ERR_DATA, "%s: no class folders; expected one folder of images per class", x->lay.dir[p]);
+    }
+    if (x->lay.n == 2) {
+        int same = x->classes[0].n == x->classes[1].n;
+        for (size_t c = 0; same && c < x->classes[0].n; c++)
+            same = strcmp(x->classes[0].names[c], x->classes[1].names[c]) == 0;
+        if (!same)
+            MG_FAIL(MG_ERR_DATA, "%s and %s hold different class folders (%zu and %zu; \"%s\" is in only one); "
+                    "expected the same classes in both", x->lay.dir[0], x->lay.dir[1], x->classes[0].n,
+                    x->classes[1].n, first_difference(&x->classes[0], &x->classes[1]));
+    }
+    x->n_classes = x->classes[0].n;
+    if (x->n_classes > INT32_MAX)
+        MG_FAIL(MG_ERR_DATA, "%s: %zu class folders is too many", root, x->n_classes);
+
+    x->files = mg_calloc((size_t)x->lay.n * x->n_classes, sizeof *x->files, "image file lists", err);
+    if (!x->files)
+        MG_CHECK(MG_ERR_NOMEM);
+    for (int p = 0; p < x->lay.n; p++) {
+        for (size_t c = 0; c < x->n_classes; c++) {
+            MG_CHECK(join(dir, sizeof dir, x->lay.dir[p], x->classes[0].names[c], err));
+            name_list *fl = &x->files[(size_t)p * x->n_classes + c];
+            MG_CHECK(list_dir(dir, 0, fl, err));
+            if (fl->n == 0)
+                MG_FAIL(MG_ERR_DATA, "%s: no .png, .jpg or .jpeg files; expected at least one image per class folder",
+                        dir);
+            x->total += fl->n;
+        }
+        if (p == 0)
+            x->n_train = x->total;
+    }
+cleanup:
+    if (st != MG_OK)
+        index_free(x);
+    return st;
+}
+
 mg_status mg_data_load_image_folder(const char *root, const mg_image_opts *opts, mg_dataset *out, mg_error *err)
 {
     mg_status st = MG_OK;
-    layout lay = {.n = 0};
-    name_list classes[2];
-    name_list *files = NULL; /* [part * n_classes + class] */
+    folder_index x;
     mg_image_scratch scratch;
     char dir[PATH_MAX], path[PATH_MAX];
     memset(out, 0, sizeof *out);
-    memset(classes, 0, sizeof classes);
+    memset(&x, 0, sizeof x);
     memset(&scratch, 0, sizeof scratch);
 
     if (!opts || opts->image_size < 1 || opts->image_size > 4096 || (opts->channels != 1 && opts->channels != 3))
         return mg_error_set(err, MG_ERR_ARG, "%s: image folders need an image size of 1 to 4096 and 1 or 3 channels",
                             root);
-    MG_CHECK(find_layout(root, &lay, err));
-    for (int p = 0; p < lay.n; p++) {
-        MG_CHECK(list_dir(lay.dir[p], 1, &classes[p], err));
-        if (classes[p].n == 0)
-            MG_FAIL(MG_ERR_DATA, "%s: no class folders; expected one folder of images per class", lay.dir[p]);
-    }
-    if (lay.n == 2) {
-        int same = classes[0].n == classes[1].n;
-        for (size_t c = 0; same && c < classes[0].n; c++)
-            same = strcmp(classes[0].names[c], classes[1].names[c]) == 0;
-        if (!same)
-            MG_FAIL(MG_ERR_DATA, "%s and %s hold different class folders (%zu and %zu; \"%s\" is in only one); "
-                    "expected the same classes in both", lay.dir[0], lay.dir[1], classes[0].n, classes[1].n,
-                    first_difference(&classes[0], &classes[1]));
-    }
-    size_t n_classes = classes[0].n;
-    if (n_classes > INT32_MAX)
-        MG_FAIL(MG_ERR_DATA, "%s: %zu class folders is too many", root, n_classes);
-
-    files = mg_calloc((size_t)lay.n * n_classes, sizeof *files, "image file lists", err);
-    if (!files)
-        MG_CHECK(MG_ERR_NOMEM);
-    size_t total = 0, n_train = 0;
-    for (int p = 0; p < lay.n; p++) {
-        for (size_t c = 0; c < n_classes; c++) {
-            MG_CHECK(join(dir, sizeof dir, lay.dir[p], classes[0].names[c], err));
-            name_list *fl = &files[(size_t)p * n_classes + c];
-            MG_CHECK(list_dir(dir, 0, fl, err));
-            if (fl->n == 0)
-                MG_FAIL(MG_ERR_DATA, "%s: no .png, .jpg or .jpeg files; expected at least one image per class folder",
-                        dir);
-            total += fl->n;
-        }
-        if (p == 0)
-            n_train = total;
-    }
+    MG_CHECK(index_folder(root, &x, err));
     size_t dim = (size_t)opts->channels * (size_t)opts->image_size * (size_t)opts->image_size;
-    if (total > UINT32_MAX || total > SIZE_MAX / sizeof(float) / dim)
-        MG_FAIL(MG_ERR_NOMEM, "%s: %zu images of %zu values each is too large", root, total, dim);
-    MG_CHECK(mg_data_check_memory(root, (double)total * (double)dim * sizeof(float), "the images as floats", err));
-    out->x = mg_malloc(total * dim, sizeof(float), "images", err);
-    out->y = mg_malloc(total, sizeof(int32_t), "labels", err);
+    if (x.total > UINT32_MAX || x.total > SIZE_MAX / sizeof(float) / dim)
+        MG_FAIL(MG_ERR_NOMEM, "%s: %zu images of %zu values each is too large", root, x.total, dim);
+    MG_CHECK(mg_data_check_memory(root, (double)x.total * (double)dim * sizeof(float), "the images as floats", err));
+    out->x = mg_malloc(x.total * dim, sizeof(float), "images", err);
+    out->y = mg_malloc(x.total, sizeof(int32_t), "labels", err);
     if (!out->x || !out->y)
         MG_CHECK(MG_ERR_NOMEM);
 
     size_t row = 0;
-    for (int p = 0; p < lay.n; p++) {
-        for (size_t c = 0; c < n_classes; c++) {
-            MG_CHECK(join(dir, sizeof dir, lay.dir[p], classes[0].names[c], err));
-            const name_list *fl = &files[(size_t)p * n_classes + c];
+    for (int p = 0; p < x.lay.n; p++) {
+        for (size_t c = 0; c < x.n_classes; c++) {
+            MG_CHECK(join(dir, sizeof dir, x.lay.dir[p], x.classes[0].names[c], err));
+            const name_list *fl = &x.files[(size_t)p * x.n_classes + c];
             for (size_t i = 0; i < fl->n; i++, row++) {
                 MG_CHECK(join(path, sizeof path, dir, fl->names[i], err));
                 MG_CHECK(mg_image_load(path, opts->channels, opts->image_size, &scratch, out->x + row * dim, err));
@@ -226,72 +257,62 @@ mg_status mg_data_load_image_folder(const char *root, const mg_image_opts *opts,
             }
         }
     }
-    out->n = total;
-    out->n_train = lay.n == 2 ? n_train : total;
+    out->n = x.total;
+    out->n_train = x.lay.n == 2 ? x.n_train : x.total;
     out->c = opts->channels;
     out->h = opts->image_size;
     out->w = opts->image_size;
-    out->n_classes = (int)n_classes;
+    out->n_classes = (int)x.n_classes;
     snprintf(out->name, sizeof out->name, "%s", mg_data_basename(root));
 
 cleanup:
-    if (files)
-        for (size_t i = 0; i < (size_t)lay.n * classes[0].n; i++)
-            names_free(&files[i]);
-    free(files);
-    names_free(&classes[0]);
-    names_free(&classes[1]);
+    index_free(&x);
     mg_image_scratch_free(&scratch);
     if (st != MG_OK)
         mg_dataset_free(out);
     return st;
 }
 
-/* The loader's files in its order, each as its path under the root, a NUL,
- * its size in 8 bytes (little-endian) and its bytes: renaming an image,
- * moving it to another class or editing it changes the digest; files the
- * loader skips (hidden ones, other extensions) do not. */
+/* The loader's files in its order (index_folder), each as its path under
+ * the root, a NUL, its size in 8 bytes (little-endian) and its bytes:
+ * renaming an image, moving it to another class or editing it changes the
+ * digest; files the loader skips (hidden ones, other extensions) do not. A
+ * folder the loader would refuse is refused here, with the same message. */
 mg_status mg_data_image_folder_digest(const char *root, mg_sha256_ctx *c, mg_error *err)
 {
     mg_status st = MG_OK;
-    layout lay = {.n = 0};
-    name_list classes = {0}, files = {0};
+    folder_index x;
     char dir[PATH_MAX], path[PATH_MAX];
     static const char *const part_names[2][2] = {{"", ""}, {"train/", "test/"}};
-    MG_CHECK(find_layout(root, &lay, err));
-    for (int p = 0; p < lay.n; p++) {
-        MG_CHECK(list_dir(lay.dir[p], 1, &classes, err));
-        if (classes.n == 0)
-            MG_FAIL(MG_ERR_DATA, "%s: no class folders; expected one folder of images per class", lay.dir[p]);
-        for (size_t k = 0; k < classes.n; k++) {
-            MG_CHECK(join(dir, sizeof dir, lay.dir[p], classes.names[k], err));
-            MG_CHECK(list_dir(dir, 0, &files, err));
-            for (size_t i = 0; i < files.n; i++) {
-                const char *part = part_names[lay.n - 1][p];
+    MG_CHECK(index_folder(root, &x, err));
+    for (int p = 0; p < x.lay.n; p++) {
+        const char *part = part_names[x.lay.n - 1][p];
+        for (size_t k = 0; k < x.n_classes; k++) {
+            const char *cls = x.classes[0].names[k];
+            const name_list *fl = &x.files[(size_t)p * x.n_classes + k];
+            MG_CHECK(join(dir, sizeof dir, x.lay.dir[p], cls, err));
+            for (size_t i = 0; i < fl->n; i++) {
                 struct stat sb;
                 unsigned char size[8];
                 uint64_t got = 0;
-                MG_CHECK(join(path, sizeof path, dir, files.names[i], err));
+                MG_CHECK(join(path, sizeof path, dir, fl->names[i], err));
                 if (stat(path, &sb) != 0)
                     MG_FAIL(MG_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
                 for (int b = 0; b < 8; b++)
                     size[b] = (unsigned char)((uint64_t)sb.st_size >> (8 * b));
                 mg_sha256_update(c, part, strlen(part));
-                mg_sha256_update(c, classes.names[k], strlen(classes.names[k]));
+                mg_sha256_update(c, cls, strlen(cls));
                 mg_sha256_update(c, "/", 1);
-                mg_sha256_update(c, files.names[i], strlen(files.names[i]) + 1);
+                mg_sha256_update(c, fl->names[i], strlen(fl->names[i]) + 1);
                 mg_sha256_update(c, size, sizeof size);
                 MG_CHECK(mg_sha256_update_file(c, path, &got, err));
                 if (got != (uint64_t)sb.st_size)
                     MG_FAIL(MG_ERR_IO, "%s: changed while it was read (%llu bytes, then %llu)", path,
                             (unsigned long long)sb.st_size, (unsigned long long)got);
             }
-            names_free(&files);
         }
-        names_free(&classes);
     }
 cleanup:
-    names_free(&files);
-    names_free(&classes);
+    index_free(&x);
     return st;
 }

@@ -452,7 +452,7 @@ static void test_registry(void)
 
 /* An image folder is the images the loader reads: the same tree elsewhere
  * has the same digest; files it skips leave the digest alone; an edited,
- * renamed or added image changes it. */
+ * renamed or added image changes it; a layout it refuses is refused. */
 static void test_folder_digest(void)
 {
     char root[512], copy[512], p[1024], q[1024], base[65], hex[65];
@@ -505,6 +505,13 @@ static void test_folder_digest(void)
     CHECK(remove(p) == 0);
     CHECK_OK(mg_data_digest("imagefolder", copy, hex, e), e);
     CHECK_STR_EQ(hex, base);
+
+    /* What the loader refuses, the digest refuses with the same message. */
+    snprintf(p, sizeof p, "%s/test/bird", copy);
+    CHECK(mkdir(p, 0755) == 0);
+    put_image(p, "a.png", 5, 0);
+    CHECK_INT_EQ(mg_data_digest("imagefolder", copy, hex, &err), MG_ERR_DATA);
+    CHECK(strstr(err.msg, "hold different class folders") != NULL && strstr(err.msg, "\"bird\"") != NULL);
 
     snprintf(p, sizeof p, "%s/none", root);
     CHECK_INT_EQ(mg_data_digest("imagefolder", p, hex, &err), MG_ERR_IO);
