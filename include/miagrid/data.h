@@ -170,11 +170,11 @@ const char *mg_data_known_list(void);
 int mg_data_by_content(const char *name);
 /* The content digest of a by-content dataset's root, as 64 hex digits into
  * hex: for "csv" the SHA-256 of the file's bytes (what sha256sum prints);
- * for "imagefolder" of every
- * image the loader reads, each with its path under the root and its size.
- * The same data under another path gives the same digest; an edit, a rename
- * or an added image changes it. A missing root is an MG_ERR_IO naming it, a
- * dataset that is not by content an MG_ERR_ARG. */
+ * for "imagefolder" the SHA-256 of every image the loader reads, each with
+ * its path under the root and its size. The same data under another path
+ * gives the same digest; an edit, a rename or an added image changes it. A
+ * missing root is an MG_ERR_IO naming it, a dataset that is not by content
+ * an MG_ERR_ARG. */
 mg_status mg_data_digest(const char *name, const char *root, char hex[65], mg_error *err);
 /* 1 if `name` is read from an image folder (it takes image_size and channels). */
 int mg_data_is_image_folder(const char *name);

@@ -41,13 +41,10 @@ typedef struct {
                                * "cifar100-coarse" */
     char root[1024];          /* "" = the registry default */
     mg_data_options opts;     /* image_size/channels (image folders), csv options; resolved */
-    char canon[MG_CANON_MAX]; /* canonical JSON (root excluded: where data lives
-                               * is not what it is; the generic imagefolder and
-                               * csv name their root's content digest once
-                               * mg_grid_bind_data has read it, their root until
-                               * then) */
-    char digest[65];          /* imagefolder, csv: mg_data_digest of the root once bound,
-                                 else "" */
+    char canon[MG_CANON_MAX]; /* canonical JSON (root excluded: where data lives is not what it is;
+                               * the generic imagefolder and csv name their root's content digest
+                               * once mg_grid_bind_data has read it, their root until then) */
+    char digest[65];          /* imagefolder, csv: mg_data_digest of the root once bound, else "" */
 } mg_dataset_spec;
 
 typedef struct {
