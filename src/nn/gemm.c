@@ -289,17 +289,20 @@ static int choose_kernel(void)
     __builtin_cpu_init();
     if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
         return 0;
-    if (mode == 1)
-        return 1;
+    return mode == 1 || !mg_blas_runs_avx512();
+}
+
+#endif /* MG_GEMM_X86 */
+
+int mg_blas_runs_avx512(void)
+{
     const char *core = openblas_get_corename();
     static const char *const avx512_cores[] = {"skylakex", "cooperlake", "sapphirerapids"};
     for (size_t i = 0; core && i < sizeof avx512_cores / sizeof avx512_cores[0]; i++)
         if (strcasecmp(core, avx512_cores[i]) == 0)
-            return 0;
-    return 1;
+            return 1;
+    return 0;
 }
-
-#endif /* MG_GEMM_X86 */
 
 static int use_kernel = -1;
 

@@ -13,6 +13,9 @@ void mg_gemm(int transa, int M, int N, int K, const float *A, int lda, const flo
 /* C (M,N) = beta C + A B^T for A (M,K) and B (N,K). */
 void mg_gemm_nt(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
 
+/* 1 if OpenBLAS runs its AVX-512 kernels in this process. */
+int mg_blas_runs_avx512(void);
+
 /* 1 if small products run on the engine's own kernel in this process. */
 int mg_gemm_kernel_active(void);
 

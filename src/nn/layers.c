@@ -21,6 +21,7 @@
  * cache.
  */
 #include "miagrid/nn.h"
+#include "nn/conv3.h"
 #include "nn/gemm.h"
 #include "nn/nn_internal.h"
 
@@ -330,6 +331,8 @@ size_t mg_conv2d_scratch(const mg_conv2d_shape *s)
         if (bwd > n)
             n = bwd;
     }
+    if (mg_conv3_scratch(s) > n)
+        n = mg_conv3_scratch(s);
     return n;
 }
 
@@ -1211,6 +1214,8 @@ static int conv_plane_chunks(const mg_conv2d_shape *s)
 int mg_conv2d_forward_sums(float *out, mg_layout lo, const float *inp, mg_layout li, const float *w, const float *b,
                            const mg_conv2d_shape *s, float *scratch, int act, float *kept, double *sums)
 {
+    if (mg_conv3_ok(s) && (act == MG_NO_ACT || act == MG_ACT_RELU))
+        return mg_conv3_forward(out, lo, inp, li, w, b, s, scratch, act, sums);
     if (sums && !(conv_plane_chunks(s) && mg_bn_sums_by_plane(s->OH * s->OW)))
         sums = NULL;
     const int G = conv_groups(s), Cg = s->C / G, OCg = s->OC / G, N = s->N;
@@ -1328,6 +1333,10 @@ void mg_conv2d_backward_kept(float *dinp, mg_layout li, int overwrite, float *dw
      * im2col of dout has OC/C times the rows of an im2col of the input: a
      * first layer, or one that widens much, takes the plain path. */
     const int pw = conv_is_pointwise(s), as_conv = conv_grad_as_conv(s) && dinp && OCg <= 2 * Cg;
+    if (mg_conv3_ok(s)) {
+        mg_conv3_backward(dinp, li, overwrite, dw, dout, lo, inp, w, s, scratch);
+        return;
+    }
     if (dinp && conv_cols_backward_ok(s)) {
         conv_cols_backward(dinp, li, overwrite, dw, dout, lo, inp, w, s, scratch);
         return;

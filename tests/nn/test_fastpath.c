@@ -15,6 +15,7 @@
  * against the same layers followed by an activation operation. */
 #include "mg_test.h"
 #include "miagrid/nn.h"
+#include "nn/conv3.h"
 #include "nn/nn_internal.h"
 
 #include <stdint.h>
@@ -157,14 +158,14 @@ static void conv_kept_bits(const mg_conv2d_shape *s, mg_layout lo, mg_layout li,
 /* Forward with a fused activation and both backward modes (overwrite, then
  * accumulate), on N samples in the channel-major layout, against the direct
  * reference. */
-static void conv_case_lay(mg_rng *rng, int N, int C, int H, int OC, int k, int stride, int pad, int groups, int act,
-                          int nchw, int bias)
+static void conv_case_hw(mg_rng *rng, int N, int C, int H, int W, int OC, int k, int stride, int pad, int groups,
+                         int act, int nchw, int bias)
 {
-    mg_conv2d_shape s = {.N = N, .C = C, .H = H, .W = H, .OC = OC, .KH = k, .KW = k, .stride = stride, .pad = pad,
-                         .groups = groups};
+    mg_conv2d_shape s = {
+        .N = N, .C = C, .H = H, .W = W, .OC = OC, .KH = k, .KW = k, .stride = stride, .pad = pad, .groups = groups};
     CHECK_INT_EQ(mg_conv2d_shape_init(&s), 0);
     const int G = groups > 1 ? groups : 1;
-    const size_t HW = (size_t)H * H, P = (size_t)s.OH * s.OW;
+    const size_t HW = (size_t)H * W, P = (size_t)s.OH * s.OW;
     const size_t ni = (size_t)N * C * HW, no = (size_t)N * OC * P, nw = (size_t)OC * (C / G) * k * k;
     const mg_layout li = nchw ? (mg_layout){(size_t)C * HW, HW} : (mg_layout){HW, (size_t)N * HW};
     const mg_layout lo = nchw ? (mg_layout){(size_t)OC * P, P} : (mg_layout){P, (size_t)N * P};
@@ -179,8 +180,8 @@ static void conv_case_lay(mg_rng *rng, int N, int C, int H, int OC, int k, int s
     fill_uniform(b, (size_t)OC, -1, 1, rng);
     fill_uniform(d, no, -1, 1, rng);
     char what[128];
-    snprintf(what, sizeof what, "conv%s N%d C%d %dx%d OC%d k%d s%d p%d g%d act%d%s", nchw ? " NCHW" : "", N, C, H,
-             H, OC, k, stride, pad, groups, act, bias ? "" : " no bias");
+    snprintf(what, sizeof what, "conv%s%s N%d C%d %dx%d OC%d k%d s%d p%d g%d act%d%s", mg_conv3_ok(&s) ? " direct" : "",
+             nchw ? " NCHW" : "", N, C, H, W, OC, k, stride, pad, groups, act, bias ? "" : " no bias");
 
     for (size_t i = 0; i < no; i++)
         out[i] = 1e6f;   /* overwritten, not added to */
@@ -221,6 +222,12 @@ static void conv_case_lay(mg_rng *rng, int N, int C, int H, int OC, int k, int s
 
     free(inp), free(w), free(b), free(out), free(d), free(dinp), free(dw), free(db), free(scratch);
     free(ref), free(rdi), free(rdw), free(rdb);
+}
+
+static void conv_case_lay(mg_rng *rng, int N, int C, int H, int OC, int k, int stride, int pad, int groups, int act,
+                          int nchw, int bias)
+{
+    conv_case_hw(rng, N, C, H, H, OC, k, stride, pad, groups, act, nchw, bias);
 }
 
 static void conv_case(mg_rng *rng, int N, int C, int H, int OC, int k, int stride, int pad, int groups, int act)
@@ -292,6 +299,33 @@ static void test_conv_finite_differences(mg_rng *rng)
     free(c.inp), free(c.w), free(c.b), free(c.out), free(c.r), free(c.scratch), free(dinp), free(dw), free(db);
 }
 
+/* The direct kernels of 3x3 stride-1 convolutions over rows of whole
+ * vectors (src/nn/conv3.c; MIAGRID_CONV=direct runs this test on them):
+ * ResNet's stages, output channels not a whole block of eight, three input
+ * channels (a first layer), a bias with a fused ReLU, the NCHW layout, the
+ * smallest plane (two rows of 16), rows of 48 (the vectors of a tile at
+ * different columns), and more samples than a backward chunk holds. */
+static void test_conv_direct(mg_rng *rng)
+{
+    static const int cases[][8] = {
+        /* N, C, H, W, OC, act, nchw, bias */
+        {3, 16, 32, 32, 16, MG_NO_ACT, 0, 0},   {2, 32, 16, 16, 32, MG_NO_ACT, 0, 0},
+        {2, 16, 16, 16, 12, MG_ACT_RELU, 0, 1}, {2, 3, 32, 32, 16, MG_NO_ACT, 0, 0},
+        {2, 8, 8, 32, 20, MG_ACT_RELU, 1, 1},   {3, 5, 2, 16, 9, MG_NO_ACT, 0, 1},
+        {2, 6, 4, 48, 8, MG_NO_ACT, 1, 0},      {7, 16, 32, 32, 16, MG_NO_ACT, 0, 0},
+    };
+    const int direct = getenv("MIAGRID_CONV") && strcmp(getenv("MIAGRID_CONV"), "direct") == 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const int *c = cases[i];
+        mg_conv2d_shape s = {
+            .N = c[0], .C = c[1], .H = c[2], .W = c[3], .OC = c[4], .KH = 3, .KW = 3, .stride = 1, .pad = 1};
+        CHECK_INT_EQ(mg_conv2d_shape_init(&s), 0);
+        if (direct)
+            CHECK(mg_conv3_ok(&s));
+        conv_case_hw(rng, c[0], c[1], c[2], c[3], c[4], 3, 1, 1, 1, c[5], c[6], c[7]);
+    }
+}
+
 static void test_conv(mg_rng *rng)
 {
     /* LeNet's second layer: unpadded stride-1 windows (the tight copies), chunks
@@ -355,6 +389,7 @@ static void test_conv(mg_rng *rng)
     /* Depthwise with a fused ReLU. */
     conv_case(rng, 2, 3, 6, 6, 3, 1, 1, 3, MG_ACT_RELU);
     test_conv_finite_differences(rng);
+    test_conv_direct(rng);
 }
 
 /* ---- 2x2 max pool ------------------------------------------------------------------------- */
@@ -755,7 +790,8 @@ static void bn_sums_case(mg_rng *rng, int N, int C, int H, int OC, int stride, i
     for (size_t i = 0; i < 3 * (size_t)OC; i++)
         sums[i] = NAN;
     const int got = mg_conv2d_forward_sums(out, lo, inp, li, w, NULL, &s, scratch, act, NULL, sums);
-    CHECK_INT_EQ(got, expect);
+    /* The direct kernels sum every plane the batch norm sums by plane. */
+    CHECK_INT_EQ(got, mg_conv3_ok(&s) && groups <= 1 ? mg_bn_sums_by_plane(P) : expect);
     const size_t c = (size_t)OC;
     mg_bn_forward_fused(o1, st1, st1 + c, out, lo, gb, gb + c, st1 + 2 * c, st1 + 3 * c, N, OC, P, 1, 0.1f, 1e-5f, NULL,
                         1, NULL, got ? sums : NULL);
@@ -827,6 +863,11 @@ static void test_bn_sums_model(void)
 
 int main(void)
 {
+    const char *conv = getenv("MIAGRID_CONV");
+    if (conv && strcmp(conv, "direct") == 0 && !mg_conv3_active()) {
+        printf("MIAGRID_CONV=direct, but this CPU has no AVX-512: skipped\n");
+        return MG_TEST_SKIP;
+    }
     mg_rng rng;
     mg_rng_seed(&rng, 1, "test_fastpath", "main");
     test_conv(&rng);
