@@ -1,7 +1,8 @@
 /*
  * conv3.h: direct kernels for 3x3 convolutions of stride 1 and padding 1
- * over planes whose rows are whole AVX-512 vectors (conv3.c). layers.c
- * sends such convolutions here when mg_conv3_ok says so.
+ * over planes whose rows are whole or half AVX-512 vectors (conv3.c).
+ * layers.c sends such convolutions here when mg_conv3_ok (forward) and
+ * mg_conv3_backward_ok say so.
  */
 #ifndef MIAGRID_NN_CONV3_H
 #define MIAGRID_NN_CONV3_H
@@ -15,6 +16,10 @@ int mg_conv3_active(void);
 
 /* 1 if s is a convolution the direct kernels take and they are active. */
 int mg_conv3_ok(const mg_conv2d_shape *s);
+
+/* 1 if the direct kernels take the backward of s too (rows of 8 take only
+ * the forward). */
+int mg_conv3_backward_ok(const mg_conv2d_shape *s);
 
 /* Floats of scratch the two below need for s. */
 size_t mg_conv3_scratch(const mg_conv2d_shape *s);

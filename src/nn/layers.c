@@ -1333,7 +1333,7 @@ void mg_conv2d_backward_kept(float *dinp, mg_layout li, int overwrite, float *dw
      * im2col of dout has OC/C times the rows of an im2col of the input: a
      * first layer, or one that widens much, takes the plain path. */
     const int pw = conv_is_pointwise(s), as_conv = conv_grad_as_conv(s) && dinp && OCg <= 2 * Cg;
-    if (mg_conv3_ok(s)) {
+    if (mg_conv3_backward_ok(s)) {
         mg_conv3_backward(dinp, li, overwrite, dw, dout, lo, inp, w, s, scratch);
         return;
     }

@@ -304,7 +304,9 @@ static void test_conv_finite_differences(mg_rng *rng)
  * ResNet's stages, output channels not a whole block of eight, three input
  * channels (a first layer), a bias with a fused ReLU, the NCHW layout, the
  * smallest plane (two rows of 16), rows of 48 (the vectors of a tile at
- * different columns), and more samples than a backward chunk holds. */
+ * different columns), more samples than a backward chunk holds; rows of 8
+ * (two to a vector; the forward only): ResNet's last stage, four rows in
+ * NCHW with a ReLU, many samples. */
 static void test_conv_direct(mg_rng *rng)
 {
     static const int cases[][8] = {
@@ -313,6 +315,8 @@ static void test_conv_direct(mg_rng *rng)
         {2, 16, 16, 16, 12, MG_ACT_RELU, 0, 1}, {2, 3, 32, 32, 16, MG_NO_ACT, 0, 0},
         {2, 8, 8, 32, 20, MG_ACT_RELU, 1, 1},   {3, 5, 2, 16, 9, MG_NO_ACT, 0, 1},
         {2, 6, 4, 48, 8, MG_NO_ACT, 1, 0},      {7, 16, 32, 32, 16, MG_NO_ACT, 0, 0},
+        {3, 64, 8, 8, 64, MG_NO_ACT, 0, 0},     {2, 5, 4, 8, 11, MG_ACT_RELU, 1, 1},
+        {30, 24, 8, 8, 16, MG_NO_ACT, 0, 1},
     };
     const int direct = getenv("MIAGRID_CONV") && strcmp(getenv("MIAGRID_CONV"), "direct") == 0;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
