@@ -39,8 +39,6 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "nn/conv3.h"
@@ -193,55 +191,6 @@ static INL TGT void store_tile(float *out, size_t osc, int mr, __m512 acc[MR][NV
         }
 }
 
-/* out[i][p0 + q] (rows osc apart, i < mr; q < NV*VL) = relu?(bias[i] +
- * (add ? out : 0) + sum over k < K, taps t of wk[(k*9 + t)*MR + i] *
- * window t of plane k at p0), plane k at src + k*L (its slot's plane). */
-static INL TGT void tile(float *out, size_t osc, int mr, const float *src, size_t L, int K, int W, const float *wk,
-                         int p0, const float *bias, int relu, int add)
-{
-    __mmask16 m0[NV], m2[NV];
-    for (int v = 0; v < NV; v++) {
-        const int col = (p0 + v * VL) % W;
-        m0[v] = mask_left(col);
-        m2[v] = mask_right(col, W);
-    }
-    __m512 acc[MR][NV];
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; i++)
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; v++)
-            acc[i][v] = _mm512_setzero_ps();
-    for (int k = 0; k < K; k++, wk += 9 * MR) {
-        const float *plane = src + (size_t)k * L + p0;
-#pragma GCC unroll 3
-        for (int kh = 0; kh < 3; kh++) {
-            const float *r = plane + (ptrdiff_t)(kh - 1) * W;
-            __m512 a[NV + 2];
-#pragma GCC unroll 4
-            for (int v = 0; v < NV + 2; v++)
-                a[v] = _mm512_load_ps(r + (v - 1) * VL);
-#pragma GCC unroll 3
-            for (int kw = 0; kw < 3; kw++) {
-                __m512 x[NV];
-#pragma GCC unroll 4
-                for (int v = 0; v < NV; v++)
-                    x[v] = kw == 0   ? lane_prev(m0[v], a[v + 1], a[v])
-                           : kw == 1 ? a[v + 1]
-                                     : lane_next(m2[v], a[v + 2], a[v + 1]);
-                const float *wt = wk + (kh * 3 + kw) * MR;
-#pragma GCC unroll 8
-                for (int i = 0; i < MR; i++) {
-                    const __m512 wi = _mm512_set1_ps(wt[i]);
-#pragma GCC unroll 4
-                    for (int v = 0; v < NV; v++)
-                        acc[i][v] = _mm512_fmadd_ps(wi, x[v], acc[i][v]);
-                }
-            }
-        }
-    }
-    store_tile(out, osc, mr, acc, p0, bias, relu, add);
-}
-
 /* Rows of 8 (the 8x8 stage): a vector holds two rows, so every window,
  * the kernel rows' included, is a lane shift of the vector (cur) and the one
  * before (prev) or after (next) it: window t = kh*3 + kw reads the position
@@ -273,10 +222,31 @@ static INL TGT __m512 window8(int t, __m512 prev, __m512 cur, __m512 next)
     }
 }
 
-/* tile for rows of 8. */
-static INL TGT void tile8(float *out, size_t osc, int mr, const float *src, size_t L, int K, const float *wk, int p0,
-                          const float *bias, int relu, int add)
+/* acc[i][v] += wt[i] * x[v]: one tap of a tile. */
+static INL TGT void tile_tap(__m512 acc[MR][NV], const __m512 x[NV], const float *wt)
 {
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; i++) {
+        const __m512 wi = _mm512_set1_ps(wt[i]);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++)
+            acc[i][v] = _mm512_fmadd_ps(wi, x[v], acc[i][v]);
+    }
+}
+
+/* out[i][p0 + q] (rows osc apart, i < mr; q < NV*VL) = relu?(bias[i] +
+ * (add ? out : 0) + sum over k < K, taps t of wk[(k*9 + t)*MR + i] *
+ * window t of plane k at p0), plane k at src + k*L (its slot's plane).
+ * rows8: W is 8 (a constant at each call, so that one loop remains). */
+static INL TGT void tile(float *out, size_t osc, int mr, const float *src, size_t L, int K, int W, int rows8,
+                         const float *wk, int p0, const float *bias, int relu, int add)
+{
+    __mmask16 m0[NV], m2[NV];
+    for (int v = 0; v < NV; v++) {
+        const int col = (p0 + v * VL) % W;
+        m0[v] = mask_left(col);
+        m2[v] = mask_right(col, W);
+    }
     __m512 acc[MR][NV];
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++)
@@ -285,22 +255,34 @@ static INL TGT void tile8(float *out, size_t osc, int mr, const float *src, size
             acc[i][v] = _mm512_setzero_ps();
     for (int k = 0; k < K; k++, wk += 9 * MR) {
         const float *plane = src + (size_t)k * L + p0;
-        __m512 a[NV + 2];
+        __m512 a[NV + 2], x[NV];
+        if (rows8) {
 #pragma GCC unroll 4
-        for (int v = 0; v < NV + 2; v++)
-            a[v] = _mm512_load_ps(plane + (v - 1) * VL);
+            for (int v = 0; v < NV + 2; v++)
+                a[v] = _mm512_load_ps(plane + (v - 1) * VL);
 #pragma GCC unroll 9
-        for (int t = 0; t < 9; t++) {
-            __m512 x[NV];
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; v++)
-                x[v] = window8(t, a[v], a[v + 1], a[v + 2]);
-#pragma GCC unroll 8
-            for (int i = 0; i < MR; i++) {
-                const __m512 wi = _mm512_set1_ps(wk[t * MR + i]);
+            for (int t = 0; t < 9; t++) {
 #pragma GCC unroll 4
                 for (int v = 0; v < NV; v++)
-                    acc[i][v] = _mm512_fmadd_ps(wi, x[v], acc[i][v]);
+                    x[v] = window8(t, a[v], a[v + 1], a[v + 2]);
+                tile_tap(acc, x, wk + t * MR);
+            }
+            continue;
+        }
+#pragma GCC unroll 3
+        for (int kh = 0; kh < 3; kh++) {
+            const float *r = plane + (ptrdiff_t)(kh - 1) * W;
+#pragma GCC unroll 4
+            for (int v = 0; v < NV + 2; v++)
+                a[v] = _mm512_load_ps(r + (v - 1) * VL);
+#pragma GCC unroll 3
+            for (int kw = 0; kw < 3; kw++) {
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; v++)
+                    x[v] = kw == 0   ? lane_prev(m0[v], a[v + 1], a[v])
+                           : kw == 1 ? a[v + 1]
+                                     : lane_next(m2[v], a[v + 2], a[v + 1]);
+                tile_tap(acc, x, wk + (kh * 3 + kw) * MR);
             }
         }
     }
@@ -373,12 +355,12 @@ static TGT void sample_conv(float *out, size_t osc, int rows, const float *src, 
         const int mr = rows - b * MR < MR ? rows - b * MR : MR;
         for (int p0 = 0; p0 < P; p0 += NV * VL) {
             ahead_fetch(next, per);
+            float *o = out + (size_t)b * MR * osc;
+            const float *wk = wp + (size_t)b * K * 9 * MR, *bb = bias ? bias + b * MR : NULL;
             if (W == VL / 2)
-                tile8(out + (size_t)b * MR * osc, osc, mr, src, L, K, wp + (size_t)b * K * 9 * MR, p0,
-                      bias ? bias + b * MR : NULL, relu, add);
+                tile(o, osc, mr, src, L, K, VL / 2, 1, wk, p0, bb, relu, add);
             else
-                tile(out + (size_t)b * MR * osc, osc, mr, src, L, K, W, wp + (size_t)b * K * 9 * MR, p0,
-                     bias ? bias + b * MR : NULL, relu, add);
+                tile(o, osc, mr, src, L, K, W, 0, wk, p0, bb, relu, add);
         }
     }
 }
@@ -428,16 +410,9 @@ static TGT void dw_tile(float *dw, size_t C9, int mr, const float *xs, size_t xs
  * AVX-512 kernels; direct: on any AVX-512 CPU; gemm: never. */
 static int choose(void)
 {
-    const char *e = getenv("MIAGRID_CONV");
-    int mode = 0; /* auto */
-    if (e && *e && strcmp(e, "auto") != 0) {
-        if (strcmp(e, "gemm") == 0)
-            return 0;
-        if (strcmp(e, "direct") == 0)
-            mode = 1;
-        else
-            fprintf(stderr, "miagrid: MIAGRID_CONV='%s' is not auto, direct or gemm; using auto\n", e);
-    }
+    const int mode = mg_env_mode("MIAGRID_CONV", "direct", "gemm");
+    if (mode == 0)
+        return 0;
     __builtin_cpu_init();
     if (!__builtin_cpu_supports("avx512f"))
         return 0;

@@ -276,16 +276,9 @@ static TGT void gemm_nt_avx2(int M, int N, int K, const float *A, size_t lda, co
  * blas: never. */
 static int choose_kernel(void)
 {
-    const char *e = getenv("MIAGRID_GEMM");
-    int mode = 0; /* auto */
-    if (e && *e && strcmp(e, "auto") != 0) {
-        if (strcmp(e, "blas") == 0)
-            return 0;
-        if (strcmp(e, "own") == 0)
-            mode = 1;
-        else
-            fprintf(stderr, "miagrid: MIAGRID_GEMM='%s' is not auto, own or blas; using auto\n", e);
-    }
+    const int mode = mg_env_mode("MIAGRID_GEMM", "own", "blas");
+    if (mode == 0)
+        return 0;
     __builtin_cpu_init();
     if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
         return 0;
@@ -293,6 +286,19 @@ static int choose_kernel(void)
 }
 
 #endif /* MG_GEMM_X86 */
+
+int mg_env_mode(const char *var, const char *on, const char *off)
+{
+    const char *e = getenv(var);
+    if (!e || !*e || strcmp(e, "auto") == 0)
+        return -1;
+    if (strcmp(e, on) == 0)
+        return 1;
+    if (strcmp(e, off) == 0)
+        return 0;
+    fprintf(stderr, "miagrid: %s='%s' is not auto, %s or %s; using auto\n", var, e, on, off);
+    return -1;
+}
 
 int mg_blas_runs_avx512(void)
 {
