@@ -18,7 +18,9 @@
  * downsampling of ResNets) likewise over the even and odd rows and columns
  * of the input (conv_par_forward); depthwise convolutions run direct. A
  * fused ReLU or Tanh and the bias are applied to each chunk while it is in
- * cache.
+ * cache. Where the direct AVX-512 kernels of conv3.c are active, they take
+ * the 3x3 stride-1 convolutions over planes 8, 16 or a multiple of 16 wide
+ * (the backward only for the latter) ahead of all of these.
  */
 #include "miagrid/nn.h"
 #include "nn/conv3.h"
