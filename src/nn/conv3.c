@@ -102,10 +102,10 @@ size_t mg_conv3_scratch(const mg_conv2d_shape *s)
 {
     if (!shape_ok(s))
         return 0;
-    if (s->W % VL != 0) /* the forward only */
-        return packed(s->OC, s->C) + (size_t)s->C * slot(s) + VL;
     const size_t L = slot(s), C = (size_t)s->C;
     const size_t fwd = packed(s->OC, s->C) + C * L;
+    if (s->W % VL != 0) /* the forward only */
+        return fwd + VL;
     const size_t bwd = packed(s->C, s->OC) + (size_t)chunk_samples(s) * (C + (size_t)blocks(s->OC) * MR) * L;
     return (fwd > bwd ? fwd : bwd) + VL; /* + VL: alignment */
 }
@@ -300,10 +300,13 @@ typedef struct {
     int t, j, c, l;                           /* the next line */
 } ahead;
 
-static ahead ahead_none(void)
+/* Nothing yet to fetch, for samples samples of planes of lines lines. */
+static ahead ahead_of(int samples, int lines)
 {
     ahead a;
     memset(&a, 0, sizeof a);
+    a.samples = samples;
+    a.lines = lines;
     return a;
 }
 
@@ -459,12 +462,9 @@ int mg_conv3_forward(float *out, mg_layout lo, const float *inp, mg_layout li, c
         for (int c = 0; c < C; c++)
             memcpy(buf + (size_t)c * L + F, inp + (size_t)n * li.sn + (size_t)c * li.sc, (size_t)P * sizeof(float));
         float *on = out + (size_t)n * lo.sn;
-        ahead next = ahead_none();
-        if (n + 1 < s->N) {
+        ahead next = ahead_of(1, P / VL);
+        if (n + 1 < s->N)
             ahead_add(&next, inp + (size_t)(n + 1) * li.sn, li, C);
-            next.samples = 1;
-            next.lines = P / VL;
-        }
         sample_conv(on, lo.sc, OC, buf + F, L, C, P, s->W, wp, b, act == MG_ACT_RELU, 0, &next);
         for (int oc = 0; sums && oc < OC; oc++)
             mg_bn_plane_sums(sums + 3 * (size_t)oc, on + (size_t)oc * lo.sc, P, n == 0);
@@ -503,14 +503,12 @@ void mg_conv3_backward(float *dinp, mg_layout li, int overwrite, float *dw, cons
                        (size_t)P * sizeof(float));
         }
         /* The next chunk's planes are fetched while this one computes. */
-        ahead next = ahead_none();
+        ahead next = ahead_of(s->N - n0 - ns < S ? s->N - n0 - ns : S, P / VL);
         if (n0 + ns < s->N) {
             ahead_add(&next, inp + (size_t)(n0 + ns) * li.sn, li, C);
             ahead_add(&next, dout + (size_t)(n0 + ns) * lo.sn, lo, OC);
-            next.samples = s->N - n0 - ns < S ? s->N - n0 - ns : S;
-            next.lines = P / VL;
         }
-        ahead none = ahead_none();
+        ahead none = ahead_of(0, 0);
         for (int j = 0; dinp && j < ns; j++)
             sample_conv(dinp + (size_t)(n0 + j) * li.sn, li.sc, C, db + (size_t)j * OCp * L + F, L, OC, P, s->W, wf,
                         NULL, 0, !overwrite, &none);

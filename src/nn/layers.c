@@ -333,9 +333,8 @@ size_t mg_conv2d_scratch(const mg_conv2d_shape *s)
         if (bwd > n)
             n = bwd;
     }
-    if (mg_conv3_scratch(s) > n)
-        n = mg_conv3_scratch(s);
-    return n;
+    const size_t direct = mg_conv3_scratch(s);
+    return direct > n ? direct : n;
 }
 
 /* The output columns [*lo, *hi) whose input column ow*stride - pad + k lies
